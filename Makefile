@@ -1,0 +1,50 @@
+# The two set-up commands of the README are `make demo` and `make test`; the rest are parts.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CLUSTER := $(PY) hack/cluster/cluster.py
+
+.PHONY: demo test lint unit e2e cluster-up cluster-down crds bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+cluster-up: $(VENV)/.installed
+	$(CLUSTER) up
+
+cluster-down: $(VENV)/.installed
+	$(CLUSTER) down
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check operator tests hack bench
+	$(VENV)/bin/ruff format --check operator tests hack bench
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit -q
+
+e2e: $(VENV)/.installed
+	$(PY) -m pytest tests/e2e -q
+
+# Everything CI checks: lint, unit tests, and the end-to-end suite on the local cluster
+# (started by the tests when it is not running, and stopped again afterwards).
+test: $(VENV)/.installed lint
+	$(PY) -m pytest tests -q
+
+demo: $(VENV)/.installed
+	$(PY) hack/demo.py
+
+crds: $(VENV)/.installed
+	$(VENV)/bin/nemotron-operator crd > crds/nemotron.dev_nemotrondeployments.yaml
+
+bench: $(VENV)/.installed
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean: cluster-down
+	rm -rf $(VENV)
