@@ -83,11 +83,9 @@ build_etcd() {
 build_kwok() {
   local out=$1 version=$2 src
   GOBIN=$out go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$version"
-  # kwok runs only the Stages it is given: keep its own fast defaults beside the binary.
+  # kwok runs only the Stages it is given: keep its own (node, pod, volume) beside the binary.
   src=$(go env GOMODCACHE)/sigs.k8s.io/kwok@$version/kustomize/stage
-  mkdir -p "$out/stages"
-  cp "$src/node/fast/node-initialize.yaml" "$src/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
-    "$src/pod/fast/pod-ready.yaml" "$src/pod/fast/pod-complete.yaml" "$src/pod/fast/pod-delete.yaml" "$out/stages/"
+  cp -r "$src" "$out/stages"
   chmod -R u+w "$out/stages"
 }
 

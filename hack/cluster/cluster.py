@@ -343,11 +343,27 @@ def node_manifests(pools_file: Path) -> list[dict]:
     return nodes
 
 
+# kwok's own Stages that the cluster runs (paths under kwok's kustomize/stage/).
+KWOK_STAGES = (
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+    # a fake volume provisioner: claims of the default class `kwok-volume` bind at once
+    "volume/fast/pvc-provision.yaml",
+    "volume/fast/pvc-delete.yaml",
+    "volume/fast/pv-bind.yaml",
+    "volume/fast/pv-delete.yaml",
+)
+STORAGE_CLASS = "volume/fast/storage-class.yaml"
+
+
 def kwok_config(stages_dir: Path, target: Path) -> None:
     """kwok's own fast Stages, except that pods annotated hands-off are left to the tests."""
     documents = []
-    for path in sorted(stages_dir.glob("*.yaml")):
-        stage = yaml.safe_load(path.read_text())
+    for name in KWOK_STAGES:
+        stage = yaml.safe_load((stages_dir / name).read_text())
         if stage["metadata"]["name"] in ("pod-ready", "pod-complete"):
             stage["spec"]["selector"]["matchExpressions"].append(
                 {
@@ -499,6 +515,7 @@ def start_fake_nodes(bins: dict[str, Path], state: Path, nodes_file: Path) -> in
             "--node-ip=127.0.0.1",
         ],
     )
+    kubectl(bins, state, "apply", "-f", str(bins["kwok-stages"] / STORAGE_CLASS))
     nodes = node_manifests(nodes_file)
     kubectl(
         bins,

@@ -264,3 +264,39 @@ def test_fake_kubelet_image_pull_failure_keeps_the_registry_message(
         namespace, field_selector="involvedObject.name=nim,reason=Failed"
     ).items
     assert any("403 Forbidden" in e.message for e in failed)
+
+
+def test_claim_of_the_default_storage_class_binds_and_its_pod_runs(
+    cluster: Cluster, namespace: str
+) -> None:
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="cache"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "120Gi"}),
+            ),
+        ),
+    )
+    spec = gpu_pod_spec(1)
+    spec.volumes = [
+        client.V1Volume(
+            name="cache",
+            persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(claim_name="cache"),
+        )
+    ]
+    core.create_namespaced_pod(
+        namespace, client.V1Pod(metadata=client.V1ObjectMeta(name="nim"), spec=spec)
+    )
+    wait_until(
+        lambda: (
+            core.read_namespaced_persistent_volume_claim("cache", namespace).status.phase == "Bound"
+        ),
+        "the claim to bind",
+    )
+    wait_until(
+        lambda: core.read_namespaced_pod("nim", namespace).status.phase == "Running",
+        "the pod using the claim to run",
+    )
