@@ -1,0 +1,865 @@
+"""Why a NIM pod is not serving, in plain words: pod status and events in, one diagnosis out.
+
+A pure function of data as the Kubernetes API returns it (camelCase JSON as dicts). It reads:
+
+- container states: ``waiting`` (ErrImagePull, ImagePullBackOff, CreateContainerConfigError,
+  CrashLoopBackOff), ``terminated`` / ``lastState.terminated`` with the log tail the kubelet
+  copies into ``message`` (``terminationMessagePolicy: FallbackToLogsOnError``), ``OOMKilled``;
+- the pod's ``PodScheduled`` condition and eviction status;
+- the scheduler's and kubelet's events about the pod (FailedScheduling, Failed, FailedMount,
+  Killing, FailedToRetrieveImagePullSecret).
+
+Texts vary by NIM release, serving engine, container runtime and registry, so the rules match
+meaning, never one exact string, skip log lines a logger marked INFO/DEBUG/WARNING, and fall back
+to an honest ``CrashLoop`` quoting the last lines rather than guessing. Anything quoted has NGC
+keys redacted first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+DEFAULT_STARTUP_ALLOWANCE_SECONDS = 1200
+"""What the NIM Operator's startup probe allows (failureThreshold 120 x period 10 s)."""
+
+EVIDENCE_CHARS = 300
+CRASH_EVIDENCE_LINES = 3
+OUTPUT_FORMATS = ("text", "json")
+
+
+class Reason(StrEnum):
+    """Condition reasons about NGC access and failing NIM pods.
+
+    Kept here until ``names.py`` takes them over; ``ngc`` uses the same members.
+    """
+
+    SECRET_NOT_FOUND = "SecretNotFound"
+    NGC_KEY_REQUIRED = "NGCKeyRequired"
+    NGC_AUTHENTICATION_FAILED = "NGCAuthenticationFailed"
+    NGC_NOT_ENTITLED = "NGCNotEntitled"
+    IMAGE_PULL_UNAUTHORIZED = "ImagePullUnauthorized"
+    IMAGE_NOT_FOUND = "ImageNotFound"
+    MODEL_PROFILE_NOT_FOUND = "ModelProfileNotFound"
+    CONTAINER_CONFIG_ERROR = "ContainerConfigError"
+    INSUFFICIENT_GPU_MEMORY = "InsufficientGPUMemory"
+    HOST_MEMORY_EXHAUSTED = "HostMemoryExhausted"
+    CACHE_NOT_WRITABLE = "CacheNotWritable"
+    UNSCHEDULABLE = "Unschedulable"
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    CRASH_LOOP = "CrashLoop"
+    STARTUP_TIMEOUT = "StartupTimeout"
+    # Outcomes of the NGC pre-flight check (ngc.py) that no pod produces.
+    NGC_ENTITLED = "NGCEntitled"
+    ANONYMOUS_PULL_ALLOWED = "AnonymousPullAllowed"
+    REGISTRY_UNREACHABLE = "RegistryUnreachable"
+    UNEXPECTED_REGISTRY_RESPONSE = "UnexpectedRegistryResponse"
+
+
+DIAGNOSIS_REASONS: tuple[Reason, ...] = (
+    Reason.SECRET_NOT_FOUND,
+    Reason.NGC_KEY_REQUIRED,
+    Reason.NGC_AUTHENTICATION_FAILED,
+    Reason.NGC_NOT_ENTITLED,
+    Reason.IMAGE_PULL_UNAUTHORIZED,
+    Reason.IMAGE_NOT_FOUND,
+    Reason.MODEL_PROFILE_NOT_FOUND,
+    Reason.CONTAINER_CONFIG_ERROR,
+    Reason.INSUFFICIENT_GPU_MEMORY,
+    Reason.HOST_MEMORY_EXHAUSTED,
+    Reason.CACHE_NOT_WRITABLE,
+    Reason.UNSCHEDULABLE,
+    Reason.IMAGE_PULL_FAILED,
+    Reason.CRASH_LOOP,
+    Reason.STARTUP_TIMEOUT,
+)
+"""The reasons a diagnosis can carry, most decisive first: when pods disagree, the earliest wins
+(a missing Secret or a refused key explains everything after it; a crash loop explains little)."""
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    reason: Reason
+    message: str
+    """What is wrong, quoting the decisive evidence briefly (keys redacted)."""
+    hint: str
+    """What to change."""
+    pod: str = ""
+    container: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Redaction
+
+_REDACTED = "***"
+_SECRET_PATTERNS = (
+    re.compile(r"nvapi-[A-Za-z0-9_\-]+"),
+    re.compile(r"(?i)(NGC_(?:CLI_)?API_KEY['\"]?\s*[=:]\s*['\"]?)[^\s'\",;}]+"),
+    re.compile(
+        r"(?i)(\b(?:authorization|x-api-key)['\"]?\s*[=:]\s*['\"]?(?:basic|bearer)?\s*)[^\s'\",;}]+"
+    ),
+    re.compile(
+        r"(?i)(\b(?:password|passwd|secret|token|api[_-]?key)['\"]?\s*[=:]\s*['\"]?)"
+        r"(?=[^\s'\",;}]*\d)[^\s'\",;}]{16,}"  # a value that looks generated, not a word
+    ),
+    # Legacy NGC keys and other long mixed-case base64 blobs (hex ids and digests are lowercase).
+    re.compile(
+        r"(?<![A-Za-z0-9+/])(?=[A-Za-z0-9+/]*[A-Z])(?=[A-Za-z0-9+/]*[a-z])(?=[A-Za-z0-9+/]*\d)"
+        r"[A-Za-z0-9+/]{40,}={0,2}"
+    ),
+)
+
+
+def redact(text: str) -> str:
+    """The text with NGC keys and other credentials replaced by ``***``."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(
+            lambda m: (m.group(1) if m.re.groups else "") + _REDACTED,
+            text,
+        )
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Tolerant access to API objects that may be partial or malformed
+
+
+def _field(obj: object, *path: str) -> object:
+    for key in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _mappings(value: object) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list | tuple):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return max(value, 0)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _quote(text: str, keep_end: bool = False) -> str:
+    """Evidence in quotes, redacted, one line, cut to its start (or its end, where runtimes put
+    the cause of a failed pull)."""
+    text = " ".join(redact(text).split())
+    if len(text) > EVIDENCE_CHARS:
+        cut = EVIDENCE_CHARS - 3
+        text = "..." + text[-cut:] if keep_end else text[:cut] + "..."
+    return f'"{text}"'
+
+
+# ---------------------------------------------------------------------------------------------
+# Log tails
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_JSON_MESSAGE_KEYS = ("message", "msg", "log", "text", "error", "exception", "exc_info")
+_JSON_LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
+_QUIET_LEVELS = frozenset({"trace", "debug", "info", "notice", "warn", "warning"})
+_TEXT_LEVEL = re.compile(
+    r"^.{0,60}?(?<![A-Za-z])(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING)(?![A-Za-z])"
+)
+
+
+@dataclass(frozen=True)
+class _LogLine:
+    text: str
+    quiet: bool
+    """Marked by its logger as below error level: never the evidence of a failure."""
+
+
+def _log_lines(tail: str) -> list[_LogLine]:
+    """Lines of a log tail, with JSON lines (NIM_JSONL_LOGGING=1) reduced to their message."""
+    lines: list[_LogLine] = []
+    for raw in tail.splitlines():
+        line = _ANSI_ESCAPE.sub("", raw).strip()
+        if not line:
+            continue
+        record = _json_object(line)
+        if record is None:
+            lines.append(_LogLine(line, bool(_TEXT_LEVEL.match(line))))
+            continue
+        level = next((_text(record.get(k)) for k in _JSON_LEVEL_KEYS if _text(record.get(k))), "")
+        quiet = level.lower() in _QUIET_LEVELS
+        parts = [_text(record.get(k)) for k in _JSON_MESSAGE_KEYS if _text(record.get(k)).strip()]
+        for part in parts or [line]:
+            lines.extend(_LogLine(p.strip(), quiet) for p in part.splitlines() if p.strip())
+    return lines
+
+
+def _json_object(line: str) -> Mapping[str, Any] | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+@dataclass(frozen=True)
+class _LogRule:
+    reason: Reason
+    matches: re.Pattern[str]
+    unless: re.Pattern[str] | None = None
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+_NGC_CONTEXT = r"(?=.*\b(?:ngc|nvcr|manifest|download|registry|api\.ngc)\b)"
+_LOG_RULES: tuple[_LogRule, ...] = (
+    _LogRule(
+        Reason.MODEL_PROFILE_NOT_FOUND,
+        _rx(
+            r"NIM_MODEL_PROFILE\b.*\b(?:no matching|not found|not valid|invalid)|"
+            r"no matching profile"
+        ),
+    ),
+    _LogRule(
+        Reason.NGC_KEY_REQUIRED,
+        _rx(
+            r"\bNGC_(?:CLI_)?API_KEY\b.*\b(?:not set|not (?:been )?provided|missing|is required|"
+            r"must be (?:set|provided)|is empty)|\bno (?:ngc )?api key\b"
+        ),
+    ),
+    _LogRule(
+        Reason.NGC_AUTHENTICATION_FAILED,
+        _rx(
+            r"authentication (?:error|failed|failure)|"
+            r"invalid (?:ngc )?api[ _-]?key|invalid ngc key|"
+            r"\bapi[ _-]?key\b.*\b(?:invalid|expired|revoked|rejected)\b|"
+            + _NGC_CONTEXT
+            + r".*(?:\b401\b|\bunauthori[sz]ed\b)"
+        ),
+    ),
+    _LogRule(
+        Reason.NGC_NOT_ENTITLED,
+        _rx(
+            r"\bpermission error\b|permissions that the user does not have|"
+            r"not (?:be )?(?:a )?member of the org|\bnot entitled\b|"
+            + _NGC_CONTEXT
+            + r".*(?:\b403\b|\bforbidden\b|\baccess denied\b)"
+        ),
+    ),
+    _LogRule(
+        Reason.INSUFFICIENT_GPU_MEMORY,
+        _rx(
+            r"could not find a profile that is currently runnable|"
+            r"no available memory for the cache blocks|"
+            r"\bcuda\b.*\bout of memory|outofmemoryerror|"
+            r"cudaerrormemoryallocation|cuda_error_out_of_memory|"
+            r"(?:not enough|insufficient) (?:gpu |device |cuda )?memory|"
+            r"larger than the (?:maximum number of tokens that can be stored in|available)"
+            r" kv cache|"
+            r"kv cache\b.*\b(?:is needed|not enough|insufficient|exceeds)|"
+            r"free memory on device.*less than desired gpu memory utilization"
+        ),
+        unless=_rx(r"illegal memory access"),
+    ),
+    _LogRule(
+        Reason.CACHE_NOT_WRITABLE,
+        _rx(
+            r"no space left on device|disk quota exceeded|\[errno (?:28|122|30|13)\]|"
+            r"read-only file system|"
+            r"(?=.*(?:/opt/nim|/model-store|nim_cache_path|\.cache\b|model (?:cache|store)|"
+            r"cache (?:dir|directory|path|volume)))"
+            r".*(?:permission denied|not writable|cannot write|unable to write|failed to write)"
+        ),
+        unless=_rx(r"/dev/shm|\bshm\b|shared memory|kv[ _]cache"),
+    ),
+    _LogRule(
+        Reason.HOST_MEMORY_EXHAUSTED,
+        _rx(r"\[errno 12\]|cannot allocate memory|std::bad_alloc|(?<![A-Za-z])MemoryError\b"),
+    ),
+)
+
+
+def _classify_log(tail: str) -> tuple[Reason, str] | None:
+    """The first rule any loud line matches, with the last such line as evidence."""
+    lines = [redact(line.text) for line in _log_lines(tail) if not line.quiet]
+    for rule in _LOG_RULES:
+        hits = [
+            line
+            for line in lines
+            if rule.matches.search(line) and not (rule.unless and rule.unless.search(line))
+        ]
+        if hits:
+            return rule.reason, hits[-1]
+    return None
+
+
+def _last_lines(tail: str) -> str:
+    lines = _log_lines(tail)
+    loud = [line.text for line in lines if not line.quiet] or [line.text for line in lines]
+    return " | ".join(loud[-CRASH_EVIDENCE_LINES:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+
+def _events_about(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list[Mapping]:
+    """Events whose involvedObject is this pod, newest first."""
+    name = _text(_field(pod, "metadata", "name"))
+    namespace = _text(_field(pod, "metadata", "namespace"))
+    uid = _text(_field(pod, "metadata", "uid"))
+    about = []
+    for event in _mappings(list(events) if isinstance(events, Sequence) else []):
+        involved = _field(event, "involvedObject") or _field(event, "regarding")
+        kind = _text(_field(involved, "kind"))
+        if kind not in ("", "Pod") or not name or _text(_field(involved, "name")) != name:
+            continue
+        other_namespace = _text(_field(involved, "namespace"))
+        other_uid = _text(_field(involved, "uid"))
+        if namespace and other_namespace and other_namespace != namespace:
+            continue
+        if uid and other_uid and other_uid != uid:
+            continue
+        about.append(event)
+    return sorted(about, key=_event_time, reverse=True)
+
+
+def _event_time(event: Mapping[str, Any]) -> datetime:
+    for path in (("lastTimestamp",), ("eventTime",), ("firstTimestamp",)):
+        moment = _timestamp(_field(event, *path))
+        if moment:
+            return moment
+    return _timestamp(_field(event, "metadata", "creationTimestamp")) or datetime.min.replace(
+        tzinfo=UTC
+    )
+
+
+def _event_messages(
+    events: Iterable[Mapping], reason: str, found: re.Pattern[str] | None = None
+) -> list[str]:
+    return [
+        _text(_field(e, "message") or _field(e, "note"))
+        for e in events
+        if _text(_field(e, "reason")) == reason
+        and (found is None or found.search(_text(_field(e, "message") or _field(e, "note"))))
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hints that use the plan's numbers
+
+
+def _plan_number(plan: Mapping[str, Any] | None, key: str) -> float | None:
+    return _number(_field(plan, key)) if plan else None
+
+
+_LOWER_PRECISION = {"bf16": "fp8", "fp16": "fp8", "fp8": "nvfp4 (Blackwell)"}
+
+
+def _gpu_memory_hint(plan: Mapping[str, Any] | None) -> str:
+    need = _plan_number(plan, "memoryPerGPUGiB")
+    usable = _plan_number(plan, "usablePerGPUGiB")
+    gpus = _plan_number(plan, "gpusPerReplica") or _plan_number(plan, "tensorParallelSize")
+    product = _text(_field(plan, "gpuProduct")) or "GPU"
+    precision = _text(_field(plan, "precision")).lower()
+    max_len = _plan_number(plan, "maxModelLength")
+    changes = ["lower maxModelLength" + (f" (now {max_len:.0f})" if max_len else "")]
+    if precision in _LOWER_PRECISION:
+        changes.append(f"use {_LOWER_PRECISION[precision]}")
+    changes.append(f"{gpus * 2:.0f} GPUs per replica" if gpus else "more GPUs per replica")
+    remedy = ", ".join(changes[:-1]) + f", or {changes[-1]}"
+    if need is None or usable is None or gpus is None:
+        return f"The model, its context and KV cache need more GPU memory: {remedy}."
+    setup = f"{gpus:.0f} x {product} with {usable:.0f} GiB usable"
+    if need <= usable:
+        return (
+            f"The plan expected ~{need:.0f} GiB per GPU to fit on {setup}; something else may hold "
+            f"GPU memory (other processes, a shared or MIG GPU). Otherwise: {remedy}."
+        )
+    return f"Needs ~{need:.0f} GiB per GPU on {setup}: {remedy}."
+
+
+_UNSCHEDULABLE_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        _rx(r"insufficient nvidia\.com/gpu"),
+        "not enough free GPUs{need}: free some, lower replicas, or add GPU nodes",
+    ),
+    (
+        _rx(r"untolerated taint"),
+        "GPU nodes carry a taint the pod does not tolerate{taint}: add a matching toleration",
+    ),
+    (
+        _rx(r"didn't match (?:pod's )?node (?:affinity|selector)"),
+        "no node has the labels the pod selects{selector}: check gpuProduct against the nodes' "
+        "nvidia.com/gpu.product labels",
+    ),
+    (
+        _rx(r"insufficient (?:cpu|memory|ephemeral-storage)"),
+        "GPU nodes lack the CPU, memory or ephemeral storage the pod requests: lower the requests",
+    ),
+    (
+        _rx(r"unbound (?:immediate )?persistentvolumeclaims|persistentvolumeclaim .* not found"),
+        "the cache PersistentVolumeClaim is not bound: check its storage class and size",
+    ),
+)
+
+
+def _unschedulable_hint(pod: Mapping[str, Any], message: str, plan: Mapping | None) -> str:
+    gpus = sum(
+        _count(_gpu_request(c)) for c in _mappings(_field(pod, "spec", "containers"))
+    ) or _plan_number(plan, "gpusPerReplica")
+    taint = re.search(r"untolerated taint\(?s?\)?\s*(\{[^}]*\})", message)
+    selector = _field(pod, "spec", "nodeSelector")
+    details = {
+        "need": f" (the pod asks for {gpus:.0f} nvidia.com/gpu)" if gpus else "",
+        "taint": f" {taint.group(1)}" if taint else "",
+        "selector": (
+            " (" + ", ".join(f"{k}={v}" for k, v in selector.items()) + ")"
+            if isinstance(selector, Mapping) and selector
+            else ""
+        ),
+    }
+    causes = [
+        text.format(**details) for found, text in _UNSCHEDULABLE_CAUSES if found.search(message)
+    ]
+    if not causes:
+        return "No node satisfies the pod's requirements; the scheduler's message says which."
+    joined = "; ".join(causes)
+    return joined[0].upper() + joined[1:] + "."
+
+
+def _gpu_request(container: Mapping[str, Any]) -> int:
+    for kind in ("limits", "requests"):
+        value = _field(container, "resources", kind, "nvidia.com/gpu")
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+        if _count(value):
+            return _count(value)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification of one pod
+
+_PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull"})
+_PULL_UNAUTHORIZED = _rx(
+    r"\b40[123]\b|unauthori[sz]ed|\bdenied\b|forbidden|insufficient_scope|payment required|"
+    r"authentication required|failed to authorize|no basic auth credentials|"
+    r"failed to fetch (?:anonymous|oauth) token"
+)
+_PULL_NOT_FOUND = _rx(
+    r"manifest unknown|name unknown|\bnot found\b|repository (?:\S+ )?does not exist|"
+    r"no such manifest|not_found|manifest_unknown|name_unknown"
+)
+_SECRET_MISSING = _rx(r"secrets? \"?[^\s\"]*\"? not found|couldn't find key \S+ in secret")
+_PULL_EVENT = _rx(r"pull|image")
+_STARTUP_PROBE_KILL = _rx(r"failed startup probe")
+
+_HINTS = {
+    Reason.NGC_AUTHENTICATION_FAILED: (
+        "Check the NGC API key in the Secret the deployment references: it must be a current, "
+        "valid key (nvapi-...) from ngc.nvidia.com."
+    ),
+    Reason.NGC_NOT_ENTITLED: (
+        "Use a key from an NGC org entitled to this NIM (NVIDIA AI Enterprise or developer "
+        "access), or pick a model and tag this key can download."
+    ),
+    Reason.NGC_KEY_REQUIRED: (
+        "Create a Secret holding an NGC API key and reference it from the NemotronDeployment: "
+        "Production Branch (-pbN) tags, releases before 2.0.10 and gated models need one."
+    ),
+    Reason.IMAGE_PULL_UNAUTHORIZED: (
+        "The pull secret must be a docker-registry Secret for nvcr.io with username $oauthtoken "
+        "and an NGC API key entitled to this image; keyless pulls work only for public images."
+    ),
+    Reason.IMAGE_NOT_FOUND: (
+        "Check the image repository and tag: this version may not be published for this model."
+    ),
+    Reason.IMAGE_PULL_FAILED: (
+        "The node could not fetch the image: check its network, DNS, proxy or registry mirror."
+    ),
+    Reason.MODEL_PROFILE_NOT_FOUND: (
+        "Set the profile to the bare 64-hex profile id or the exact description that "
+        "list-model-profiles prints for this image, or leave it unset."
+    ),
+    Reason.SECRET_NOT_FOUND: (
+        "Create the Secret (with the key the pod reads) in the pod's namespace, or fix the "
+        "Secret name in the NemotronDeployment."
+    ),
+    Reason.CONTAINER_CONFIG_ERROR: "Fix the reference or setting the kubelet names in the message.",
+    Reason.HOST_MEMORY_EXHAUSTED: (
+        "Raise the NIM container's memory limit: loading and converting weights needs host RAM, "
+        "separate from GPU memory."
+    ),
+    Reason.CACHE_NOT_WRITABLE: (
+        "The NIM cache volume must be writable by uid 1000 (fsGroup 2000) and large enough for "
+        "the model download: check the volume's size, access mode and storage class."
+    ),
+    Reason.CRASH_LOOP: (
+        "The cause is not one this operator recognises: the quoted lines are the container's last "
+        "output (kubectl logs --previous shows more)."
+    ),
+    Reason.STARTUP_TIMEOUT: (
+        "Downloading or loading the model takes too long: check the cache volume and the network "
+        "to NGC, pre-fill the cache, or allow a longer startup."
+    ),
+}
+
+_LOG_SUMMARIES = {
+    Reason.NGC_AUTHENTICATION_FAILED: "NGC rejected the API key while the NIM fetched the model",
+    Reason.NGC_NOT_ENTITLED: "The NGC key has no access to this model",
+    Reason.NGC_KEY_REQUIRED: "The NIM needs an NGC API key and has none",
+    Reason.MODEL_PROFILE_NOT_FOUND: "The NIM does not know the requested model profile",
+    Reason.INSUFFICIENT_GPU_MEMORY: "The model does not fit in GPU memory",
+    Reason.CACHE_NOT_WRITABLE: "The NIM cannot write its model cache",
+    Reason.HOST_MEMORY_EXHAUSTED: "The NIM ran out of host memory",
+}
+
+
+def diagnose(
+    pod: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]] = (),
+    plan: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+    startup_allowance_seconds: int = DEFAULT_STARTUP_ALLOWANCE_SECONDS,
+) -> Diagnosis | None:
+    """Why this pod is not serving, or None when there is nothing wrong to report (yet)."""
+    if not isinstance(pod, Mapping):
+        return None
+    name = _text(_field(pod, "metadata", "name"))
+    about = _events_about(pod, events)
+    moment = now if isinstance(now, datetime) else datetime.now(UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    plan = plan if isinstance(plan, Mapping) else None
+    found = [
+        _evicted(pod),
+        _unschedulable(pod, about, plan),
+        *(
+            _container_problem(pod, status, about, plan, moment, startup_allowance_seconds)
+            for status in _container_statuses(pod)
+        ),
+        _mount_problem(pod, about),
+    ]
+    candidates = [replace(d, pod=name) for d in found if d is not None]
+    return min(candidates, key=lambda d: DIAGNOSIS_REASONS.index(d.reason), default=None)
+
+
+def diagnose_pods(
+    pods: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]] = (),
+    plan: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+    startup_allowance_seconds: int = DEFAULT_STARTUP_ALLOWANCE_SECONDS,
+) -> Diagnosis | None:
+    """The most decisive diagnosis among pods that are not being deleted (ties: by pod name)."""
+    live = [
+        pod
+        for pod in _mappings(list(pods) if isinstance(pods, Sequence) else [])
+        if not _field(pod, "metadata", "deletionTimestamp")
+    ]
+    found = [
+        d
+        for d in (diagnose(pod, events, plan, now, startup_allowance_seconds) for pod in live)
+        if d is not None
+    ]
+    if not found:
+        return None
+    chosen = min(found, key=lambda d: (DIAGNOSIS_REASONS.index(d.reason), d.pod, d.container))
+    sharing = sum(d.reason == chosen.reason for d in found)
+    if len(live) > 1:
+        chosen = replace(chosen, message=f"{chosen.message} ({sharing} of {len(live)} pods)")
+    return chosen
+
+
+def _container_statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return _mappings(_field(pod, "status", "initContainerStatuses")) + _mappings(
+        _field(pod, "status", "containerStatuses")
+    )
+
+
+def _evicted(pod: Mapping[str, Any]) -> Diagnosis | None:
+    if _text(_field(pod, "status", "reason")) != "Evicted":
+        return None
+    message = _text(_field(pod, "status", "message"))
+    if re.search(r"ephemeral-storage", message, re.IGNORECASE):
+        reason = Reason.CACHE_NOT_WRITABLE
+        hint = (
+            "The model download filled the node's disk: put the NIM cache on a "
+            "PersistentVolumeClaim large enough for the model."
+        )
+    elif re.search(r"\bmemory\b", message, re.IGNORECASE):
+        reason, hint = Reason.HOST_MEMORY_EXHAUSTED, _HINTS[Reason.HOST_MEMORY_EXHAUSTED]
+    else:
+        return None
+    return Diagnosis(reason, f"The pod was evicted: {_quote(message)}", hint)
+
+
+def _unschedulable(
+    pod: Mapping[str, Any], about: list[Mapping], plan: Mapping | None
+) -> Diagnosis | None:
+    if _text(_field(pod, "spec", "nodeName")):
+        return None
+    conditions = _mappings(_field(pod, "status", "conditions"))
+    scheduled = next((c for c in conditions if _field(c, "type") == "PodScheduled"), None)
+    if scheduled is not None and _field(scheduled, "status") == "True":
+        return None
+    unschedulable = scheduled is not None and _field(scheduled, "reason") == "Unschedulable"
+    messages = _event_messages(about, "FailedScheduling")
+    if not messages and not unschedulable:
+        return None
+    message = (messages[0] if messages else "") or _text(_field(scheduled, "message"))
+    first_sentence = re.split(r"\s+preemption:", message, maxsplit=1)[0]
+    return Diagnosis(
+        Reason.UNSCHEDULABLE,
+        f"No node can run the pod: {_quote(first_sentence or 'Unschedulable')}",
+        _unschedulable_hint(pod, message, plan),
+    )
+
+
+def _mount_problem(pod: Mapping[str, Any], about: list[Mapping]) -> Diagnosis | None:
+    """A volume that cannot be mounted keeps the pod in ContainerCreating with no other sign."""
+    if _text(_field(pod, "status", "phase")) not in ("", "Pending"):
+        return None
+    missing = _event_messages(about, "FailedMount", _SECRET_MISSING)
+    if not missing:
+        return None
+    return Diagnosis(
+        Reason.SECRET_NOT_FOUND,
+        f"A volume cannot be mounted: {_quote(missing[0])}",
+        _HINTS[Reason.SECRET_NOT_FOUND],
+    )
+
+
+def _container_problem(
+    pod: Mapping[str, Any],
+    status: Mapping[str, Any],
+    about: list[Mapping],
+    plan: Mapping | None,
+    now: datetime,
+    allowance: int,
+) -> Diagnosis | None:
+    container = _text(_field(status, "name"))
+    waiting = _text(_field(status, "state", "waiting", "reason"))
+    waiting_message = _text(_field(status, "state", "waiting", "message"))
+    found: Diagnosis | None
+    if waiting in _PULL_WAITING or waiting == "InvalidImageName":
+        found = _pull_problem(status, waiting, waiting_message, about)
+    elif waiting in ("CreateContainerConfigError", "CreateContainerError"):
+        found = _config_problem(waiting_message or _first(_event_messages(about, "Failed")))
+    elif _field(status, "ready") is True:
+        found = None
+    else:
+        found = _termination_problem(pod, status, waiting, about, plan) or _startup_timeout(
+            status, now, allowance
+        )
+    return replace(found, container=container) if found else None
+
+
+def _first(messages: list[str]) -> str:
+    return messages[0] if messages else ""
+
+
+def _pull_problem(
+    status: Mapping[str, Any], waiting: str, waiting_message: str, about: list[Mapping]
+) -> Diagnosis:
+    image = _text(_field(status, "image")) or "the image"
+    pull_errors = _event_messages(about, "Failed", _PULL_EVENT)
+    evidence = next(
+        (m for m in [waiting_message, *pull_errors] if _PULL_UNAUTHORIZED.search(m)), None
+    ) or next((m for m in [waiting_message, *pull_errors] if _PULL_NOT_FOUND.search(m)), None)
+    if waiting == "InvalidImageName":
+        return Diagnosis(
+            Reason.IMAGE_NOT_FOUND,
+            f"The image reference {image} is not valid: {_quote(waiting_message or waiting)}",
+            _HINTS[Reason.IMAGE_NOT_FOUND],
+        )
+    if evidence and _PULL_UNAUTHORIZED.search(evidence):
+        missing_secret = _event_messages(about, "FailedToRetrieveImagePullSecret")
+        if missing_secret:
+            return Diagnosis(
+                Reason.SECRET_NOT_FOUND,
+                f"The image pull secret does not exist: {_quote(missing_secret[0])}",
+                _HINTS[Reason.SECRET_NOT_FOUND],
+            )
+        return Diagnosis(
+            Reason.IMAGE_PULL_UNAUTHORIZED,
+            f"The registry refused to pull {image}: {_quote(evidence, keep_end=True)}",
+            _HINTS[Reason.IMAGE_PULL_UNAUTHORIZED],
+        )
+    if evidence:
+        return Diagnosis(
+            Reason.IMAGE_NOT_FOUND,
+            f"The image {image} does not exist: {_quote(evidence, keep_end=True)}",
+            _HINTS[Reason.IMAGE_NOT_FOUND],
+        )
+    described = next((m for m in [*pull_errors, waiting_message] if m), waiting)
+    return Diagnosis(
+        Reason.IMAGE_PULL_FAILED,
+        f"Pulling {image} failed: {_quote(described, keep_end=True)}",
+        _HINTS[Reason.IMAGE_PULL_FAILED],
+    )
+
+
+def _config_problem(message: str) -> Diagnosis:
+    if _SECRET_MISSING.search(message):
+        return Diagnosis(
+            Reason.SECRET_NOT_FOUND,
+            f"The container cannot start: {_quote(message)}",
+            _HINTS[Reason.SECRET_NOT_FOUND],
+        )
+    return Diagnosis(
+        Reason.CONTAINER_CONFIG_ERROR,
+        f"The container cannot be created: {_quote(message or 'CreateContainerConfigError')}",
+        _HINTS[Reason.CONTAINER_CONFIG_ERROR],
+    )
+
+
+def _termination_problem(
+    pod: Mapping[str, Any],
+    status: Mapping[str, Any],
+    waiting: str,
+    about: list[Mapping],
+    plan: Mapping | None,
+) -> Diagnosis | None:
+    """The cause of the container's current or last exit, if it exited in trouble."""
+    terminated = _field(status, "state", "terminated")
+    if not isinstance(terminated, Mapping):
+        terminated = _field(status, "lastState", "terminated")
+    if not isinstance(terminated, Mapping):
+        return None
+    restarts = _count(_field(status, "restartCount"))
+    exit_code = _field(terminated, "exitCode")
+    exited = f"exit code {exit_code}" if isinstance(exit_code, int) else "no exit code"
+    if exit_code == 0 and waiting != "CrashLoopBackOff" and not restarts:
+        return None
+    times = f"{restarts} restart{'s' if restarts != 1 else ''}"
+    if _field(terminated, "reason") == "OOMKilled":
+        return Diagnosis(
+            Reason.HOST_MEMORY_EXHAUSTED,
+            f"The container exceeded its memory limit and was OOMKilled ({exited}, {times}).",
+            _HINTS[Reason.HOST_MEMORY_EXHAUSTED],
+        )
+    tail = _text(_field(terminated, "message"))
+    classified = _classify_log(tail)
+    if classified:
+        reason, line = classified
+        if reason in (Reason.NGC_AUTHENTICATION_FAILED, Reason.NGC_NOT_ENTITLED) and not _has_key(
+            pod, status
+        ):
+            reason = Reason.NGC_KEY_REQUIRED
+        hint = (
+            _gpu_memory_hint(plan) if reason is Reason.INSUFFICIENT_GPU_MEMORY else _HINTS[reason]
+        )
+        return Diagnosis(reason, f"{_LOG_SUMMARIES[reason]}: {_quote(line)}", hint)
+    probe_kills = _event_messages(about, "Killing", _STARTUP_PROBE_KILL)
+    if probe_kills and not tail.strip():
+        return Diagnosis(
+            Reason.STARTUP_TIMEOUT,
+            f"The kubelet restarted the container after its startup probe ran out ({times}): "
+            f"{_quote(probe_kills[0])}",
+            _HINTS[Reason.STARTUP_TIMEOUT],
+        )
+    evidence = _last_lines(tail) or _first(_event_messages(about, "Killing")) or exited
+    return Diagnosis(
+        Reason.CRASH_LOOP,
+        f"The container keeps exiting ({exited}, {times}); its last output: {_quote(evidence)}",
+        _HINTS[Reason.CRASH_LOOP],
+    )
+
+
+def _has_key(pod: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether the container may have an NGC key (True when envFrom makes it unknowable)."""
+    name = _field(status, "name")
+    specs = _mappings(_field(pod, "spec", "containers")) + _mappings(
+        _field(pod, "spec", "initContainers")
+    )
+    spec = next((c for c in specs if _field(c, "name") == name), None)
+    if spec is None or _mappings(_field(spec, "envFrom")):
+        return True
+    names = {_field(env, "name") for env in _mappings(_field(spec, "env"))}
+    return bool(names & {"NGC_API_KEY", "NGC_CLI_API_KEY"})
+
+
+def _startup_timeout(status: Mapping[str, Any], now: datetime, allowance: int) -> Diagnosis | None:
+    started = _timestamp(_field(status, "state", "running", "startedAt"))
+    if started is None:
+        return None
+    waited = (now - started).total_seconds()
+    if waited <= allowance:
+        return None
+    return Diagnosis(
+        Reason.STARTUP_TIMEOUT,
+        f"The container has run {waited / 60:.0f} min without becoming ready "
+        f"(startup allowance {allowance / 60:.0f} min).",
+        _HINTS[Reason.STARTUP_TIMEOUT],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Input documents and output
+
+
+def pods_and_events(document: object) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Pods and Events from a Pod, a PodList or a List (``kubectl get pod,events -o json``)."""
+    items = _mappings(_field(document, "items")) if _field(document, "items") else [document]
+    pods, events = [], []
+    for item in _mappings(items):
+        kind = _field(item, "kind")
+        if kind == "Event":
+            events.append(item)
+        elif kind in ("Pod", None):
+            pods.append(item)
+    return pods, events
+
+
+def format_diagnosis(diagnosis: Diagnosis | None, output: str = "text") -> str:
+    """The diagnosis as ``text`` for people or ``json`` (reason, message, hint, pod, container)."""
+    if output not in OUTPUT_FORMATS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUT_FORMATS)}, not {output!r}")
+    if output == "json":
+        fields = (
+            {
+                "reason": str(diagnosis.reason),
+                "message": diagnosis.message,
+                "hint": diagnosis.hint,
+                "pod": diagnosis.pod,
+                "container": diagnosis.container,
+            }
+            if diagnosis
+            else {"reason": None, "message": "No problem found.", "hint": ""}
+        )
+        return json.dumps(fields, indent=2)
+    if diagnosis is None:
+        return "No problem found."
+    where = "/".join(part for part in (diagnosis.pod, diagnosis.container) if part)
+    title = f"{diagnosis.reason}" + (f" ({where})" if where else "")
+    return f"{title}\n  {diagnosis.message}\n  Hint: {diagnosis.hint}"
