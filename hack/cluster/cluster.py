@@ -46,6 +46,17 @@ SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 # Stop order: the simulated kubelets first, the store last.
 COMPONENTS = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+# The API server's audit log records every write (who, what, when): tests count the operator's
+# writes there (its requests carry the user agent "nemotron-operator" or "kopf").
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+        {"level": "None"},
+    ],
+}
 # A pod carrying this annotation is left alone by kwok: a test plays its kubelet instead.
 HANDS_OFF_ANNOTATION = "kwok.x-k8s.io/status"
 HANDS_OFF_VALUE = "custom"
@@ -403,6 +414,7 @@ def up(state: Path, nodes_file: Path) -> None:
         (state / sub).mkdir(parents=True, exist_ok=True)
     pki = state / "pki"
     make_pki(pki)
+    (state / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
     etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     etcd_url = f"http://127.0.0.1:{etcd_port}"
     server = f"https://127.0.0.1:{api_port}"
@@ -446,6 +458,10 @@ def up(state: Path, nodes_file: Path) -> None:
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
             "--enable-priority-and-fairness=false",
+            f"--audit-policy-file={state / 'audit-policy.yaml'}",
+            f"--audit-log-path={state / 'audit.log'}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
             "--v=1",
         ],
     )
