@@ -813,13 +813,13 @@ def _startup_timeout(status: Mapping[str, Any], now: datetime, allowance: int) -
     started = _timestamp(_field(status, "state", "running", "startedAt"))
     if started is None:
         return None
-    waited = (now - started).total_seconds()
-    if waited <= allowance:
+    if (now - started).total_seconds() <= allowance:
         return None
+    # The start time, not the time waited, so that the message stays the same while it waits.
     return Diagnosis(
         Reason.STARTUP_TIMEOUT,
-        f"The container has run {waited / 60:.0f} min without becoming ready "
-        f"(startup allowance {allowance / 60:.0f} min).",
+        f"The container started at {started.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} and is not ready "
+        f"after the startup allowance of {allowance / 60:g} min.",
         _HINTS[Reason.STARTUP_TIMEOUT],
     )
 
