@@ -1,0 +1,98 @@
+"""Every name the operator shares with the cluster, spelled once.
+
+API group/version/kind, the labels NVIDIA GPU Feature Discovery puts on GPU nodes, the
+operator's own labels and annotations, and the condition types and reasons it writes.
+Import from here; never spell one of these strings anywhere else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# --- The NemotronDeployment API ---------------------------------------------------------------
+GROUP = "nemotron.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "NemotronDeployment"
+LIST_KIND = "NemotronDeploymentList"
+PLURAL = "nemotrondeployments"
+SINGULAR = "nemotrondeployment"
+SHORT_NAMES = ("nd", "nemotron")
+CATEGORIES = ("nvidia", "ai")
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+# model: value that selects spec.customModel instead of a catalog entry.
+CUSTOM_MODEL = "custom"
+
+# --- Labels set by NVIDIA GPU Feature Discovery on GPU nodes -----------------------------------
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB of one GPU
+GPU_COUNT_LABEL = "nvidia.com/gpu.count"
+GPU_COMPUTE_MAJOR_LABEL = "nvidia.com/gpu.compute.major"
+GPU_COMPUTE_MINOR_LABEL = "nvidia.com/gpu.compute.minor"
+GPU_FAMILY_LABEL = "nvidia.com/gpu.family"
+
+# The schedulable extended resource and the taint GPU nodes usually carry.
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+
+# Suffixes GPU Feature Discovery appends to gpu.product.
+SHARED_PRODUCT_SUFFIX = "-SHARED"  # time-slicing
+MIG_PRODUCT_MARKER = "-MIG-"  # MIG single strategy, e.g. NVIDIA-A100-SXM4-40GB-MIG-1g.5gb
+
+# --- The operator's own labels and annotations -------------------------------------------------
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "nemotron-operator"
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+DEPLOYMENT_LABEL = f"{GROUP}/deployment"  # value: the NemotronDeployment's name
+MODEL_LABEL = f"{GROUP}/model"
+PLAN_ANNOTATION = f"{GROUP}/plan"  # the plan a child was rendered from (JSON)
+
+FIELD_MANAGER = "nemotron-operator"
+FINALIZER = f"{GROUP}/finalizer"
+
+# --- LeaderWorkerSet (sigs.k8s.io/lws): one replica spanning several nodes ---------------------
+LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+
+
+class ConditionType(StrEnum):
+    """status.conditions[].type values."""
+
+    PLANNED = "Planned"
+    CREDENTIALS_VALID = "CredentialsValid"
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+class PlanReason(StrEnum):
+    """Reasons of the Planned condition, and status.plan.reason."""
+
+    FITS = "Fits"
+    UNKNOWN_MODEL = "UnknownModel"
+    UNPINNED_VERSION = "UnpinnedVersion"
+    PRECISION_NOT_SHIPPED = "PrecisionNotShipped"
+    PRECISION_NOT_SUPPORTED = "PrecisionNotSupported"
+    MAX_MODEL_LENGTH_TOO_LONG = "MaxModelLengthTooLong"
+    PROFILE_UNRESOLVABLE = "ProfileUnresolvable"
+    PROFILE_CONFLICT = "ProfileConflict"
+    NO_GPU_NODES = "NoGPUNodes"
+    GPU_MEMORY_UNKNOWN = "GPUMemoryUnknown"
+    GPU_PRODUCT_NOT_FOUND = "GPUProductNotFound"
+    PARTITIONED_GPUS_ONLY = "PartitionedGPUsOnly"
+    UNSUPPORTED_GPU_COUNT = "UnsupportedGPUCount"
+    NOT_ENOUGH_GPUS_PER_NODE = "NotEnoughGPUsPerNode"
+    NOT_ENOUGH_NODES = "NotEnoughNodes"
+    INSUFFICIENT_GPU_MEMORY = "InsufficientGPUMemory"
+    CACHE_TOO_SMALL = "CacheTooSmall"
+
+
+class CredentialsReason(StrEnum):
+    """Reasons of the CredentialsValid condition known to the core."""
+
+    NGC_KEY_REQUIRED = "NGCKeyRequired"
+    NGC_KEY_NOT_REQUIRED = "NGCKeyNotRequired"
+    OFFLINE = "Offline"
