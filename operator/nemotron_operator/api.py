@@ -1,0 +1,650 @@
+"""The NemotronDeployment API as pydantic models: the single source of truth for the CRD.
+
+Field names are snake_case in Python and camelCase on the wire (aliases); models accept
+either. Cross-field rules that the API server enforces at admission live beside the types as
+CEL (`x-kubernetes-validations` in each model's json_schema_extra); `crd.py` turns these
+models into the CustomResourceDefinition.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonDict
+
+from nemotron_operator import names
+
+# Kubernetes resource.Quantity, as the API server's own schemas validate it.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+_QUANTITY_SUFFIX_FACTORS = {
+    "": 1,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "n": 10**-9,
+    "u": 10**-6,
+    "m": 10**-3,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+}
+
+
+def quantity_bytes(quantity: int | str) -> float:
+    """The value of a Kubernetes quantity (e.g. "150Gi", "2e9", 1024) as a plain number."""
+    if isinstance(quantity, int):
+        return float(quantity)
+    match = re.fullmatch(r"([+-]?[0-9.]+)([eE][+-]?[0-9.]+|[KMGTPE]i|[numkMGTPE])?", quantity)
+    if match is None:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
+    number, suffix = match.group(1), match.group(2) or ""
+    if suffix[:1] in ("e", "E"):
+        return float(number + suffix)
+    return float(number) * _QUANTITY_SUFFIX_FACTORS[suffix]
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and re.fullmatch(QUANTITY_PATTERN, value) is None:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 200Gi)")
+    return value
+
+
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_check_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+# A free-form Kubernetes object (affinity, valueFrom): kept as given, validated by the API
+# server when it reaches the pod.
+FreeForm = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+
+Precision = Literal["nvfp4", "fp8", "bf16"]
+PrecisionChoice = Literal["auto", "nvfp4", "fp8", "bf16"]
+
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Catalog model names: a pattern, not an enum, so that a platform team can add models through
+# the catalog overrides without a new CRD; the planner refuses unknown names (Planned=False).
+MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
+# An image tag: NIM tags look like 2.0.12, 2.1.5-pb7, 2.0.5-variant, 1.10.
+IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+# registry[:port]/path, no tag, no digest.
+IMAGE_REPOSITORY_PATTERN = r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$"
+IMAGE_WITH_TAG_PATTERN = (
+    r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+)
+# Profile pins: a 64-hex profile id, or a NIM profile name/description (vllm-fp8-tp2-pp1...).
+PROFILE_PATTERN = r"^([0-9a-f]{64}|[a-z0-9][a-z0-9._-]*)$"
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+GPU_COUNTS = (1, 2, 4, 8, 16, 32, 64)
+MAX_CONTEXT_TOKENS = 4_194_304
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    validation: JsonDict = {"rule": rule, "message": message}
+    if field_path is not None:
+        validation["fieldPath"] = field_path
+    return validation
+
+
+class ApiObject(BaseModel):
+    """Base of every API type: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        protected_namespaces=(),
+    )
+
+
+# --- spec -------------------------------------------------------------------------------------
+
+
+class CustomModel(ApiObject):
+    """Enough facts about a NIM LLM that is not in the catalog for the planner to size it."""
+
+    image: str = Field(
+        pattern=IMAGE_WITH_TAG_PATTERN,
+        max_length=512,
+        description="NIM image with its tag, e.g. nvcr.io/nim/nvidia/llm-nim:2.1.6 "
+        "(never 'latest'; spec.version, when set, replaces the tag).",
+    )
+    parameters: int = Field(
+        ge=1,
+        description="Total parameters the checkpoint holds (all experts, every head): what "
+        "must be loaded into GPU memory.",
+    )
+    active_parameters: int | None = Field(
+        default=None,
+        ge=1,
+        description="Parameters active per token (mixture-of-experts models); defaults to "
+        "parameters. Sizes the runtime's activation memory.",
+    )
+    attention_layers: int = Field(
+        ge=0,
+        le=1024,
+        description="Layers with attention, i.e. with a KV cache (Mamba layers hold none).",
+    )
+    kv_heads: int = Field(ge=1, le=1024, description="Key/value heads per attention layer.")
+    head_dim: int = Field(ge=1, le=4096, description="Dimension of one attention head.")
+    native_context_length: int = Field(
+        ge=1,
+        le=MAX_CONTEXT_TOKENS,
+        description="Longest context the model supports, in tokens; the default maxModelLength.",
+    )
+    precisions: list[Precision] = Field(
+        min_length=1,
+        max_length=3,
+        description="Precisions the image ships profiles for (nvfp4, fp8, bf16).",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.activeParameters) || self.activeParameters <= self.parameters",
+                    "customModel.activeParameters cannot exceed customModel.parameters",
+                ),
+                _cel(
+                    "!self.image.endsWith(':latest')",
+                    "customModel.image must carry a pinned tag, not 'latest'",
+                ),
+            ]
+        }
+    )
+
+
+class GpuSelection(ApiObject):
+    """Which GPUs a replica runs on."""
+
+    product: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Run only on nodes whose nvidia.com/gpu.product label has this value "
+        "(e.g. NVIDIA-H100-80GB-HBM3). Omit to let the planner choose.",
+    )
+    count: int | None = Field(
+        default=None,
+        ge=1,
+        le=max(GPU_COUNTS),
+        description="GPUs per replica (tensor parallel within a node x pipeline parallel "
+        "across nodes): 1, 2, 4, 8, 16, 32 or 64. Omit to use the fewest GPUs that hold "
+        "the model.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    f"!has(self.count) || self.count in {list(GPU_COUNTS)}",
+                    "gpu.count must be a power of two from 1 to 64: 1, 2, 4 or 8 GPUs on "
+                    "one node, or whole nodes for more",
+                    ".count",
+                )
+            ]
+        }
+    )
+
+
+class SecretKeyRef(ApiObject):
+    """A key of a Secret in the NemotronDeployment's namespace."""
+
+    name: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Name of the Secret."
+    )
+    key: str = Field(
+        default="NGC_API_KEY",
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key in the Secret that holds the NGC API key.",
+    )
+
+
+class Ngc(ApiObject):
+    """NVIDIA NGC credentials and connectivity."""
+
+    api_key_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret holding an NGC API key. Needed for Production Branch (-pbN) tags, "
+        "releases before 2.0.10, the generic llm-nim image and gated models; public Feature "
+        "Branch images from 2.0.10 on need none. When given it is always used.",
+    )
+    pull_secrets: list[Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]] = (
+        Field(
+            default_factory=list,
+            max_length=16,
+            description="Names of docker-registry Secrets used to pull the image (for "
+            "nvcr.io: username $oauthtoken, password the NGC API key).",
+        )
+    )
+    offline: bool = Field(
+        default=False,
+        description="Air-gapped: never reach NGC. The model cache (cache.existingClaim) must "
+        "already hold every file of the profile, and no key is required.",
+    )
+
+
+class Cache(ApiObject):
+    """The volume NIM downloads the model into (NIM_CACHE_PATH)."""
+
+    size: Quantity | None = Field(
+        default=None,
+        description="Size of the PersistentVolumeClaim the operator creates. Omit to size it "
+        "from the model's download size (status.plan.cacheSize).",
+    )
+    storage_class: str | None = Field(
+        default=None,
+        max_length=253,
+        description="StorageClass of the claim the operator creates; omit for the cluster default.",
+    )
+    existing_claim: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="Use this existing PersistentVolumeClaim (e.g. one preloaded for an "
+        "air-gapped cluster) instead of creating one.",
+    )
+    keep_on_delete: bool = Field(
+        default=False,
+        description="Keep the claim the operator created when the NemotronDeployment is deleted.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!(has(self.existingClaim) && has(self.size))",
+                    "cache.existingClaim and cache.size are mutually exclusive: an existing "
+                    "claim has its own size",
+                ),
+                _cel(
+                    "!(has(self.existingClaim) && has(self.storageClass))",
+                    "cache.existingClaim and cache.storageClass are mutually exclusive: an "
+                    "existing claim has its own storage class",
+                ),
+            ]
+        }
+    )
+
+
+class ServiceSettings(ApiObject):
+    """The Service in front of the NIM pods (OpenAI-compatible HTTP)."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="Service type."
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="Service port.")
+    annotations: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict,
+        description="Annotations for the Service (e.g. load-balancer settings).",
+    )
+
+
+class EnvVar(ApiObject):
+    """An extra environment variable for the NIM container (e.g. NIM_KVCACHE_PERCENT)."""
+
+    name: str = Field(max_length=256, pattern=ENV_NAME_PATTERN, description="Variable name.")
+    value: str | None = Field(default=None, max_length=32768, description="Literal value.")
+    value_from: FreeForm | None = Field(
+        default=None,
+        description="Source of the value (secretKeyRef, configMapKeyRef, fieldRef, ...), as "
+        "in a Pod's env.",
+    )
+
+
+class ResourceRequirements(ApiObject):
+    """CPU and memory for the NIM container; GPUs come from gpu.count."""
+
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="Resource limits (e.g. memory: 64Gi)."
+    )
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="Resource requests (e.g. cpu: 8)."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    f"!('{names.GPU_RESOURCE}' in self.limits) && "
+                    f"!('{names.GPU_RESOURCE}' in self.requests)",
+                    f"set GPUs with gpu.count, not with {names.GPU_RESOURCE} in resources",
+                )
+            ]
+        }
+    )
+
+
+class Toleration(ApiObject):
+    """A toleration, as in a Pod spec (the GPU taint nvidia.com/gpu is tolerated already)."""
+
+    key: str | None = Field(default=None, max_length=316, description="Taint key to match.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Exists or Equal (default Equal)."
+    )
+    value: str | None = Field(default=None, max_length=63, description="Taint value to match.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty matches all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.operator) || self.operator != 'Exists' || !has(self.value)",
+                    "a toleration with operator Exists must not set value",
+                )
+            ]
+        }
+    )
+
+
+class NemotronDeploymentSpec(ApiObject):
+    """What to serve and the constraints on how; the operator plans the rest."""
+
+    model: str = Field(
+        max_length=63,
+        pattern=MODEL_NAME_PATTERN,
+        description="Catalog model name (nemotron-3-nano, nemotron-3-super, nemotron-3-ultra, "
+        "nemotron-3-nano-omni, llama-3.2-nv-embedqa-1b-v2, ...; `nemotron-operator catalog` "
+        "lists them) or 'custom' with customModel. Unknown names are refused by the planner "
+        "(Planned=False), so a catalog override can add models without a new CRD.",
+    )
+    custom_model: CustomModel | None = Field(
+        default=None,
+        description="The model's facts when model is 'custom'; forbidden otherwise.",
+    )
+    version: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=IMAGE_TAG_PATTERN,
+        description="NIM image tag (e.g. 2.1.5, 2.1.5-pb7). Default: the newest Feature "
+        "Branch release in the catalog that ships the chosen precision. Never 'latest'.",
+    )
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=IMAGE_REPOSITORY_PATTERN,
+        description="Image repository override without a tag, for mirrors and air-gapped "
+        "registries (e.g. registry.example.com/nim/nvidia/nemotron-3-nano).",
+    )
+    precision: PrecisionChoice = Field(
+        default="auto",
+        description="auto: the lowest precision the GPU runs natively and the release ships "
+        "(nvfp4 on Blackwell, fp8 on Ada/Hopper, bf16 on Ampere); or pin nvfp4, fp8, bf16.",
+    )
+    gpu: GpuSelection = Field(
+        default_factory=GpuSelection, description="GPU product and count per replica."
+    )
+    max_model_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CONTEXT_TOKENS,
+        description="Context, in tokens, that each request must be able to use; sizes the "
+        "KV cache. Default: the model's native context (262144 for Nemotron 3), the "
+        "length NVIDIA's published memory figures assume.",
+    )
+    replicas: int = Field(default=1, ge=0, le=1024, description="Number of NIM replicas.")
+    profile: str | None = Field(
+        default=None,
+        max_length=256,
+        pattern=PROFILE_PATTERN,
+        description="Explicit NIM profile (64-hex id, exact description, or a name like "
+        "vllm-fp8-tp2-pp1); overrides the planner's choice of precision and parallelism.",
+    )
+    ngc: Ngc = Field(default_factory=Ngc, description="NGC key, pull secrets, offline mode.")
+    cache: Cache = Field(default_factory=Cache, description="Model cache volume.")
+    service: ServiceSettings = Field(
+        default_factory=ServiceSettings, description="Service settings."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Extra environment variables for the NIM container.",
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements,
+        description="CPU and memory requests and limits for the NIM container.",
+    )
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict,
+        description="Node labels a node must carry to run the pods; the planner only "
+        "considers matching nodes.",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Tolerations for the pods (beyond the GPU taint); the planner only "
+        "considers nodes whose taints are tolerated.",
+    )
+    affinity: FreeForm | None = Field(
+        default=None, description="Pod affinity rules, as in a Pod spec."
+    )
+    priority_class_name: str | None = Field(
+        default=None, max_length=253, description="PriorityClass of the pods."
+    )
+    runtime_class_name: str | None = Field(
+        default=None, max_length=253, description="RuntimeClass of the pods (e.g. nvidia)."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    f"self.model != '{names.CUSTOM_MODEL}' || has(self.customModel)",
+                    "customModel is required when model is 'custom'",
+                ),
+                _cel(
+                    f"self.model == '{names.CUSTOM_MODEL}' || !has(self.customModel)",
+                    "customModel is only allowed when model is 'custom'",
+                ),
+                _cel(
+                    "!has(self.version) || self.version != 'latest'",
+                    "version must be a pinned tag, not 'latest'; omit it to use the catalog's "
+                    "newest Feature Branch release",
+                    ".version",
+                ),
+                _cel(
+                    "!has(self.profile) || self.precision == 'auto' || "
+                    "self.profile.matches('^[0-9a-f]{64}$') || "
+                    "self.profile.contains('-' + self.precision + '-')",
+                    "profile names a different precision than spec.precision; drop one pin",
+                    ".profile",
+                ),
+                _cel(
+                    "self.env.all(e, !(e.name in ['NGC_API_KEY', 'NGC_CLI_API_KEY']))",
+                    "set the NGC key with ngc.apiKeySecret, not with env",
+                    ".env",
+                ),
+                _cel(
+                    "!self.ngc.offline || has(self.cache.existingClaim)",
+                    "ngc.offline needs cache.existingClaim: a preloaded model cache",
+                ),
+            ]
+        }
+    )
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+class Condition(ApiObject):
+    """A condition, in the shape of metav1.Condition."""
+
+    type: str = Field(max_length=316, description="Condition type, e.g. Ready, Planned.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation the condition was computed from."
+    )
+    last_transition_time: str = Field(
+        json_schema_extra={"format": "date-time"},
+        description="When the status last changed (RFC 3339).",
+    )
+    reason: str = Field(
+        max_length=1024,
+        min_length=1,
+        pattern=CONDITION_REASON_PATTERN,
+        description="CamelCase reason for the last transition.",
+    )
+    message: str = Field(
+        default="", max_length=32768, description="Human-readable detail, with numbers."
+    )
+
+
+MemorySource = Literal["published", "estimated"]
+ProfileSource = Literal["spec", "metadata", "derived"]
+
+
+class PlanStatus(ApiObject):
+    """What the planner decided, the numbers behind it, and whether it fits."""
+
+    fits: bool = Field(description="True when the cluster's GPUs can hold a replica.")
+    reason: str = Field(
+        pattern=CONDITION_REASON_PATTERN,
+        description="CamelCase outcome: Fits, or why not (e.g. InsufficientGPUMemory).",
+    )
+    message: str = Field(
+        max_length=32768,
+        description="One or two sentences with the numbers, and what to change when it does "
+        "not fit.",
+    )
+    model: str | None = Field(default=None, description="Catalog model planned for.")
+    image: str | None = Field(default=None, description="Image with its tag.")
+    precision: str | None = Field(
+        default=None, description="nvfp4, fp8, bf16 (fp16 for embedding and reranking NIMs)."
+    )
+    tensor_parallel_size: int | None = Field(default=None, description="GPUs per node.")
+    pipeline_parallel_size: int | None = Field(
+        default=None, description="Pipeline stages (one per node)."
+    )
+    gpus_per_replica: int | None = Field(
+        default=None, description="tensorParallelSize x pipelineParallelSize."
+    )
+    nodes_per_replica: int | None = Field(
+        default=None, description="Nodes one replica spans (pipelineParallelSize)."
+    )
+    gpu_product: str | None = Field(
+        default=None, description="nvidia.com/gpu.product the replicas run on."
+    )
+    profile: str | None = Field(
+        default=None,
+        description="NIM profile: the exact id (profileSource metadata), the user's pin "
+        "(spec), or the name vllm-<precision>-tp<N>-pp<M> (derived).",
+    )
+    profile_source: ProfileSource | None = Field(
+        default=None,
+        description="spec or metadata: pass profile as NIM_MODEL_PROFILE. derived: NIM 2.x "
+        "accepts only an exact id or description, so set the parallelism instead.",
+    )
+    memory_per_gpu_gib: float | None = Field(
+        default=None,
+        alias="memoryPerGPUGiB",
+        description="GPU memory one GPU needs (weights + KV cache for maxModelLength + "
+        "runtime overhead), GiB.",
+    )
+    usable_per_gpu_gib: float | None = Field(
+        default=None,
+        alias="usablePerGPUGiB",
+        description="Memory of one GPU the serving engine may use (0.9 of it), GiB.",
+    )
+    memory_source: MemorySource | None = Field(
+        default=None,
+        description="published: NVIDIA's minimum per GPU for the profile; estimated: the "
+        "operator's formula.",
+    )
+    key_required: bool | None = Field(
+        default=None, description="True when the image cannot start without an NGC key."
+    )
+    key_required_reason: str | None = Field(
+        default=None, description="Why a key is or is not required."
+    )
+    max_model_length: int | None = Field(
+        default=None, description="Context the plan sized the KV cache for, in tokens."
+    )
+    cache_size: str | None = Field(
+        default=None,
+        description="Size of the model cache claim (omitted with cache.existingClaim).",
+    )
+
+
+class NemotronDeploymentStatus(ApiObject):
+    """Observed state, written by the operator."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation this status describes."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+        description="Planned, CredentialsValid, Progressing, Degraded and the Ready summary.",
+    )
+    plan: PlanStatus | None = Field(default=None, description="The planner's decision.")
+    replicas: int | None = Field(default=None, ge=0, description="Replicas that exist.")
+    ready_replicas: int | None = Field(
+        default=None, ge=0, description="Replicas whose NIM answers /v1/health/ready."
+    )
+    selector: str | None = Field(
+        default=None, description="Label selector of the pods (for the scale subresource)."
+    )
+    endpoint: str | None = Field(
+        default=None, description="In-cluster URL of the OpenAI-compatible API."
+    )
+
+
+class NemotronDeployment(ApiObject):
+    """A Nemotron model served by NVIDIA NIM pods, sized to the cluster's GPUs."""
+
+    api_version: str = Field(default=names.API_VERSION, description="nemotron.dev/v1alpha1")
+    kind: str = Field(default=names.KIND, description="NemotronDeployment")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Object metadata.")
+    spec: NemotronDeploymentSpec = Field(description="Desired state.")
+    status: NemotronDeploymentStatus | None = Field(default=None, description="Observed state.")
+
+    @model_validator(mode="after")
+    def _is_a_nemotron_deployment(self) -> NemotronDeployment:
+        if (self.api_version, self.kind) != (names.API_VERSION, names.KIND):
+            raise ValueError(
+                f"expected apiVersion {names.API_VERSION} and kind {names.KIND}, "
+                f"got {self.api_version} {self.kind}"
+            )
+        return self

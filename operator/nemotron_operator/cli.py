@@ -1,0 +1,262 @@
+"""The `nemotron-operator` command: one small function per subcommand, registered in COMMANDS.
+
+A subcommand is `(add_arguments, run)`: `add_arguments(parser)` declares its flags and
+`run(args) -> exit code` does the work. Expected failures (bad files, bad flags) raise
+UsageError and end as one line on stderr with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from nemotron_operator import names
+from nemotron_operator.api import NemotronDeployment, PlanStatus
+from nemotron_operator.catalog import Catalog, CatalogError, key_requirement, load_catalog
+from nemotron_operator.crd import crd_yaml
+from nemotron_operator.inventory import GpuPool, gpu_pools, gpus_requested_by_node
+from nemotron_operator.planner import plan
+
+
+class UsageError(Exception):
+    """An expected failure: printed as one line, exit code 2."""
+
+
+def _one_line(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(document)"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{source}: {where}: {first['msg']}{more}"
+
+
+def _load_catalog(args: argparse.Namespace) -> Catalog:
+    try:
+        return load_catalog(args.catalog_overrides)
+    except CatalogError as error:
+        raise UsageError(str(error)) from None
+
+
+def _add_catalog_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--catalog-overrides",
+        metavar="FILE",
+        help="YAML file adding or overriding catalog models, releases and GPUs "
+        "(default: $NEMOTRON_CATALOG_OVERRIDES)",
+    )
+
+
+# --- crd --------------------------------------------------------------------------------------
+
+
+def _crd_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser  # no flags
+
+
+def _crd(args: argparse.Namespace) -> int:
+    del args
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+# --- catalog ----------------------------------------------------------------------------------
+
+
+def _catalog_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_catalog_argument(parser)
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    catalog = _load_catalog(args)
+    for name, model in sorted(catalog.models.items()):
+        print(f"{name} ({model.kind}): {model.image}")
+        for release in model.releases:
+            key = key_requirement(model, release.tag)
+            needs = "NGC key required" if key.required else "no key"
+            print(f"  {release.tag:<16} {', '.join(release.precisions):<18} {needs}: {key.why}")
+    return 0
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="NemotronDeployment YAML ('-' for stdin)")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    flags = parser.add_argument_group("inventory from flags (one pool of identical nodes)")
+    flags.add_argument("--gpu-product", metavar="P", help="nvidia.com/gpu.product value")
+    flags.add_argument("--gpus-per-node", metavar="N", type=int, default=8)
+    flags.add_argument(
+        "--gpu-memory-mib", metavar="M", type=int, help="default: the catalog's figure for P"
+    )
+    flags.add_argument("--nodes", metavar="K", type=int, default=1)
+    parser.add_argument(
+        "--kubeconfig", metavar="PATH", help="read the inventory from this cluster instead"
+    )
+    _add_catalog_argument(parser)
+
+
+def _read_deployments(path: str) -> list[NemotronDeployment]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except OSError as error:
+        raise UsageError(f"{path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise UsageError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    if not documents:
+        raise UsageError(f"{path}: no NemotronDeployment in the file")
+    deployments = []
+    for document in documents:
+        try:
+            deployments.append(NemotronDeployment.model_validate(document))
+        except ValidationError as error:
+            raise UsageError(_one_line(error, path)) from None
+    return deployments
+
+
+def _flag_node(args: argparse.Namespace, catalog: Catalog, index: int) -> dict[str, Any]:
+    """A Node object as the API would return it, built from the inventory flags."""
+    entry = catalog.gpu(args.gpu_product)
+    memory_mib = args.gpu_memory_mib or (entry.memory_mib if entry else None)
+    if memory_mib is None:
+        raise UsageError(f"{args.gpu_product} is not in the catalog: give --gpu-memory-mib")
+    labels = {
+        names.GPU_PRODUCT_LABEL: args.gpu_product,
+        names.GPU_MEMORY_LABEL: str(memory_mib),
+        names.GPU_COUNT_LABEL: str(args.gpus_per_node),
+    }
+    if entry is not None:
+        major, minor = entry.compute_capability_tuple
+        labels[names.GPU_COMPUTE_MAJOR_LABEL] = str(major)
+        labels[names.GPU_COMPUTE_MINOR_LABEL] = str(minor)
+    return {
+        "metadata": {"name": f"node-{index}", "labels": labels},
+        "status": {"allocatable": {names.GPU_RESOURCE: str(args.gpus_per_node)}},
+    }
+
+
+def _cluster_inventory(kubeconfig: str) -> list[GpuPool]:
+    from kubernetes import client, config  # the CLI is the shell: only here, only on demand
+
+    try:
+        config.load_kube_config(config_file=kubeconfig)
+        core = client.CoreV1Api(client.ApiClient())
+        api = core.api_client
+        nodes = api.sanitize_for_serialization(core.list_node().items)
+        pods = api.sanitize_for_serialization(core.list_pod_for_all_namespaces().items)
+    except Exception as error:  # any failure to reach the cluster is the user's to fix
+        raise UsageError(f"{kubeconfig}: cannot read nodes: {error}".splitlines()[0]) from None
+    return gpu_pools(nodes, gpus_requested_by_node(pods))
+
+
+def _inventory(args: argparse.Namespace, catalog: Catalog) -> list[GpuPool]:
+    if args.kubeconfig:
+        if args.gpu_product:
+            raise UsageError("give either --kubeconfig or --gpu-product, not both")
+        return _cluster_inventory(args.kubeconfig)
+    if not args.gpu_product:
+        raise UsageError("give the inventory: --gpu-product P [...] or --kubeconfig PATH")
+    if args.gpus_per_node < 1 or args.nodes < 1:
+        raise UsageError("--gpus-per-node and --nodes must be at least 1")
+    return gpu_pools(_flag_node(args, catalog, index) for index in range(args.nodes))
+
+
+def _plan_text(name: str, result: PlanStatus) -> str:
+    if not result.fits:
+        return f"{name}: does not fit ({result.reason})\n  {result.message}\n"
+    lines = [f"{name}: fits", f"  {result.message}"]
+    for label, value in (
+        ("image", result.image),
+        ("profile", f"{result.profile} ({result.profile_source})" if result.profile else None),
+        ("max model length", result.max_model_length),
+        ("cache", result.cache_size),
+        (
+            "NGC key",
+            f"{'required' if result.key_required else 'not required'}: "
+            f"{result.key_required_reason}",
+        ),
+    ):
+        if value is not None:
+            lines.append(f"  {label}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+def _plan(args: argparse.Namespace) -> int:
+    deployments = _read_deployments(args.file)
+    catalog = _load_catalog(args)
+    inventory = _inventory(args, catalog)
+    results = [
+        (d.metadata.get("name", d.spec.model), plan(d.spec, catalog, inventory))
+        for d in deployments
+    ]
+    if args.output == "json":
+        dumped = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for _, r in results]
+        print(json.dumps(dumped[0] if len(dumped) == 1 else dumped, indent=2))
+    else:
+        sys.stdout.write("".join(_plan_text(name, result) for name, result in results))
+    return 0 if all(result.fits for _, result in results) else 1
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: list[Subcommand] = [
+    Subcommand("crd", "print the NemotronDeployment CRD as YAML", _crd_arguments, _crd),
+    Subcommand(
+        "catalog",
+        "list catalog models, releases and whether each needs an NGC key",
+        _catalog_arguments,
+        _catalog,
+    ),
+    Subcommand(
+        "plan",
+        "plan NemotronDeployments against GPUs given by flags or read from a cluster "
+        "(exit 1 when one does not fit)",
+        _plan_arguments,
+        _plan,
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nemotron-operator",
+        description="Serve Nemotron models on NVIDIA NIM, sized to the cluster's GPUs.",
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        subparser = subcommands.add_parser(
+            command.name, help=command.help, description=command.help
+        )
+        command.add_arguments(subparser)
+        subparser.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except UsageError as error:
+        print(f"nemotron-operator {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
