@@ -10,12 +10,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,3 +155,114 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+# --- the operator under test ------------------------------------------------------------------
+
+CRD_FILE = REPO / "crds" / "nemotron.dev_nemotrondeployments.yaml"
+OPERATOR_USER_AGENTS = ("nemotron-operator", "kopf/")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OperatorProcess:
+    """`nemotron-operator run` as a person runs it, against the test cluster."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, env: Mapping[str, str]) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.env = dict(env)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        port = free_port()
+        command = [
+            str(Path(sys.executable).parent / "nemotron-operator"),
+            "run",
+            "--all-namespaces",
+            "--liveness",
+            f"http://127.0.0.1:{port}/healthz",
+        ]
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+
+        def alive() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"the operator exited:\n{self.logs()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+
+        wait_until(alive, "the operator's liveness endpoint", 60)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
+        self.start()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def crd_installed(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_FILE))
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[Any]:
+    """The NGC registry and Metadata API stand-in, on loopback (tests/standins/registry.py)."""
+    from tests.standins.registry import RegistryStandin
+
+    with RegistryStandin() as standin:
+        yield standin
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, crd_installed: None, registry: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        {"NEMOTRON_NGC_REGISTRY_URL": registry.url, "NEMOTRON_NGC_METADATA_URL": registry.url},
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def operator_writes(cluster: Cluster, since: float = 0.0) -> list[dict[str, Any]]:
+    """The write requests the operator sent since `since` (epoch seconds), from the API
+    server's audit log; only the local cluster keeps one."""
+    audit = cluster.kubeconfig.parent / "audit.log"
+    if not audit.exists():
+        pytest.skip("this cluster keeps no audit log to count requests in")
+    writes = []
+    for line in audit.read_text().splitlines():
+        entry = json.loads(line)
+        agent = entry.get("userAgent", "")
+        stamp = dt.datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if agent.startswith(OPERATOR_USER_AGENTS) and stamp.timestamp() >= since:
+            writes.append(entry)
+    return writes

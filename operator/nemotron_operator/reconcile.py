@@ -1,0 +1,317 @@
+"""Converge one NemotronDeployment: gather what the indexes know, ask the core, write the delta.
+
+This is the shell's only decision path. The rules live in the pure core (planner, render,
+diagnose, status, drift); here they are fed and their answers written:
+
+    spec --api--> plan --planner--> children --render--> apply what drifted (drift.matches)
+    pods + events --diagnose--> status --status--> patch when it differs, Event per new reason
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import api, diagnose, kube, names, ngc, planner, render
+from .catalog import Catalog, load_catalog
+from .conditions import Condition, same_conditions
+from .drift import matches
+from .inventory import gpu_pools
+from .status import Blocker, Observed, changed_reasons, desired_status
+
+log = logging.getLogger(__name__)
+CREDENTIALS_RECHECK_SECONDS = 600
+
+
+@dataclass
+class Settings:
+    """Operator-wide settings, from the environment (the Helm chart sets them). The NGC
+    endpoints are read by `ngc` itself (NEMOTRON_NGC_REGISTRY_URL, NEMOTRON_NGC_METADATA_URL)."""
+
+    catalog: Catalog
+    published_profiles: ngc.PublishedProfileCache | None  # the live catalog, when enabled
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        live = os.environ.get("NEMOTRON_LIVE_CATALOG", "").lower() in ("1", "true")
+        return cls(
+            catalog=load_catalog(os.environ.get("NEMOTRON_CATALOG_OVERRIDES") or None),
+            published_profiles=ngc.PublishedProfileCache() if live else None,
+        )
+
+
+_settings: Settings | None = None
+
+
+def configure_from_environment() -> None:
+    global _settings
+    _settings = Settings.from_environment()
+
+
+def settings() -> Settings:
+    if _settings is None:
+        configure_from_environment()
+    assert _settings is not None
+    return _settings
+
+
+@dataclass
+class World:
+    """The indexes Kopf keeps: key -> collection of plain dicts."""
+
+    deployments: Mapping[Any, Iterable[Any]]
+    gpu_nodes: Mapping[Any, Iterable[Any]]
+    gpu_requests: Mapping[Any, Iterable[Any]]
+    owned_pods: Mapping[Any, Iterable[Any]]
+    pod_warnings: Mapping[Any, Iterable[Any]]
+    children: list[Mapping[Any, Iterable[Any]]] = field(default_factory=list)
+
+    def one(self, index: Mapping[Any, Iterable[Any]], key: Any) -> Any | None:
+        return next(iter(index.get(key, ())), None)
+
+    def child(self, namespace: str, deployment: str, kind: str) -> Mapping[str, Any] | None:
+        for index in self.children:
+            found = self.one(index, (namespace, deployment, kind))
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+        return None
+
+    def pods(self, namespace: str, deployment: str) -> list[Mapping[str, Any]]:
+        return list(self.owned_pods.get((namespace, deployment), ()))
+
+    def warnings_about(
+        self, namespace: str, pods: Iterable[Mapping[str, Any]]
+    ) -> list[Mapping[str, Any]]:
+        found: list[Mapping[str, Any]] = []
+        for pod in pods:
+            found += self.pod_warnings.get((namespace, pod["metadata"]["name"]), ())
+        return found
+
+    def pools(self, exclude_pods: Iterable[Mapping[str, Any]] = ()) -> Any:
+        """GPU pools with what is free, not counting the given pods (a deployment's own)."""
+        mine = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in exclude_pods}
+        requested: dict[str, int] = {}
+        for node_name, claims in self.gpu_requests.items():
+            requested[node_name] = sum(g for ns, pod, g in claims if (ns, pod) not in mine)
+        nodes = [n for bodies in self.gpu_nodes.values() for n in bodies]
+        return gpu_pools(nodes, requested)
+
+
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+_credential_checks: dict[tuple[Any, ...], tuple[float, ngc.CredentialCheck]] = {}
+_last_inventory: list[Any] = [None]
+
+
+def _lock(namespace: str, name: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault((namespace, name), threading.Lock())
+
+
+def inventory_changed(world: World) -> bool:
+    """Has the set of GPU pools changed since the last call? (Node heartbeats do not count.)"""
+    current = world.pools()
+    changed = current != _last_inventory[0]
+    _last_inventory[0] = current
+    return changed
+
+
+def converge(namespace: str, name: str, world: World) -> None:
+    with _lock(namespace, name):
+        body = world.one(world.deployments, (namespace, name))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        _converge(body, world, dt.datetime.now(dt.UTC))
+
+
+def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    pods = world.pods(namespace, name)
+    plan_status: dict[str, Any] | None = None
+    credentials: Condition | None = None
+    spec_model: api.NemotronDeploymentSpec | None = None
+    try:
+        spec_model = api.NemotronDeploymentSpec.model_validate(body.get("spec") or {})
+    except ValidationError as error:
+        blocker: Blocker | None = Blocker(
+            names.ConditionType.PLANNED, "InvalidSpec", explain(error)
+        )
+    else:
+        plan_status, credentials, blocker = _decide(namespace, spec_model, world.pools(pods))
+
+    spec = spec_model.model_dump(by_alias=True, mode="json") if spec_model else {}
+    if blocker is None and plan_status is not None:
+        _apply_children(body, spec, plan_status, world, key_given=_key_given(spec_model))
+
+    workload_kind = (
+        "LeaderWorkerSet" if (plan_status or {}).get("nodesPerReplica", 1) > 1 else "Deployment"
+    )
+    workload = world.child(namespace, name, workload_kind)
+    diagnosis = None
+    if blocker is None and pods:
+        diagnosis = diagnose.diagnose_pods(
+            pods, world.warnings_about(namespace, pods), plan_status, now=now
+        )
+    service = world.child(namespace, name, "Service")
+    port = (spec.get("service") or {}).get("port", 8000)
+    observed = Observed(
+        generation=int(meta.get("generation") or 0),
+        plan=plan_status,
+        blocker=blocker,
+        credentials=credentials,
+        replicas=int(spec.get("replicas", 1)) if spec else 0,
+        workload=workload,
+        diagnosis=diagnosis,
+        endpoint=f"http://{name}.{namespace}.svc:{port}/v1" if service else None,
+        selector=f"{names.DEPLOYMENT_LABEL}={name}",
+    )
+    previous = body.get("status") or {}
+    status = desired_status(observed, previous, now)
+    if _same_status(previous, status):
+        return
+    kube.patch_status(namespace, name, status)
+    for condition in changed_reasons(previous.get("conditions"), status["conditions"]):
+        if condition["type"] in (
+            names.ConditionType.READY,
+            names.ConditionType.PLANNED,
+            names.ConditionType.CREDENTIALS_VALID,
+        ):
+            healthy = condition["status"] == "True"
+            kube.post_event(
+                body, "Normal" if healthy else "Warning", condition["reason"], condition["message"]
+            )
+
+
+def _decide(
+    namespace: str, spec: api.NemotronDeploymentSpec, pools: Any
+) -> tuple[dict[str, Any], Condition | None, Blocker | None]:
+    """The plan, the CredentialsValid fact, and what (if anything) stops pods from existing."""
+    plan = planner.plan(spec, settings().catalog, pools)
+    live = settings().published_profiles
+    if plan.fits and live is not None and not spec.ngc.offline and plan.image:
+        image = ngc.ImageReference.parse(plan.image)
+        published = live.get(image.repository, image.tag)
+        if published:  # plan again against NVIDIA's own figures for this tag
+            plan = planner.plan(spec, settings().catalog, pools, published_profiles=published)
+    plan_status = plan.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if not plan.fits:
+        return plan_status, None, Blocker(names.ConditionType.PLANNED, plan.reason, plan.message)
+    credentials = _credentials(namespace, spec, plan_status)
+    if credentials.status is False:
+        return (
+            plan_status,
+            credentials,
+            Blocker(names.ConditionType.CREDENTIALS_VALID, credentials.reason, credentials.message),
+        )
+    if int(plan_status["nodesPerReplica"]) > 1 and not kube.leaderworkerset_installed():
+        return (
+            plan_status,
+            credentials,
+            Blocker(
+                names.ConditionType.PROGRESSING,
+                "LeaderWorkerSetMissing",
+                "a replica of this model spans several nodes, which runs on a LeaderWorkerSet: "
+                "install the LeaderWorkerSet API (sigs.k8s.io/lws) in the cluster and the pods "
+                "are created",
+            ),
+        )
+    return plan_status, credentials, None
+
+
+def explain(error: ValidationError) -> str:
+    """A validation error in a sentence a person can act on (the schema catches most first)."""
+    problems = [
+        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:3]
+    ]
+    return "; ".join(problems) + ": fix the spec"
+
+
+def _same_status(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    for key, value in status.items():
+        if key == "conditions":
+            if not same_conditions(previous.get("conditions"), value):
+                return False
+        elif previous.get(key) != value:
+            return False
+    return True
+
+
+def _key_given(spec: api.NemotronDeploymentSpec | None) -> bool:
+    return bool(spec and spec.ngc and spec.ngc.api_key_secret and not spec.ngc.offline)
+
+
+def _credentials(
+    namespace: str, spec: api.NemotronDeploymentSpec, plan: Mapping[str, Any]
+) -> Condition:
+    """The CredentialsValid fact (False stops pods from being created: they could not start)."""
+
+    def fact(valid: bool | None, reason: str, message: str) -> Condition:
+        return Condition(names.ConditionType.CREDENTIALS_VALID, valid, reason, message)
+
+    if spec.ngc.offline:
+        return fact(
+            True, "Offline", "air-gapped: the NIM loads its model from the cache and needs no key"
+        )
+    secret = spec.ngc.api_key_secret
+    image = ngc.ImageReference.parse(str(plan["image"]))
+    if secret is None:
+        if plan.get("keyRequired"):
+            return fact(
+                False,
+                "NGCKeyRequired",
+                f"{plan.get('keyRequiredReason') or 'this image needs an NGC API key'}: "
+                "create a Secret with your key (kubectl create secret generic ngc-api "
+                "--from-literal=NGC_API_KEY=<key>) and set spec.ngc.apiKeySecret.name",
+            )
+        check = _cached(
+            ("anonymous", image.repository, image.tag),
+            lambda: ngc.check_anonymous_pull(image.repository, tag=image.tag),
+        )
+        return fact(check.valid, check.reason, check.message)
+    value, why_not = kube.read_secret_value(namespace, secret.name, secret.key)
+    if value is None:
+        return fact(False, "SecretNotFound", f"{why_not}: create it, or fix spec.ngc.apiKeySecret")
+    check = _cached(
+        ("key", str(plan["image"]), hash(value)),
+        lambda: ngc.check_image_credentials(str(plan["image"]), ngc.ApiKey(value)),
+    )
+    return fact(check.valid, check.reason, check.message)
+
+
+def _cached(key: tuple[Any, ...], ask: Callable[[], ngc.CredentialCheck]) -> ngc.CredentialCheck:
+    """The registry's answer, asked again every few minutes (and at once for a new key)."""
+    cached = _credential_checks.get(key)
+    if cached and time.monotonic() - cached[0] < CREDENTIALS_RECHECK_SECONDS:
+        return cached[1]
+    answer = ask()
+    _credential_checks[key] = (time.monotonic(), answer)
+    return answer
+
+
+def _apply_children(
+    body: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    plan: Mapping[str, Any],
+    world: World,
+    key_given: bool,
+) -> None:
+    meta = body["metadata"]
+    owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    for child in render.render_children(owner, spec, plan, key_given=key_given):
+        observed = world.child(owner.namespace, owner.name, child["kind"])
+        if child["kind"] == "PersistentVolumeClaim" and observed is not None:
+            continue  # claims are immutable once bound: created once, never resized here
+        if observed is None or not matches(child, observed):
+            kube.apply(child)
+    stale = "Deployment" if int(plan["nodesPerReplica"]) > 1 else "LeaderWorkerSet"
+    if world.child(owner.namespace, owner.name, stale) is not None:
+        kube.delete_workload(stale, owner.namespace, owner.name)

@@ -1,0 +1,211 @@
+"""Child manifests of a NemotronDeployment, from its spec and plan. Pure: no API calls.
+
+Templates (jinja2, `templates/`) are rendered with StrictUndefined, so a missing value is an
+error rather than an empty string, then parsed with yaml.safe_load and checked for the fields
+every child must have. Values are written into the templates as JSON, which YAML reads back
+unchanged whatever characters they hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+import yaml
+
+from . import names
+
+CACHE_PATH = "/opt/nim/.cache"
+SHM_SIZE = "16Gi"
+STARTUP_PROBE_PERIOD_SECONDS = 10
+# NIM downloads the model before it is ready: allow for a download at a modest 100 MB/s plus
+# loading, and never less than the 20 minutes NVIDIA's own operator allows.
+MIN_STARTUP_SECONDS = 20 * 60
+ASSUMED_DOWNLOAD_MB_PER_SECOND = 100
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("nemotron_operator", "templates"),
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+)
+
+
+class RenderError(ValueError):
+    """A template produced something that is not a valid child object."""
+
+
+@dataclass(frozen=True)
+class ChildNames:
+    workload: str  # the Deployment or LeaderWorkerSet
+    service: str
+    cache: str  # the PersistentVolumeClaim the operator creates when the spec names none
+
+    @classmethod
+    def of(cls, deployment_name: str) -> ChildNames:
+        return cls(
+            workload=deployment_name, service=deployment_name, cache=f"{deployment_name}-cache"
+        )
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The NemotronDeployment the children belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def selector_labels(deployment_name: str) -> dict[str, str]:
+    """The labels that select a NemotronDeployment's pods (selectors are immutable)."""
+    return {names.DEPLOYMENT_LABEL: deployment_name}
+
+
+def startup_allowance_seconds(plan: Mapping[str, Any]) -> int:
+    download_gb = float(plan.get("downloadSizeGB") or 0)
+    download_seconds = int(download_gb * 1000 / ASSUMED_DOWNLOAD_MB_PER_SECOND)
+    return max(MIN_STARTUP_SECONDS, 2 * download_seconds)
+
+
+def nim_env(
+    spec: Mapping[str, Any], plan: Mapping[str, Any], deployment_name: str, key_given: bool
+) -> list[dict[str, Any]]:
+    """NIM's environment for a single-node replica (the leader's, when it spans nodes)."""
+    env: list[dict[str, Any]] = []
+    ngc = spec.get("ngc") or {}
+    secret = ngc.get("apiKeySecret")
+    if key_given and secret:
+        env.append(
+            {
+                "name": "NGC_API_KEY",
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": secret["name"],
+                        "key": secret.get("key") or "NGC_API_KEY",
+                    }
+                },
+            }
+        )
+    env += [
+        {"name": "NIM_CACHE_PATH", "value": CACHE_PATH},
+        {
+            "name": "NIM_SERVED_MODEL_NAME",
+            "value": str(plan.get("servedModelName") or deployment_name),
+        },
+        {"name": "NIM_MAX_MODEL_LEN", "value": str(plan["maxModelLength"])},
+        {"name": "NIM_TENSOR_PARALLEL_SIZE", "value": str(plan["tensorParallelSize"])},
+        {"name": "NIM_PIPELINE_PARALLEL_SIZE", "value": str(plan["pipelineParallelSize"])},
+        {"name": "NIM_JSONL_LOGGING", "value": "1"},
+    ]
+    if plan.get("profile") and plan.get("profileSource") in ("spec", "metadata"):
+        # NIM 2.x takes only an exact profile id or description; a derived name would stop it.
+        env.append({"name": "NIM_MODEL_PROFILE", "value": str(plan["profile"])})
+    if ngc.get("offline"):
+        env.append({"name": "HF_HUB_OFFLINE", "value": "1"})
+    user_env = [dict(e) for e in spec.get("env") or ()]
+    overridden = {e["name"] for e in user_env}
+    return [e for e in env if e["name"] not in overridden] + user_env
+
+
+def multi_node_env(
+    env: Sequence[Mapping[str, Any]], plan: Mapping[str, Any], leader: bool
+) -> list[dict[str, Any]]:
+    """NIM's multi-node (Ray on a LeaderWorkerSet) environment on top of the single-node one."""
+    rank = {
+        "name": "NIM_NODE_RANK",
+        "valueFrom": {
+            "fieldRef": {"fieldPath": f"metadata.labels['{names.LWS_WORKER_INDEX_LABEL}']"}
+        },
+    }
+    extra = [
+        {"name": "NIM_MULTI_NODE", "value": "1"},
+        {"name": "NIM_NUM_COMPUTE_NODES", "value": str(plan["nodesPerReplica"])},
+        {"name": "NIM_LEADER_ROLE", "value": "1" if leader else "0"},
+        rank,
+    ]
+    base = [dict(e) for e in env if leader or e["name"] != "NIM_JSONL_LOGGING"]
+    return base + extra
+
+
+def render_children(
+    owner: Owner, spec: Mapping[str, Any], plan: Mapping[str, Any], key_given: bool
+) -> list[dict[str, Any]]:
+    """Every child the NemotronDeployment needs, in the order they should be applied."""
+    child_names = ChildNames.of(owner.name)
+    selector = selector_labels(owner.name)
+    labels = {
+        **selector,
+        names.NAME_LABEL: "nim",
+        names.INSTANCE_LABEL: owner.name,
+        names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+        names.MODEL_LABEL: str(spec["model"]),
+    }
+    resources = {key: dict(value) for key, value in (spec.get("resources") or {}).items()}
+    gpus = str(int(plan["gpusPerReplica"]) // int(plan["nodesPerReplica"]))
+    resources.setdefault("limits", {})[names.GPU_RESOURCE] = gpus
+    if names.GPU_RESOURCE in resources.get("requests", {}):
+        resources["requests"][names.GPU_RESOURCE] = gpus
+    tolerations = [{"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    tolerations += [dict(t) for t in spec.get("tolerations") or ()]
+    ngc = spec.get("ngc") or {}
+    cache = spec.get("cache") or {}
+    env = nim_env(spec, plan, owner.name, key_given)
+    multi_node = int(plan["nodesPerReplica"]) > 1
+    context = {
+        "names": child_names,
+        "namespace": owner.namespace,
+        "owner": {
+            "apiVersion": names.API_VERSION,
+            "kind": names.KIND,
+            "name": owner.name,
+            "uid": owner.uid,
+        },
+        "labels": labels,
+        "selector": selector,
+        "serving_selector": {**selector, names.LWS_WORKER_INDEX_LABEL: "0"}
+        if multi_node
+        else selector,
+        "spec": spec,
+        "plan": plan,
+        "env": env,
+        "leader_env": multi_node_env(env, plan, leader=True),
+        "worker_env": multi_node_env(env, plan, leader=False),
+        "resources": resources,
+        "node_selector": {
+            **(spec.get("nodeSelector") or {}),
+            names.GPU_PRODUCT_LABEL: plan["gpuProduct"],
+        },
+        "tolerations": tolerations,
+        "image_pull_secrets": [{"name": s} for s in ngc.get("pullSecrets") or ()],
+        "cache_path": CACHE_PATH,
+        "cache_claim": cache.get("existingClaim") or child_names.cache,
+        "cache_size": str(cache.get("size") or plan["cacheSize"]),
+        "shm_size": SHM_SIZE,
+        "startup_failure_threshold": startup_allowance_seconds(plan)
+        // STARTUP_PROBE_PERIOD_SECONDS,
+    }
+    templates = [
+        "leaderworkerset.yaml.j2" if multi_node else "deployment.yaml.j2",
+        "service.yaml.j2",
+    ]
+    if not cache.get("existingClaim"):
+        templates.insert(0, "persistentvolumeclaim.yaml.j2")
+    return [_render(template, context) for template in templates]
+
+
+def _render(template: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        text = _templates.get_template(template).render(**context)
+        child = yaml.safe_load(text)
+    except (jinja2.TemplateError, yaml.YAMLError) as error:
+        raise RenderError(f"{template}: {error}") from error
+    if (
+        not isinstance(child, dict)
+        or not all(child.get(field) for field in ("apiVersion", "kind", "metadata"))
+        or not child["metadata"].get("name")
+    ):
+        raise RenderError(f"{template} did not render an object with apiVersion, kind and name")
+    return child

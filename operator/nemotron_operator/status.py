@@ -1,0 +1,151 @@
+"""What a NemotronDeployment's status should say, from what the operator knows. Pure.
+
+Conditions (Kubernetes API conventions; `Ready` is the summary that `kubectl get` shows):
+
+- `Planned`: the planner found GPUs that hold the model (False: why not, with numbers).
+- `CredentialsValid`: the NGC key works for this image (False: rejected, not entitled, or a key
+  is required and none given; Unknown: the registry could not be asked).
+- `Progressing`: pods are being created or rolled out.
+- `Degraded`: something stops the NIM from serving (the diagnosed cause).
+- `Ready`: every replica serves; otherwise the most useful reason why not.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import names
+from .conditions import Condition, merge_conditions
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why no pods may exist yet (a plan refusal, a credentials failure, a missing API)."""
+
+    condition: str  # the condition that says so: Planned, CredentialsValid, or Progressing
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the status is computed from."""
+
+    generation: int
+    plan: Mapping[str, Any] | None  # status.plan as the planner wrote it (None: spec invalid)
+    blocker: Blocker | None
+    credentials: Condition | None  # the CredentialsValid fact, when there is one
+    replicas: int  # desired
+    workload: Mapping[str, Any] | None  # the Deployment / LeaderWorkerSet as observed
+    diagnosis: Any | None  # diagnose.Diagnosis of the pods, None when healthy
+    endpoint: str | None
+    selector: str
+
+
+def workload_counts(workload: Mapping[str, Any] | None) -> tuple[int, int, int]:
+    """(replicas, ready, updated) from a Deployment's or LeaderWorkerSet's status."""
+    status = (workload or {}).get("status") or {}
+    return (
+        int(status.get("replicas") or 0),
+        int(status.get("readyReplicas") or 0),
+        int(status.get("updatedReplicas") or 0),
+    )
+
+
+def facts(observed: Observed) -> list[Condition]:
+    """The conditions that describe `observed`, before transition times are merged in."""
+    found: list[Condition] = []
+    plan = observed.plan or {}
+    blocker = observed.blocker
+    if blocker is not None and blocker.condition == names.ConditionType.PLANNED:
+        found.append(Condition(names.ConditionType.PLANNED, False, blocker.reason, blocker.message))
+    else:
+        found.append(
+            Condition(
+                names.ConditionType.PLANNED, True, "Planned", str(plan.get("message") or "planned")
+            )
+        )
+    if observed.credentials is not None:
+        found.append(observed.credentials)
+
+    if blocker is not None:
+        found += [
+            Condition(names.ConditionType.PROGRESSING, False, blocker.reason, blocker.message),
+            Condition(names.ConditionType.DEGRADED, True, blocker.reason, blocker.message),
+            Condition(names.ConditionType.READY, False, blocker.reason, blocker.message),
+        ]
+        return found
+
+    _, ready, updated = workload_counts(observed.workload)
+    want = observed.replicas
+    diagnosis = observed.diagnosis
+    if diagnosis is not None:
+        text = f"{diagnosis.message} {diagnosis.hint}".strip()
+        found += [
+            Condition(names.ConditionType.DEGRADED, True, diagnosis.reason, text),
+            Condition(names.ConditionType.PROGRESSING, False, diagnosis.reason, text),
+            Condition(names.ConditionType.READY, False, diagnosis.reason, text),
+        ]
+        return found
+
+    found.append(Condition(names.ConditionType.DEGRADED, False, "AsExpected", "no failure seen"))
+    if want == 0:
+        found += [
+            Condition(
+                names.ConditionType.PROGRESSING, False, "ScaledToZero", "0 replicas requested"
+            ),
+            Condition(names.ConditionType.READY, False, "ScaledToZero", "0 replicas requested"),
+        ]
+    elif observed.workload is None:
+        message = "creating the NIM pods"
+        found += [
+            Condition(names.ConditionType.PROGRESSING, True, "Creating", message),
+            Condition(names.ConditionType.READY, False, "Creating", message),
+        ]
+    elif ready >= want and updated >= want:
+        message = f"{ready}/{want} replicas serve {plan.get('image', 'the model')}"
+        found += [
+            Condition(names.ConditionType.PROGRESSING, False, "RolloutComplete", message),
+            Condition(names.ConditionType.READY, True, "Ready", message),
+        ]
+    else:
+        message = (
+            f"{ready}/{want} replicas ready ({updated} up to date); NIM loads the model "
+            "before it is ready, which can take many minutes"
+        )
+        found += [
+            Condition(names.ConditionType.PROGRESSING, True, "RollingOut", message),
+            Condition(names.ConditionType.READY, False, "Starting", message),
+        ]
+    return found
+
+
+def desired_status(
+    observed: Observed, previous: Mapping[str, Any] | None, now: dt.datetime
+) -> dict[str, Any]:
+    """The whole status to write (the shell skips the write when it equals the current one)."""
+    previous = previous or {}
+    _, ready, _ = workload_counts(observed.workload)
+    replicas = int(((observed.workload or {}).get("status") or {}).get("replicas") or 0)
+    return {
+        "observedGeneration": observed.generation,
+        "conditions": merge_conditions(
+            previous.get("conditions"), facts(observed), observed.generation, now
+        ),
+        "plan": dict(observed.plan) if observed.plan else None,
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "selector": observed.selector,
+        "endpoint": observed.endpoint if observed.blocker is None else None,
+    }
+
+
+def changed_reasons(
+    previous: Sequence[Mapping[str, Any]] | None, current: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """Conditions whose status or reason differ from before: the news worth an Event."""
+    before = {c.get("type"): (c.get("status"), c.get("reason")) for c in previous or ()}
+    return [c for c in current if before.get(c["type"]) != (c["status"], c["reason"])]

@@ -1,0 +1,202 @@
+"""NemotronDeployment in, GPU-scheduled NIM pods out: the operator against the real API server."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from .conftest import Cluster, OperatorProcess, operator_writes, wait_until
+from .nemotron import NemotronDeployments
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+NANO_ON_H100 = {"model": "nemotron-3-nano", "gpu": {"product": H100}}
+
+
+@pytest.fixture
+def nds(cluster: Cluster, namespace: str, operator: OperatorProcess) -> NemotronDeployments:
+    return NemotronDeployments(cluster, namespace)
+
+
+def read_deployment(cluster: Cluster, namespace: str, name: str) -> client.V1Deployment:
+    def found() -> client.V1Deployment | None:
+        try:
+            return client.AppsV1Api(cluster.api).read_namespaced_deployment(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    return wait_until(found, f"Deployment {name}")
+
+
+def gone(read) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        read()
+    except ApiException as error:
+        return error.status == 404
+    return False
+
+
+def test_nim_deployment_has_the_planned_gpus_environment_probes_and_volumes(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    nds.create("nano", {**NANO_ON_H100, "maxModelLength": 65536})
+    nds.wait_condition("nano", "Planned", "True")
+    plan = nds.get("nano")["status"]["plan"]
+    deployment = read_deployment(cluster, namespace, "nano")
+
+    owner = deployment.metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.controller) == ("NemotronDeployment", "nano", True)
+    assert deployment.spec.strategy.rolling_update.max_surge == 0
+    pod = deployment.spec.template.spec
+    assert pod.node_selector["nvidia.com/gpu.product"] == H100
+    assert any(t.key == "nvidia.com/gpu" and t.effect == "NoSchedule" for t in pod.tolerations)
+    assert pod.security_context.run_as_user == 1000 and pod.security_context.fs_group
+    nim = pod.containers[0]
+    assert nim.image == plan["image"]
+    assert nim.image.startswith("nvcr.io/nim/nvidia/nemotron-3-nano:")
+    assert nim.resources.limits["nvidia.com/gpu"] == str(plan["gpusPerReplica"])
+    env = {e.name: e.value for e in nim.env}
+    assert env["NIM_MAX_MODEL_LEN"] == "65536"
+    assert env["NIM_TENSOR_PARALLEL_SIZE"] == str(plan["tensorParallelSize"])
+    assert env["NIM_JSONL_LOGGING"] == "1"
+    assert env["NIM_SERVED_MODEL_NAME"]
+    assert env["NIM_CACHE_PATH"] == "/opt/nim/.cache"
+    assert env["NIM_PIPELINE_PARALLEL_SIZE"] == str(plan["pipelineParallelSize"])
+    # NIM 2.x stops on a profile name it does not know: only exact ids are passed on
+    assert "NIM_MODEL_PROFILE" not in env or plan["profileSource"] != "derived"
+    assert nim.termination_message_policy == "FallbackToLogsOnError"
+    assert nim.startup_probe.http_get.path == "/v1/health/ready"
+    assert nim.startup_probe.period_seconds * nim.startup_probe.failure_threshold >= 1200
+    assert nim.readiness_probe.http_get.path == "/v1/health/ready"
+    assert nim.liveness_probe.http_get.path == "/v1/health/live"
+    volumes = {v.name: v for v in pod.volumes}
+    assert volumes["dshm"].empty_dir.medium == "Memory"
+    claim = volumes["model-cache"].persistent_volume_claim.claim_name
+    pvc = client.CoreV1Api(cluster.api).read_namespaced_persistent_volume_claim(claim, namespace)
+    assert pvc.spec.resources.requests["storage"] == plan["cacheSize"]
+    service = client.CoreV1Api(cluster.api).read_namespaced_service("nano", namespace)
+    assert service.spec.ports[0].port == 8000
+
+    nds.wait_condition("nano", "Ready", "True")
+    status = nds.get("nano")["status"]
+    assert status["readyReplicas"] == 1
+    assert status["endpoint"] == f"http://nano.{namespace}.svc:8000/v1"
+
+
+def test_more_replicas_and_a_new_precision_roll_out(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    nds.create("nano", {**NANO_ON_H100, "precision": "fp8"})
+    nds.wait_condition("nano", "Ready", "True")
+    nds.patch_spec("nano", {"replicas": 2, "precision": "bf16"})
+    nds.wait_condition("nano", "Ready", "True")
+    status = nds.get("nano")["status"]
+    assert status["plan"]["precision"] == "bf16" and status["readyReplicas"] == 2
+    deployment = read_deployment(cluster, namespace, "nano")
+    assert deployment.spec.replicas == 2
+    nim = deployment.spec.template.spec.containers[0]
+    assert nim.image == status["plan"]["image"]
+    assert nim.resources.limits["nvidia.com/gpu"] == str(status["plan"]["gpusPerReplica"])
+
+
+def test_an_update_that_changes_nothing_sends_no_write(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    nds.create("nano", NANO_ON_H100)
+    nds.wait_condition("nano", "Ready", "True")
+    time.sleep(2)  # let the last status write and its echoes settle
+    since = time.time()
+    nds.patch_spec("nano", NANO_ON_H100)  # the same spec again, as a GitOps sync would
+    cluster.kubectl("annotate", "nemotrondeployment", "nano", "-n", namespace, "note=unrelated")
+    time.sleep(5)
+    assert [w["requestURI"] for w in operator_writes(cluster, since)] == []
+
+
+def test_hand_edits_and_deleted_children_are_repaired(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    nds.create("nano", NANO_ON_H100)
+    nds.wait_condition("nano", "Ready", "True")
+    apps, core = client.AppsV1Api(cluster.api), client.CoreV1Api(cluster.api)
+    apps.patch_namespaced_deployment("nano", namespace, {"spec": {"replicas": 5}})
+    core.delete_namespaced_service("nano", namespace)
+    wait_until(
+        lambda: apps.read_namespaced_deployment("nano", namespace).spec.replicas == 1,
+        "the replica count to be restored",
+    )
+    wait_until(
+        lambda: not gone(lambda: core.read_namespaced_service("nano", namespace)),
+        "the Service to be recreated",
+    )
+
+
+def test_deleting_removes_children_but_a_kept_cache_stays(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    nds.create("dropped", NANO_ON_H100)
+    nds.create("kept", {**NANO_ON_H100, "cache": {"keepOnDelete": True}})
+    nds.wait_condition("dropped", "Ready", "True")
+    nds.wait_condition("kept", "Ready", "True")
+    nds.delete("dropped")
+    nds.delete("kept")
+    apps, core = client.AppsV1Api(cluster.api), client.CoreV1Api(cluster.api)
+    for name in ("dropped", "kept"):
+        wait_until(
+            lambda n=name: gone(lambda: apps.read_namespaced_deployment(n, namespace)),
+            f"{name}'s Deployment to be garbage-collected",
+            60,
+        )
+        wait_until(
+            lambda n=name: gone(lambda: core.read_namespaced_service(n, namespace)),
+            f"{name}'s Service to be garbage-collected",
+            60,
+        )
+    wait_until(
+        lambda: gone(
+            lambda: core.read_namespaced_persistent_volume_claim("dropped-cache", namespace)
+        ),
+        "the dropped cache to be garbage-collected",
+        60,
+    )
+    time.sleep(2)
+    assert core.read_namespaced_persistent_volume_claim("kept-cache", namespace)
+
+
+def test_operator_killed_mid_reconcile_converges_without_duplicates(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments, operator: OperatorProcess
+) -> None:
+    names = [f"nano-{i}" for i in range(8)]
+    for name in names:
+        nds.create(name, NANO_ON_H100)
+    operator.stop(signal.SIGKILL)
+    operator.start()
+    for name in names:
+        nds.wait_condition(name, "Ready", "True", timeout=60)
+    apps, core = client.AppsV1Api(cluster.api), client.CoreV1Api(cluster.api)
+    assert sorted(
+        d.metadata.name for d in apps.list_namespaced_deployment(namespace).items
+    ) == sorted(names)
+    assert len(core.list_namespaced_service(namespace).items) == len(names)
+    assert len(core.list_namespaced_persistent_volume_claim(namespace).items) == len(names)
+
+
+def test_a_model_no_node_can_hold_is_refused_with_the_gpus_it_needs(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    nds.create(
+        "ultra",
+        {"model": "nemotron-3-ultra", "precision": "bf16", "gpu": {"product": "NVIDIA-L40S"}},
+    )
+    refused = nds.wait_condition("ultra", "Planned", "False")
+    assert "GB" in refused["message"] and "NVIDIA-L40S" in refused["message"]
+    ready = nds.wait_condition("ultra", "Ready", "False")
+    assert ready["reason"] == refused["reason"]
+    time.sleep(1)
+    assert gone(
+        lambda: client.AppsV1Api(cluster.api).read_namespaced_deployment("ultra", namespace)
+    )
