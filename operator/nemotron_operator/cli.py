@@ -22,6 +22,12 @@ from nemotron_operator import names
 from nemotron_operator.api import NemotronDeployment, PlanStatus
 from nemotron_operator.catalog import Catalog, CatalogError, key_requirement, load_catalog
 from nemotron_operator.crd import crd_yaml
+from nemotron_operator.diagnose import (
+    OUTPUT_FORMATS,
+    diagnose_pods,
+    format_diagnosis,
+    pods_and_events,
+)
 from nemotron_operator.inventory import GpuPool, gpu_pools, gpus_requested_by_node
 from nemotron_operator.planner import plan
 
@@ -205,6 +211,75 @@ def _plan(args: argparse.Namespace) -> int:
     return 0 if all(result.fits for _, result in results) else 1
 
 
+# --- run: the operator -----------------------------------------------------------------------
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group(required=True)
+    scope.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        help="serve NemotronDeployments in every namespace",
+    )
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        metavar="NAME_OR_GLOB",
+        help="serve only this namespace (repeat; globs such as team-* work)",
+    )
+    parser.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    parser.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="elect one active operator among several (needs Kopf's peering CRDs)",
+    )
+    parser.add_argument("--priority", type=int, default=0, help="peering priority")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log every handler")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from nemotron_operator.runner import run_operator
+
+    run_operator(
+        namespaces=args.namespace or (),
+        liveness_endpoint=args.liveness,
+        peering=args.peering,
+        priority=args.priority,
+        verbose=args.verbose,
+    )
+    return 0
+
+
+# --- diagnose: one NIM pod, with or without the operator ----------------------------------------
+
+
+def _diagnose_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file",
+        help="a Pod, PodList or `kubectl get pod,events -o json` document; - reads standard input",
+    )
+    parser.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default="text")
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+        document = json.loads(text)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read {args.file}: {error}") from error
+    pods, events = pods_and_events(document)
+    if not pods:
+        raise UsageError(f"{args.file} holds no Pod")
+    print(format_diagnosis(diagnose_pods(pods, events), args.output))
+    return 0
+
+
 # --- the command ------------------------------------------------------------------------------
 
 
@@ -230,6 +305,19 @@ COMMANDS: list[Subcommand] = [
         "(exit 1 when one does not fit)",
         _plan_arguments,
         _plan,
+    ),
+    Subcommand(
+        "run",
+        "run the operator (Kopf) against the cluster of the kubeconfig or "
+        "the in-cluster service account",
+        _run_arguments,
+        _run,
+    ),
+    Subcommand(
+        "diagnose",
+        "say why a NIM pod does not start, from its status and events",
+        _diagnose_arguments,
+        _diagnose,
     ),
 ]
 

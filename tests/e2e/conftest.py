@@ -31,6 +31,9 @@ from kubernetes import client, config
 from .fake_kubelet import FakeKubelet
 
 REPO = Path(__file__).resolve().parents[2]
+# Every namespace of this test session starts with this, and the session's operator serves only
+# those: several sessions (and developers) can share one cluster without meeting.
+SESSION_PREFIX = f"e{uuid.uuid4().hex[:5]}"
 HARNESS = REPO / "hack" / "cluster" / "cluster.py"
 LOCAL_STATE = REPO / ".cluster"
 
@@ -120,7 +123,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     core = client.CoreV1Api(cluster.api)
     stem = request.node.name.lower().replace("_", "-")
     stem = "".join(ch for ch in stem if ch.isalnum() or ch == "-")[:40].strip("-")
-    name = f"{stem}-{uuid.uuid4().hex[:6]}"
+    name = f"{SESSION_PREFIX}-{stem}-{uuid.uuid4().hex[:4]}".replace("--", "-")
     core.create_namespace(
         client.V1Namespace(
             metadata=client.V1ObjectMeta(name=name, labels={"nemotron.dev/test": "true"})
@@ -183,7 +186,7 @@ class OperatorProcess:
         command = [
             str(Path(sys.executable).parent / "nemotron-operator"),
             "run",
-            "--all-namespaces",
+            f"--namespace={SESSION_PREFIX}-*",
             "--liveness",
             f"http://127.0.0.1:{port}/healthz",
         ]
