@@ -419,10 +419,11 @@ def _place(target: _Target, facts: _PoolFacts) -> _Choice | _Miss:
                         f"{pool.node_count} match",
                     )
                 )
+                break  # wider layouts need even more nodes
             else:
                 return _Choice(facts, precision, tp, pp, need)
         if misses:
-            return misses[-1]  # the lowest precision's widest attempt says the most
+            return misses[-1]  # the lowest precision's last attempt says the most
     return _Miss(
         Reason.PROFILE_UNRESOLVABLE,
         f"no published profile of {target.tag} runs {' or '.join(precisions)}",
