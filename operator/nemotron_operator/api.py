@@ -339,8 +339,8 @@ class ResourceRequirements(ApiObject):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    f"!('{names.GPU_RESOURCE}' in self.limits) && "
-                    f"!('{names.GPU_RESOURCE}' in self.requests)",
+                    f"(!has(self.limits) || !('{names.GPU_RESOURCE}' in self.limits)) && "
+                    f"(!has(self.requests) || !('{names.GPU_RESOURCE}' in self.requests))",
                     f"set GPUs with gpu.count, not with {names.GPU_RESOURCE} in resources",
                 )
             ]
@@ -488,12 +488,14 @@ class NemotronDeploymentSpec(ApiObject):
                     ".profile",
                 ),
                 _cel(
+                    "!has(self.env) || "
                     "self.env.all(e, !(e.name in ['NGC_API_KEY', 'NGC_CLI_API_KEY']))",
                     "set the NGC key with ngc.apiKeySecret, not with env",
                     ".env",
                 ),
                 _cel(
-                    "!self.ngc.offline || has(self.cache.existingClaim)",
+                    "!has(self.ngc) || !has(self.ngc.offline) || !self.ngc.offline || "
+                    "(has(self.cache) && has(self.cache.existingClaim))",
                     "ngc.offline needs cache.existingClaim: a preloaded model cache",
                 ),
             ]
