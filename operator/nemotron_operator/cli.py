@@ -102,6 +102,11 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_argument(
         "--gpu-memory-mib", metavar="M", type=int, help="default: the catalog's figure for P"
     )
+    flags.add_argument(
+        "--gpu-compute-capability",
+        metavar="X.Y",
+        help="CUDA compute capability (default: the catalog's figure for P)",
+    )
     flags.add_argument("--nodes", metavar="K", type=int, default=1)
     parser.add_argument(
         "--kubeconfig", metavar="PATH", help="read the inventory from this cluster instead"
@@ -139,10 +144,15 @@ def _flag_node(args: argparse.Namespace, catalog: Catalog, index: int) -> dict[s
         names.GPU_MEMORY_LABEL: str(memory_mib),
         names.GPU_COUNT_LABEL: str(args.gpus_per_node),
     }
-    if entry is not None:
-        major, minor = entry.compute_capability_tuple
-        labels[names.GPU_COMPUTE_MAJOR_LABEL] = str(major)
-        labels[names.GPU_COMPUTE_MINOR_LABEL] = str(minor)
+    compute_capability = args.gpu_compute_capability or (
+        entry.compute_capability if entry else None
+    )
+    if compute_capability is not None:
+        major, _, minor = compute_capability.partition(".")
+        if not (major.isdigit() and minor.isdigit()):
+            raise UsageError(f"--gpu-compute-capability {compute_capability}: expected X.Y")
+        labels[names.GPU_COMPUTE_MAJOR_LABEL] = major
+        labels[names.GPU_COMPUTE_MINOR_LABEL] = minor
     return {
         "metadata": {"name": f"node-{index}", "labels": labels},
         "status": {"allocatable": {names.GPU_RESOURCE: str(args.gpus_per_node)}},

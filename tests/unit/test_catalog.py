@@ -180,7 +180,8 @@ def test_overrides_path_comes_from_the_environment(
     ("text", "expected"),
     [
         (
-            "models:\n  nemotron-3-nano:\n    releases:\n      - {tag: '2.1.6', precisions: [fp4]}\n",
+            "models:\n  nemotron-3-nano:\n    releases:\n"
+            "      - {tag: '2.1.6', precisions: [fp4]}\n",
             "models.nemotron-3-nano.releases.",
         ),
         ("models:\n  new-model: {kind: llm}\n", "models.new-model.displayName: Field required"),
