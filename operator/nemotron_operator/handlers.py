@@ -20,7 +20,6 @@ from .inventory import gpus_requested_by_node
 
 ND = (names.GROUP, names.VERSION, names.PLURAL)
 MANAGED = {names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE}
-RECHECK_SECONDS = 30
 
 
 @kopf.on.startup()
@@ -37,6 +36,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 30
     settings.execution.max_workers = 8
     reconcile.configure_from_environment()
+    reconcile.start_resync()
+
+
+@kopf.on.cleanup()
+def stop_resync(**_: Any) -> None:
+    reconcile.stop_resync()
 
 
 # --- indexes: the operator's picture of the cluster, kept current by watches -----------------
@@ -97,18 +102,21 @@ kopf.index(
 
 
 def _world(kwargs: Mapping[str, Any]) -> reconcile.World:
-    return reconcile.World(
-        deployments=kwargs["nemotron_deployments"],
-        gpu_nodes=kwargs["gpu_nodes"],
-        gpu_requests=kwargs["gpu_requests"],
-        owned_pods=kwargs["owned_pods"],
-        pod_warnings=kwargs["pod_warnings"],
-        children=[
-            kwargs["children_deployments"],
-            kwargs["children_services"],
-            kwargs["children_claims"],
-            kwargs["children_leaderworkersets"],
-        ],
+    """The indexes as the core's World; also handed to the resync loop (they are live views)."""
+    return reconcile.remember_world(
+        reconcile.World(
+            deployments=kwargs["nemotron_deployments"],
+            gpu_nodes=kwargs["gpu_nodes"],
+            gpu_requests=kwargs["gpu_requests"],
+            owned_pods=kwargs["owned_pods"],
+            pod_warnings=kwargs["pod_warnings"],
+            children=[
+                kwargs["children_deployments"],
+                kwargs["children_services"],
+                kwargs["children_claims"],
+                kwargs["children_leaderworkersets"],
+            ],
+        )
     )
 
 
@@ -119,12 +127,6 @@ def _world(kwargs: Mapping[str, Any]) -> reconcile.World:
 def nemotron_deployment_changed(namespace: str, name: str, type: str | None, **kwargs: Any) -> None:
     if type != "DELETED":
         reconcile.converge(namespace, name, _world(kwargs))
-
-
-@kopf.timer(*ND, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS)
-def periodic_check(namespace: str, name: str, **kwargs: Any) -> None:
-    """Re-check what no watch reports: startup allowances running out, NGC keys revoked."""
-    reconcile.converge(namespace, name, _world(kwargs))
 
 
 @kopf.on.event("v1", "pods", labels={names.DEPLOYMENT_LABEL: kopf.PRESENT, **MANAGED})

@@ -34,8 +34,21 @@ def api() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+class NamespaceTerminating(Exception):
+    """The namespace is being deleted: nothing may be created in it any more."""
+
+
 def apply(child: Mapping[str, Any]) -> None:
     """Server-side apply of a child object, taking over fields a person edited by hand."""
+    try:
+        _apply(child)
+    except ApiException as error:
+        if error.status == 403 and "NamespaceTerminating" in str(error.body):
+            raise NamespaceTerminating(child["metadata"]["namespace"]) from None
+        raise
+
+
+def _apply(child: Mapping[str, Any]) -> None:
     meta = child["metadata"]
     body = dict(child)
     kind = child["kind"]

@@ -129,7 +129,57 @@ def converge(namespace: str, name: str, world: World) -> None:
         body = world.one(world.deployments, (namespace, name))
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
-        _converge(body, world, dt.datetime.now(dt.UTC))
+        try:
+            _converge(body, world, dt.datetime.now(dt.UTC))
+        except kube.NamespaceTerminating:
+            log.debug("namespace %s is being deleted: nothing to converge", namespace)
+
+
+# --- resync: what no watch reports (startup allowances running out, keys revoked) ---------------
+
+RESYNC_SECONDS = 30
+_world_seen: list[World] = []
+_resync_stop = threading.Event()
+
+
+def remember_world(world: World) -> World:
+    """Keep the indexes for the resync loop (Kopf hands them to handlers only)."""
+    if not _world_seen:
+        _world_seen.append(world)
+    return world
+
+
+def resync_due(body: Mapping[str, Any], full: bool) -> bool:
+    """Converge again on resync when not ready (a startup allowance may have run out) or on a
+    full resync (credentials are re-checked every CREDENTIALS_RECHECK_SECONDS)."""
+    conditions = (body.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == names.ConditionType.READY), None)
+    return full or ready is None or ready.get("status") != "True"
+
+
+def _resync_loop() -> None:
+    rounds = 0
+    while not _resync_stop.wait(RESYNC_SECONDS):
+        rounds += 1
+        full = rounds % (CREDENTIALS_RECHECK_SECONDS // RESYNC_SECONDS) == 0
+        for world in _world_seen:
+            for (namespace, name), bodies in list(world.deployments.items()):
+                for body in list(bodies):
+                    if not resync_due(body, full):
+                        continue
+                    try:
+                        converge(namespace, name, world)
+                    except Exception:
+                        log.exception("resync of %s/%s failed; next round retries", namespace, name)
+
+
+def start_resync() -> None:
+    _resync_stop.clear()
+    threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
+
+
+def stop_resync() -> None:
+    _resync_stop.set()
 
 
 def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
