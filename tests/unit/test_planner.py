@@ -541,24 +541,29 @@ CUSTOM = st.fixed_dictionaries(
 )
 
 
+def sometimes(draw: st.DrawFn, percent: int) -> bool:
+    return draw(st.integers(0, 99)) < percent
+
+
 @st.composite
 def specs(draw: st.DrawFn) -> NemotronDeploymentSpec:
-    model = draw(st.sampled_from([*sorted(CATALOG.models), "custom", "not-a-model"]))
-    fields: dict[str, Any] = {"model": model}
+    """Mostly plausible specs (so that many fit), with every kind of pin now and then."""
+    models = sorted(CATALOG.models)
+    model = draw(st.sampled_from(models * 4 + ["custom", "custom", "not-a-model"]))
+    fields: dict[str, Any] = {"model": model, "gpu": {}}
     if model == "custom":
         fields["customModel"] = draw(CUSTOM)
-    fields["precision"] = draw(st.sampled_from(["auto", "nvfp4", "fp8", "bf16"]))
-    gpu: dict[str, Any] = {}
-    if draw(st.booleans()):
-        gpu["count"] = draw(st.sampled_from([1, 2, 4, 8, 16, 32, 64]))
-    if draw(st.booleans()):
-        gpu["product"] = draw(st.sampled_from(PRODUCTS))
-    fields["gpu"] = gpu
-    if draw(st.booleans()):
+    if sometimes(draw, 40):
+        fields["precision"] = draw(st.sampled_from(["nvfp4", "fp8", "bf16"]))
+    if sometimes(draw, 30):
+        fields["gpu"]["count"] = draw(st.sampled_from([1, 2, 4, 8, 16, 32, 64]))
+    if sometimes(draw, 30):
+        fields["gpu"]["product"] = draw(st.sampled_from(PRODUCTS))
+    if sometimes(draw, 40):
         fields["maxModelLength"] = draw(st.integers(1, 2_000_000))
-    if draw(st.booleans()):
+    if sometimes(draw, 15):
         fields["version"] = draw(st.sampled_from(["2.0.9", "2.1.5", "2.1.5-pb7", "9.9.9", "x1"]))
-    if draw(st.booleans()):
+    if sometimes(draw, 10):
         fields["profile"] = draw(
             st.sampled_from(["vllm-fp8-tp2-pp1", "vllm-bf16-tp8-pp2", "b" * 64, "weird"])
         )
