@@ -96,9 +96,3 @@ class CredentialsReason(StrEnum):
     NGC_KEY_REQUIRED = "NGCKeyRequired"
     NGC_KEY_NOT_REQUIRED = "NGCKeyNotRequired"
     OFFLINE = "Offline"
-
-
-# --- The shell: Kopf's bookkeeping and the multi-node workload ---------------------------------
-FINALIZER = f"{GROUP}/finalizer"
-LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
-LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
