@@ -1,7 +1,7 @@
 """The `nemotron-operator` command: one small function per subcommand, registered in COMMANDS.
 
-A subcommand is `(add_arguments, run)`: `add_arguments(parser)` declares its flags and
-`run(args) -> exit code` does the work. Expected failures (bad files, bad flags) raise
+A Subcommand has a name, a help line, `add_arguments(parser)` that declares its flags and
+`run(args) -> exit code` that does the work. Expected failures (bad files, bad flags) raise
 UsageError and end as one line on stderr with exit code 2, never a traceback.
 """
 

@@ -59,7 +59,7 @@ ACTIVATION_GIB_PER_ACTIVE_BILLION = 0.3
 CACHE_HEADROOM = 1.2
 CACHE_STEP_GIB = 10
 
-_PROFILE_NAME = re.compile(r"^(?:vllm|sglang)-(nvfp4|fp8|bf16)-tp(\d+)-pp(\d+)")
+_PROFILE_NAME = re.compile(r"(?:vllm|sglang)-(nvfp4|fp8|bf16)-tp(\d+)-pp(\d+)")
 
 
 # --- memory -----------------------------------------------------------------------------------
@@ -137,7 +137,11 @@ def _need(target: _Target, precision: str, tp: int, pp: int) -> _Need | None:
     model, length = target.model, target.max_model_length or 0
     arch = model.architecture
     kv_change = (kv_cache_gib(arch, length) - kv_cache_gib(arch, arch.native_context_length)) / tp
-    pinned = (target.profile_pin, "spec") if target.profile_pin else None
+    # A pinned id or exact description goes to NIM as given; a bare name such as
+    # vllm-fp8-tp2-pp1 is not accepted by NIM 2.x, so it only fixes the layout (derived).
+    pin = target.profile_pin
+    exact_pin = pin is not None and _PROFILE_NAME.fullmatch(pin) is None
+    pinned = (pin, "spec") if pin is not None and exact_pin else None
     if target.published:
         offered = [
             p
@@ -147,7 +151,9 @@ def _need(target: _Target, precision: str, tp: int, pp: int) -> _Need | None:
         if not offered:
             return None
         best = min(offered, key=lambda p: (p.min_memory_per_gpu_gb, p.profile_id))
-        profile, source = pinned or (best.profile_id, "metadata")
+        named_by_pin = [p for p in offered if pin in (p.profile_id, p.description)]
+        best = named_by_pin[0] if named_by_pin else best
+        profile, source = (pin, "spec") if named_by_pin else (best.profile_id, "metadata")
         return _Need(best.min_memory_per_gpu_gb + kv_change, "published", profile, source)
     if not model.generative:
         estimate = estimated_memory_per_gpu_gib(arch, precision, 0, tp, pp)
@@ -197,7 +203,7 @@ def _profile_layout(
     by_id = next((p for p in published if spec.profile in (p.profile_id, p.description)), None)
     if by_id is not None:
         return by_id.precision, by_id.tp, by_id.pp
-    match = _PROFILE_NAME.match(spec.profile)
+    match = _PROFILE_NAME.match(spec.profile)  # a name, or a description that starts so
     if match is not None:
         return match.group(1), int(match.group(2)), int(match.group(3))
     if spec.precision == "auto" or spec.gpu.count is None:

@@ -315,7 +315,12 @@ def test_profile_pin_fixes_precision_and_parallelism() -> None:
         spec(model="nemotron-3-super", profile="vllm-bf16-tp8-pp1"), CATALOG, pool_of(H100)
     )
     assert (result.precision, result.gpus_per_replica) == ("bf16", 8)
-    assert (result.profile, result.profile_source) == ("vllm-bf16-tp8-pp1", "spec")
+    # NIM 2.x takes only an exact id or description: a bare name just fixes the layout
+    assert (result.profile, result.profile_source) == ("vllm-bf16-tp8-pp1", "derived")
+    described = plan(
+        spec(model="nemotron-3-super", profile="vllm-bf16-tp8-pp1-35.0"), CATALOG, pool_of(H100)
+    )
+    assert (described.profile, described.profile_source) == ("vllm-bf16-tp8-pp1-35.0", "spec")
 
 
 def test_partitioned_gpus_serve_embeddings_but_not_llms() -> None:
@@ -447,6 +452,11 @@ def test_live_profiles_pin_by_description() -> None:
         profiles,
     )
     assert result.gpus_per_replica == 2 and result.profile == "vllm-fp8-tp2-pp1-19.0"
+    assert result.profile_source == "spec"
+    by_name = plan(
+        spec(model="nemotron-3-nano", profile="vllm-fp8-tp2-pp1"), CATALOG, pool_of(H100), profiles
+    )
+    assert (by_name.profile, by_name.profile_source) == (profiles[1].profile_id, "metadata")
 
 
 # --- notes ------------------------------------------------------------------------------------
