@@ -178,18 +178,6 @@ class Catalog(_Fact):
         return self.gpus.get(product) or self.gpus.get(f"NVIDIA-{product}")
 
 
-class PublishedProfile(_Fact):
-    """One profile of a NIM tag as the NIM Metadata API publishes it (issue 8)."""
-
-    profile_id: str = Field(min_length=1)
-    description: str = ""
-    precision: Precision
-    tp: int = Field(ge=1)
-    pp: int = Field(default=1, ge=1)
-    min_memory_per_gpu_gb: float = Field(gt=0, alias="minMemoryPerGPUGB")
-    lora: bool = False
-
-
 def precisions_for_compute_capability(
     compute_capability: tuple[int, int],
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:

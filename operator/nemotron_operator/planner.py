@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from nemotron_operator import names
 from nemotron_operator.api import NemotronDeploymentSpec, PlanStatus, quantity_bytes
@@ -36,7 +37,6 @@ from nemotron_operator.catalog import (
     Catalog,
     KeyRequirement,
     ModelEntry,
-    PublishedProfile,
     Release,
     key_requirement,
     precisions_for_compute_capability,
@@ -98,6 +98,75 @@ def derived_profile_name(precision: str, tp: int, pp: int) -> str:
     return f"vllm-{precision}-tp{tp}-pp{pp}"
 
 
+class PublishedProfile(Protocol):
+    """A profile of a NIM tag as the NIM Metadata API publishes it (ngc.PublishedProfile);
+    None where the API did not say. `gpus` empty: any GPU."""
+
+    @property
+    def profile_id(self) -> str: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def precision(self) -> str | None: ...
+    @property
+    def tensor_parallel_size(self) -> int | None: ...
+    @property
+    def pipeline_parallel_size(self) -> int | None: ...
+    @property
+    def min_memory_per_gpu_gb(self) -> float | None: ...
+    @property
+    def gpus(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class _LiveProfile:
+    """A published profile the planner can use: precision, parallelism and memory known."""
+
+    profile_id: str
+    description: str
+    precision: str
+    tp: int
+    pp: int
+    min_gib: float  # NVIDIA's "GB" per GPU, binary GiB like the manifests' figures
+    gpus: tuple[str, ...]
+
+    @property
+    def lora(self) -> bool:
+        return "lora" in self.description.lower()
+
+    def runs_on(self, product: str) -> bool:
+        if not self.gpus:
+            return True
+        wanted = _gpu_key(product)
+        return any(_gpu_key(gpu) in wanted or wanted in _gpu_key(gpu) for gpu in self.gpus)
+
+
+def _gpu_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower()).removeprefix("nvidia")
+
+
+def _live_profiles(profiles: Sequence[PublishedProfile]) -> tuple[_LiveProfile, ...]:
+    """The profiles that say enough to plan with (LoRA twins and unknown precisions left out)."""
+    usable = []
+    for p in profiles:
+        if p.precision not in PRECISION_PREFERENCE or not p.tensor_parallel_size:
+            continue
+        if not p.min_memory_per_gpu_gb:
+            continue
+        live = _LiveProfile(
+            profile_id=p.profile_id,
+            description=p.description or "",
+            precision=p.precision,
+            tp=p.tensor_parallel_size,
+            pp=p.pipeline_parallel_size or 1,
+            min_gib=p.min_memory_per_gpu_gb,
+            gpus=tuple(p.gpus),
+        )
+        if not live.lora:
+            usable.append(live)
+    return tuple(usable)
+
+
 @dataclass(frozen=True)
 class _Need:
     gib: float
@@ -121,7 +190,7 @@ class _Target:
     tp: int | None  # from a profile pin
     pp: int | None
     profile_pin: str | None
-    published: tuple[PublishedProfile, ...]
+    published: tuple[_LiveProfile, ...]
     notes: tuple[str, ...]
 
 
@@ -132,7 +201,7 @@ class _Refusal(Exception):
         self.message = message
 
 
-def _need(target: _Target, precision: str, tp: int, pp: int) -> _Need | None:
+def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _Need | None:
     """Memory per GPU for a layout; None when the live profiles do not offer it."""
     model, length = target.model, target.max_model_length or 0
     arch = model.architecture
@@ -146,15 +215,15 @@ def _need(target: _Target, precision: str, tp: int, pp: int) -> _Need | None:
         offered = [
             p
             for p in target.published
-            if (p.precision, p.tp, p.pp) == (precision, tp, pp) and not p.lora
+            if (p.precision, p.tp, p.pp) == (precision, tp, pp) and p.runs_on(product)
         ]
         if not offered:
             return None
-        best = min(offered, key=lambda p: (p.min_memory_per_gpu_gb, p.profile_id))
+        best = min(offered, key=lambda p: (p.min_gib, p.profile_id))
         named_by_pin = [p for p in offered if pin in (p.profile_id, p.description)]
         best = named_by_pin[0] if named_by_pin else best
         profile, source = (pin, "spec") if named_by_pin else (best.profile_id, "metadata")
-        return _Need(best.min_memory_per_gpu_gb + kv_change, "published", profile, source)
+        return _Need(best.min_gib + kv_change, "published", profile, source)
     if not model.generative:
         estimate = estimated_memory_per_gpu_gib(arch, precision, 0, tp, pp)
         return _Need(estimate, "estimated", *(pinned or (None, None)))
@@ -195,7 +264,7 @@ def _custom_model(spec: NemotronDeploymentSpec) -> tuple[ModelEntry, str]:
 
 
 def _profile_layout(
-    spec: NemotronDeploymentSpec, published: Sequence[PublishedProfile]
+    spec: NemotronDeploymentSpec, published: Sequence[_LiveProfile]
 ) -> tuple[str | None, int | None, int | None]:
     """(precision, tp, pp) named by spec.profile; Nones when the profile says nothing."""
     if spec.profile is None:
@@ -219,7 +288,7 @@ def _profile_layout(
 def _resolve(
     spec: NemotronDeploymentSpec,
     catalog: Catalog,
-    published: Sequence[PublishedProfile],
+    published: Sequence[_LiveProfile],
 ) -> _Target:
     notes: list[str] = []
     tag: str | None
@@ -253,7 +322,7 @@ def _resolve(
     release = model.release(tag) if tag else None
     shipped: tuple[str, ...]
     if published:
-        shipped = tuple({p.precision for p in published if not p.lora})
+        shipped = tuple({p.precision for p in published})
     elif release is not None:
         shipped = release.precisions
     elif tag is not None:
@@ -398,7 +467,7 @@ def _place(target: _Target, facts: _PoolFacts) -> _Choice | _Miss:
     misses: list[_Miss] = []
     for precision in precisions:
         for tp, pp in layouts:
-            need = _need(target, precision, tp, pp)
+            need = _need(target, pool.base_product, precision, tp, pp)
             if need is None:
                 continue
             layout = _describe(precision, tp, pp)
@@ -548,7 +617,7 @@ def _plan(
     spec: NemotronDeploymentSpec,
     catalog: Catalog,
     inventory: Sequence[GpuPool],
-    published: Sequence[PublishedProfile],
+    published: Sequence[_LiveProfile],
 ) -> PlanStatus:
     target = _resolve(spec, catalog, published)
     choices: list[_Choice] = []
@@ -591,7 +660,7 @@ def _suggestions(
     spec: NemotronDeploymentSpec,
     catalog: Catalog,
     inventory: Sequence[GpuPool],
-    published: Sequence[PublishedProfile],
+    published: Sequence[_LiveProfile],
 ) -> list[str]:
     """What would fit with fewer pins: count, then precision, then product, then profile."""
     relaxations: list[dict] = []
@@ -632,9 +701,10 @@ def plan(
 ) -> PlanStatus:
     """Plan a NemotronDeployment: always a PlanStatus, with fits=False and a reason when the
     spec cannot be served by the inventory. `published_profiles` are the planned tag's profiles
-    from the NIM Metadata API (plan once without them to learn the tag); when given, only
-    those profiles are planned against and `profile` is the exact id NIM accepts."""
-    published = tuple(published_profiles or ())
+    from the NIM Metadata API (plan once without them to learn the tag); when some say
+    precision, parallelism and memory, only those are planned against (and only on the GPUs
+    they name) and `profile` is the exact id NIM accepts."""
+    published = _live_profiles(published_profiles or ())
     try:
         return _plan(spec, catalog, inventory, published)
     except _Refusal as refusal:

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from nemotron_operator import names
 from nemotron_operator.api import NemotronDeployment, NemotronDeploymentSpec, PlanStatus
-from nemotron_operator.catalog import Catalog, PublishedProfile, load_catalog
+from nemotron_operator.catalog import Catalog, load_catalog
 from nemotron_operator.inventory import GpuPool, gpu_pools
+from nemotron_operator.ngc import PublishedProfile
 from nemotron_operator.planner import estimated_memory_per_gpu_gib, plan, usable_gib
 
 REPO = Path(__file__).resolve().parents[2]
@@ -417,17 +418,18 @@ def test_custom_model_is_sized_from_its_facts() -> None:
 # --- live profiles (NIM Metadata API) ----------------------------------------------------------
 
 
-def live(precision: str, tp: int, gb: float, lora: bool = False) -> PublishedProfile:
-    return PublishedProfile.model_validate(
-        {
-            "profileId": f"{precision}{tp}".ljust(64, "0"),
-            "description": f"vllm-{precision}-tp{tp}-pp1-{gb}",
-            "precision": precision,
-            "tp": tp,
-            "pp": 1,
-            "minMemoryPerGPUGB": gb,
-            "lora": lora,
-        }
+def live(
+    precision: str, tp: int, gb: float, suffix: str = "", gpus: tuple[str, ...] = ()
+) -> PublishedProfile:
+    """A profile as the NIM Metadata API client (ngc.py) hands it to the planner."""
+    return PublishedProfile(
+        profile_id=f"{precision}{tp}{suffix}".ljust(64, "0"),
+        description=f"vllm-{precision}-tp{tp}-pp1{suffix}-{gb}",
+        precision=precision,
+        tensor_parallel_size=tp,
+        pipeline_parallel_size=1,
+        min_memory_per_gpu_gb=gb,
+        gpus=gpus,
     )
 
 
@@ -435,12 +437,23 @@ def test_live_profiles_replace_the_static_figures_and_name_the_exact_profile() -
     nano = spec(model="nemotron-3-nano")
     static = plan(nano, CATALOG, pool_of(H100))
     assert static.gpus_per_replica == 1
-    profiles = [live("fp8", 1, 90.0), live("fp8", 2, 50.0), live("bf16", 2, 40.0, lora=True)]
+    profiles = [live("fp8", 1, 90.0), live("fp8", 2, 50.0), live("bf16", 2, 40.0, "-lora")]
     result = plan(nano, CATALOG, pool_of(H100), profiles)
     assert (result.precision, result.gpus_per_replica) == ("fp8", 2)
     assert result.profile == profiles[1].profile_id
     assert (result.profile_source, result.memory_source) == ("metadata", "published")
     assert result.memory_per_gpu_gib == 50.0
+
+
+def test_live_profiles_for_other_gpus_or_saying_too_little_are_not_planned_with() -> None:
+    nano = spec(model="nemotron-3-nano")
+    for_b200 = live("fp8", 1, 20.0, gpus=("B200",))
+    for_h100 = live("fp8", 2, 30.0, gpus=("H100",))
+    silent = PublishedProfile(profile_id="c" * 64, description="vllm-fp8-tp1-pp1")
+    result = plan(nano, CATALOG, pool_of(H100), [for_b200, for_h100, silent])
+    assert (result.gpus_per_replica, result.profile) == (2, for_h100.profile_id)
+    only_silent = plan(nano, CATALOG, pool_of(H100), [silent])
+    assert (only_silent.memory_source, only_silent.profile_source) == ("published", "derived")
 
 
 def test_live_profiles_pin_by_description() -> None:
