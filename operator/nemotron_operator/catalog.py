@@ -65,9 +65,6 @@ class Tag(NamedTuple):
     version: tuple[int, int, int]
     channel: Channel
 
-    def __str__(self) -> str:
-        return ".".join(str(part) for part in self.version)
-
 
 def parse_tag(tag: str) -> Tag | None:
     """The version and channel of a NIM tag, or None when the tag has another shape."""

@@ -46,10 +46,6 @@ class GpuPool:
     def partitioned(self) -> bool:
         return self.mig or self.shared
 
-    @property
-    def most_free_gpus(self) -> int:
-        return max(node.free_gpus for node in self.nodes)
-
 
 def _int(value: Any) -> int | None:
     try:

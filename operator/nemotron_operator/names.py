@@ -30,7 +30,7 @@ GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB of one GPU
 GPU_COUNT_LABEL = "nvidia.com/gpu.count"
 GPU_COMPUTE_MAJOR_LABEL = "nvidia.com/gpu.compute.major"
 GPU_COMPUTE_MINOR_LABEL = "nvidia.com/gpu.compute.minor"
-GPU_FAMILY_LABEL = "nvidia.com/gpu.family"
+GPU_FAMILY_LABEL = "nvidia.com/gpu.family"  # often `undefined`: prefer compute capability
 
 # The schedulable extended resource and the taint GPU nodes usually carry.
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -45,10 +45,8 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "nemotron-operator"
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
-COMPONENT_LABEL = "app.kubernetes.io/component"
 DEPLOYMENT_LABEL = f"{GROUP}/deployment"  # value: the NemotronDeployment's name
 MODEL_LABEL = f"{GROUP}/model"
-PLAN_ANNOTATION = f"{GROUP}/plan"  # the plan a child was rendered from (JSON)
 
 FIELD_MANAGER = "nemotron-operator"
 FINALIZER = f"{GROUP}/finalizer"
@@ -94,5 +92,3 @@ class CredentialsReason(StrEnum):
     """Reasons of the CredentialsValid condition known to the core."""
 
     NGC_KEY_REQUIRED = "NGCKeyRequired"
-    NGC_KEY_NOT_REQUIRED = "NGCKeyNotRequired"
-    OFFLINE = "Offline"
