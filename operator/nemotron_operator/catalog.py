@@ -239,7 +239,7 @@ def _read_yaml(text: str, source: str) -> dict[str, Any]:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise CatalogError(f"{source}: not valid YAML: {error}".replace("\n", " ")) from None
+        raise CatalogError(f"{source}: not valid YAML: {' '.join(str(error).split())}") from None
     if document is None:
         return {}
     if not isinstance(document, dict):

@@ -121,7 +121,7 @@ def _read_deployments(path: str) -> list[NemotronDeployment]:
     except OSError as error:
         raise UsageError(f"{path}: {error.strerror}") from None
     except yaml.YAMLError as error:
-        raise UsageError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+        raise UsageError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not documents:
         raise UsageError(f"{path}: no NemotronDeployment in the file")
     deployments = []
