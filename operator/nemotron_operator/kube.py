@@ -6,6 +6,7 @@ patch of the status subresource; Events as core/v1 Events on the NemotronDeploym
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import functools
 import logging
@@ -144,14 +145,12 @@ def read_secret_value(namespace: str, name: str, key: str) -> tuple[str | None, 
     data = secret.data or {}
     if key not in data:
         return None, f'Secret "{name}" has no key "{key}"'
-    import base64
 
     return base64.b64decode(data[key]).decode("utf-8", "replace").strip(), ""
 
 
-@functools.cache
 def leaderworkerset_installed() -> bool:
-    """Is the LeaderWorkerSet API served? (Asked once; restart the operator after installing.)"""
+    """Is the LeaderWorkerSet API served? (Asked only for replicas that span nodes.)"""
     try:
         resources = client.CustomObjectsApi(api()).get_api_resources(
             *names.LWS_API_VERSION.split("/")

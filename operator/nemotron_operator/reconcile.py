@@ -200,7 +200,10 @@ def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
 
     spec = spec_model.model_dump(by_alias=True, mode="json") if spec_model else {}
     if blocker is None and plan_status is not None:
-        _apply_children(body, spec, plan_status, world, key_given=_key_given(spec_model))
+        try:
+            _apply_children(body, spec, plan_status, world, key_given=_key_given(spec_model))
+        except render.RenderError as error:
+            blocker = Blocker(names.ConditionType.PROGRESSING, "RenderFailed", str(error))
 
     workload_kind = (
         "LeaderWorkerSet" if (plan_status or {}).get("nodesPerReplica", 1) > 1 else "Deployment"

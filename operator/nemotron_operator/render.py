@@ -91,15 +91,17 @@ def nim_env(
         )
     env += [
         {"name": "NIM_CACHE_PATH", "value": CACHE_PATH},
-        {
-            "name": "NIM_SERVED_MODEL_NAME",
-            "value": str(plan.get("servedModelName") or deployment_name),
-        },
-        {"name": "NIM_MAX_MODEL_LEN", "value": str(plan["maxModelLength"])},
-        {"name": "NIM_TENSOR_PARALLEL_SIZE", "value": str(plan["tensorParallelSize"])},
-        {"name": "NIM_PIPELINE_PARALLEL_SIZE", "value": str(plan["pipelineParallelSize"])},
-        {"name": "NIM_JSONL_LOGGING", "value": "1"},
+        {"name": "NIM_SERVED_MODEL_NAME", "value": deployment_name},
     ]
+    # LLM NIMs only: embedding and reranking NIMs have no context length or parallelism to set
+    for variable, field in (
+        ("NIM_MAX_MODEL_LEN", "maxModelLength"),
+        ("NIM_TENSOR_PARALLEL_SIZE", "tensorParallelSize"),
+        ("NIM_PIPELINE_PARALLEL_SIZE", "pipelineParallelSize"),
+    ):
+        if plan.get(field) is not None:
+            env.append({"name": variable, "value": str(plan[field])})
+    env.append({"name": "NIM_JSONL_LOGGING", "value": "1"})
     if plan.get("profile") and plan.get("profileSource") in ("spec", "metadata"):
         # NIM 2.x takes only an exact profile id or description; a derived name would stop it.
         env.append({"name": "NIM_MODEL_PROFILE", "value": str(plan["profile"])})
@@ -182,11 +184,13 @@ def render_children(
         "image_pull_secrets": [{"name": s} for s in ngc.get("pullSecrets") or ()],
         "cache_path": CACHE_PATH,
         "cache_claim": cache.get("existingClaim") or child_names.cache,
-        "cache_size": str(cache.get("size") or plan["cacheSize"]),
+        "cache_size": str(cache.get("size") or plan.get("cacheSize") or ""),
         "shm_size": SHM_SIZE,
         "startup_failure_threshold": startup_allowance_seconds(plan)
         // STARTUP_PROBE_PERIOD_SECONDS,
     }
+    if not cache.get("existingClaim") and not context["cache_size"]:
+        raise RenderError("the catalog has no download size for this model: set spec.cache.size")
     templates = [
         "leaderworkerset.yaml.j2" if multi_node else "deployment.yaml.j2",
         "service.yaml.j2",

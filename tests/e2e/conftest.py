@@ -253,6 +253,8 @@ def registry_config() -> dict[str, Any]:
         entry = repositories.setdefault(repository, {"tags": [], "public": []})
         entry["tags"] += tags
         entry["public"] += public
+    # the generic multi-LLM image custom models run on: always behind a key
+    repositories["nim/nvidia/llm-nim"] = {"tags": ["2.1.6"], "public": False}
     return {"keys": {VALID_KEY: ["*"], UNENTITLED_KEY: []}, "repositories": repositories}
 
 

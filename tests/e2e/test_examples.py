@@ -1,0 +1,220 @@
+"""Every manifest in examples/ is accepted and planned as it says; single-node ones get Ready."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from .conftest import (
+    REPO,
+    UNENTITLED_KEY,
+    VALID_KEY,
+    Cluster,
+    OperatorProcess,
+    wait_until,
+)
+from .nemotron import NemotronDeployments
+
+EXAMPLES = REPO / "examples"
+LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
+
+# name -> (GPUs per replica, nodes per replica, product or None, what the status ends with)
+EXPECTED = {
+    "nano": (1, 1, None, "Ready"),
+    "nano-airgapped": (1, 1, None, "Ready"),
+    "embedqa": (1, 1, None, "Ready"),
+    "rerankqa": (1, 1, None, "Ready"),
+    "llama-8b": (1, 1, None, "Ready"),
+    "super-fp8": (2, 1, "NVIDIA-H100-80GB-HBM3", "Ready"),
+    "super-nvfp4": (None, 1, "NVIDIA-B200", "Ready"),
+    "super-unentitled": (None, 1, "NVIDIA-H100-80GB-HBM3", "NGCNotEntitled"),
+    "ultra-bf16": (16, 2, "NVIDIA-H100-80GB-HBM3", "MultiNode"),
+    "ultra-bf16-4gpu": (None, None, None, "DoesNotFit"),
+}
+
+
+def example_objects() -> list[dict]:
+    objects = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        objects += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return objects
+
+
+def create_example_prerequisites(cluster: Cluster, namespace: str) -> None:
+    """What the examples reference: NGC key Secrets, pull secrets, a preloaded cache claim."""
+    core = client.CoreV1Api(cluster.api)
+    for name, key in (("ngc-api-key", VALID_KEY), ("ngc-unentitled", UNENTITLED_KEY)):
+        core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=name), string_data={"NGC_API_KEY": key}
+            ),
+        )
+    auth = base64.b64encode(b"$oauthtoken:unused").decode()
+    for name in ("ngc-registry", "internal-registry"):
+        core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=name),
+                type="kubernetes.io/dockerconfigjson",
+                string_data={".dockerconfigjson": f'{{"auths":{{"nvcr.io":{{"auth":"{auth}"}}}}}}'},
+            ),
+        )
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="nemotron-3-nano-preloaded"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "64Gi"}),
+            ),
+        ),
+    )
+
+
+@pytest.fixture
+def leaderworkerset_api(cluster: Cluster) -> Iterator[None]:
+    """The LeaderWorkerSet API (its CRD only: no controller runs, so its pods never appear)."""
+    extensions = client.ApiextensionsV1Api(cluster.api)
+    extensions.create_custom_resource_definition(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": LWS_CRD},
+            "spec": {
+                "group": "leaderworkerset.x-k8s.io",
+                "scope": "Namespaced",
+                "names": {
+                    "plural": "leaderworkersets",
+                    "singular": "leaderworkerset",
+                    "kind": "LeaderWorkerSet",
+                    "listKind": "LeaderWorkerSetList",
+                },
+                "versions": [
+                    {
+                        "name": "v1",
+                        "served": True,
+                        "storage": True,
+                        "subresources": {"status": {}},
+                        "schema": {
+                            "openAPIV3Schema": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            }
+                        },
+                    }
+                ],
+            },
+        }
+    )
+    wait_until(
+        lambda: any(
+            c.type == "Established" and c.status == "True"
+            for c in (extensions.read_custom_resource_definition(LWS_CRD).status.conditions or [])
+        ),
+        "the LeaderWorkerSet CRD",
+    )
+    yield
+    extensions.delete_custom_resource_definition(LWS_CRD)
+
+
+def without_leaderworkerset_api(cluster: Cluster) -> None:
+    extensions = client.ApiextensionsV1Api(cluster.api)
+    try:
+        extensions.delete_custom_resource_definition(LWS_CRD)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+    def gone() -> bool:
+        try:
+            extensions.read_custom_resource_definition(LWS_CRD)
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_until(gone, "the LeaderWorkerSet CRD to go")
+
+
+def apply_examples(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", str(EXAMPLES))
+
+
+def test_every_example_is_in_the_expected_table() -> None:
+    assert sorted(o["metadata"]["name"] for o in example_objects()) == sorted(EXPECTED)
+
+
+def test_examples_plan_as_documented_and_single_node_ones_become_ready(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    without_leaderworkerset_api(cluster)
+    create_example_prerequisites(cluster, namespace)
+    apply_examples(cluster, namespace)
+    nds = NemotronDeployments(cluster, namespace)
+    for name, (gpus, nodes, product, outcome) in EXPECTED.items():
+        if outcome == "DoesNotFit":
+            refused = nds.wait_condition(name, "Planned", "False", timeout=60)
+            assert "Would fit as" in refused["message"], refused
+            continue
+        nds.wait_condition(name, "Planned", "True", timeout=60)
+        plan = nds.get(name)["status"]["plan"]
+        if gpus is not None:
+            assert plan["gpusPerReplica"] == gpus, (name, plan)
+        assert plan["nodesPerReplica"] == nodes, (name, plan)
+        if product is not None:
+            assert plan["gpuProduct"] == product, (name, plan)
+        if outcome == "Ready":
+            nds.wait_condition(name, "Ready", "True", timeout=90)
+        elif outcome == "NGCNotEntitled":
+            nds.wait_condition(name, "CredentialsValid", "False", "NGCNotEntitled", timeout=60)
+            nds.wait_condition(name, "Ready", "False", "NGCNotEntitled")
+        else:  # a replica across nodes, and this cluster has no LeaderWorkerSet API
+            missing = nds.wait_condition(name, "Ready", "False", "LeaderWorkerSetMissing")
+            assert "LeaderWorkerSet" in missing["message"]
+    apps = client.AppsV1Api(cluster.api)
+    created = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
+    assert created == {n for n, (*_, outcome) in EXPECTED.items() if outcome == "Ready"}
+
+
+def test_a_replica_across_nodes_becomes_a_leaderworkerset(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, leaderworkerset_api: None
+) -> None:
+    nds = NemotronDeployments(cluster, namespace)
+    spec = yaml.safe_load((EXAMPLES / "ultra-multinode.yaml").read_text())["spec"]
+    nds.create("ultra", spec)
+    objects = client.CustomObjectsApi(cluster.api)
+
+    def leaderworkerset() -> dict | None:
+        try:
+            return dict(
+                objects.get_namespaced_custom_object(
+                    "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", "ultra"
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    lws = wait_until(leaderworkerset, "the LeaderWorkerSet", 60)
+    template = lws["spec"]["leaderWorkerTemplate"]
+    assert template["size"] == 2
+    leader = template["leaderTemplate"]["spec"]["containers"][0]
+    worker = template["workerTemplate"]["spec"]["containers"][0]
+    leader_env = {e["name"]: e.get("value") for e in leader["env"]}
+    worker_env = {e["name"]: e.get("value") for e in worker["env"]}
+    assert leader_env["NIM_MULTI_NODE"] == worker_env["NIM_MULTI_NODE"] == "1"
+    assert leader_env["NIM_NUM_COMPUTE_NODES"] == "2"
+    assert leader_env["NIM_TENSOR_PARALLEL_SIZE"] == "8"
+    assert leader_env["NIM_PIPELINE_PARALLEL_SIZE"] == "2"
+    assert (leader_env["NIM_LEADER_ROLE"], worker_env["NIM_LEADER_ROLE"]) == ("1", "0")
+    assert "NIM_JSONL_LOGGING" not in worker_env  # not available on Ray workers
+    assert leader["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    service = client.CoreV1Api(cluster.api).read_namespaced_service("ultra", namespace)
+    assert service.spec.selector["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
+    assert not client.AppsV1Api(cluster.api).list_namespaced_deployment(namespace).items
