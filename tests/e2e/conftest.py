@@ -33,6 +33,7 @@ from nemotron_operator.ngc import ImageReference
 from tests.standins.registry import RegistryStandin
 
 from .fake_kubelet import FakeKubelet
+from .harness import local_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 # Every namespace of this test session starts with this, and the session's operator serves only
@@ -76,7 +77,6 @@ def _harness(*args: str) -> None:
 
 def _binaries() -> dict[str, Path]:
     sys.path.insert(0, str(HARNESS.parent))
-    import cluster as local_cluster
 
     return dict(local_cluster.binaries())
 

@@ -28,7 +28,9 @@ from typing import Any
 
 from kubernetes import client
 
-HANDS_OFF = {"kwok.x-k8s.io/status": "custom"}
+from .harness import local_cluster
+
+HANDS_OFF = {local_cluster.HANDS_OFF_ANNOTATION: local_cluster.HANDS_OFF_VALUE}
 
 
 def _now() -> str:
