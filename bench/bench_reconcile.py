@@ -1,0 +1,222 @@
+"""How fast the operator turns NemotronDeployments into Deployments, beside the cluster's own
+kube-controller-manager turning those Deployments into ReplicaSets, measured in one run.
+
+    .venv/bin/python bench/bench_reconcile.py [--objects 100] [--burst 300]
+
+Uses the local cluster (started when it is not running) and its own operator process serving
+only the namespaces it creates. Prints p50/p99 of both latencies (client-observed watch events),
+the time for a burst of objects to all reach Planned=True, and the operator's peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from kubernetes import client, config, watch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "hack" / "cluster"))
+import cluster as local_cluster  # noqa: E402
+
+from nemotron_operator import names  # noqa: E402
+
+SPEC = {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}, "replicas": 0}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def watch_added(
+    api: client.ApiClient,
+    namespace: str,
+    kind: str,
+    seen: dict[str, float],
+    owners: dict[str, str],
+    stop: threading.Event,
+) -> None:
+    """Record when each object of `kind` is first seen (and, for ReplicaSets, their owner)."""
+    apps = client.AppsV1Api(api)
+    lister = (
+        apps.list_namespaced_deployment
+        if kind == "Deployment"
+        else apps.list_namespaced_replica_set
+    )
+    stream = watch.Watch()
+    for event in stream.stream(lister, namespace, timeout_seconds=600):
+        obj = event["object"]
+        if event["type"] == "ADDED" and obj.metadata.name not in seen:
+            seen[obj.metadata.name] = time.monotonic()
+            if kind == "ReplicaSet" and obj.metadata.owner_references:
+                owners[obj.metadata.name] = obj.metadata.owner_references[0].name
+        if stop.is_set():
+            stream.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects", type=int, default=100)
+    parser.add_argument("--burst", type=int, default=300)
+    args = parser.parse_args()
+
+    local_cluster.up(local_cluster.DEFAULT_STATE, local_cluster.DEFAULT_NODES)
+    kubeconfig = local_cluster.DEFAULT_STATE / "kubeconfig"
+    subprocess.run(
+        [
+            str(local_cluster.binaries()["kubectl"]),
+            "--kubeconfig",
+            str(kubeconfig),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(REPO / "crds"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    prefix = f"bench{uuid.uuid4().hex[:4]}"
+    port = 18000 + os.getpid() % 1000
+    log = open(REPO / ".cluster" / f"{prefix}-operator.log", "wb")  # noqa: SIM115
+    operator = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "nemotron-operator"),
+            "run",
+            f"--namespace={prefix}-*",
+            f"--liveness=http://127.0.0.1:{port}/healthz",
+        ],
+        env={
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "NEMOTRON_NGC_REGISTRY_URL": "http://127.0.0.1:9",
+        },  # no registry: checks say Unknown
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+        def create(namespace: str, name: str) -> None:
+            objects.create_namespaced_custom_object(
+                names.GROUP,
+                names.VERSION,
+                namespace,
+                names.PLURAL,
+                {
+                    "apiVersion": names.API_VERSION,
+                    "kind": names.KIND,
+                    "metadata": {"name": name},
+                    "spec": SPEC,
+                },
+            )
+
+        # 1. one at a time: NemotronDeployment -> Deployment, and Deployment -> ReplicaSet
+        namespace = f"{prefix}-latency"
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        deployments: dict[str, float] = {}
+        replicasets: dict[str, float] = {}
+        owners: dict[str, str] = {}
+        stop = threading.Event()
+        for kind, seen in (("Deployment", deployments), ("ReplicaSet", replicasets)):
+            threading.Thread(
+                target=watch_added, args=(api, namespace, kind, seen, owners, stop), daemon=True
+            ).start()
+        time.sleep(1)
+        created: dict[str, float] = {}
+        for i in range(args.objects):
+            name = f"nd-{i}"
+            create(namespace, name)
+            created[name] = time.monotonic()
+            deadline = time.monotonic() + 30
+            while name not in deployments or not any(o == name for o in owners.values()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name}: no Deployment/ReplicaSet within 30 s")
+                time.sleep(0.002)
+        stop.set()
+        operator_ms = [(deployments[n] - created[n]) * 1000 for n in created]
+        by_owner = {owner: rs for rs, owner in owners.items() if rs in replicasets}
+        controller_ms = [(replicasets[by_owner[n]] - deployments[n]) * 1000 for n in created]
+
+        # 2. a burst: N objects at once, until every one is Planned=True
+        burst_ns = f"{prefix}-burst"
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=burst_ns)))
+        start = time.monotonic()
+        for i in range(args.burst):
+            create(burst_ns, f"nd-{i}")
+        created_s = time.monotonic() - start
+        while True:
+            items = objects.list_namespaced_custom_object(
+                names.GROUP, names.VERSION, burst_ns, names.PLURAL
+            )["items"]
+            planned = sum(
+                any(
+                    c["type"] == "Planned" and c["status"] == "True"
+                    for c in (i.get("status") or {}).get("conditions") or []
+                )
+                for i in items
+            )
+            if planned == args.burst:
+                break
+            if time.monotonic() - start > 600:
+                raise RuntimeError(f"only {planned}/{args.burst} Planned after 600 s")
+            time.sleep(0.5)
+        burst_s = time.monotonic() - start
+        peak_mib = (
+            int(
+                next(
+                    line.split()[1]
+                    for line in Path(f"/proc/{operator.pid}/status").read_text().splitlines()
+                    if line.startswith("VmHWM")
+                )
+            )
+            / 1024
+        )
+    finally:
+        operator.terminate()
+        operator.wait(30)
+        for ns in (f"{prefix}-latency", f"{prefix}-burst"):
+            with contextlib.suppress(client.ApiException):
+                core.delete_namespace(ns)
+
+    print(f"objects measured one at a time: {args.objects}")
+    for label, values in (
+        ("NemotronDeployment -> Deployment (operator)", operator_ms),
+        ("Deployment -> ReplicaSet (kube-controller-manager)", controller_ms),
+    ):
+        print(
+            f"  {label:52s} p50 {percentile(values, 0.5):7.1f} ms   "
+            f"p99 {percentile(values, 0.99):7.1f} ms   mean {statistics.mean(values):7.1f} ms"
+        )
+    ratio = percentile(operator_ms, 0.5) / max(percentile(controller_ms, 0.5), 0.001)
+    print(f"  ratio operator/controller-manager at p50: {ratio:.2f}")
+    print(
+        f"burst of {args.burst}: created in {created_s:.1f} s, all Planned=True after "
+        f"{burst_s:.1f} s ({args.burst / burst_s:.1f} objects/s)"
+    )
+    print(f"operator peak memory (VmHWM): {peak_mib:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
