@@ -20,6 +20,8 @@ from .inventory import gpus_requested_by_node
 
 ND = (names.GROUP, names.VERSION, names.PLURAL)
 MANAGED = {names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE}
+# What marks a child (and a pod) of a NemotronDeployment.
+CHILD_LABELS: dict[str, Any] = {names.DEPLOYMENT_LABEL: kopf.PRESENT, **MANAGED}
 
 
 @kopf.on.startup()
@@ -55,7 +57,7 @@ def plain(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @kopf.index(*ND)
-def nemotron_deployments(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict:
+def nemotron_deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict:
     return {(namespace, name): plain(body)}
 
 
@@ -65,14 +67,14 @@ def gpu_nodes(body: kopf.Body, name: str, **_: Any) -> dict:
 
 
 @kopf.index("v1", "pods", when=lambda spec, **_: bool(spec.get("nodeName")))
-def gpu_requests(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict | None:
+def gpu_requests(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict | None:
     """node name -> (namespace, pod, GPUs) for every bound, unfinished pod holding GPUs."""
     held = gpus_requested_by_node([body])
     return {node: (namespace, name, gpus) for node, gpus in held.items() if gpus} or None
 
 
-@kopf.index("v1", "pods", labels={names.DEPLOYMENT_LABEL: kopf.PRESENT, **MANAGED})
-def owned_pods(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict:
+@kopf.index("v1", "pods", labels=CHILD_LABELS)
+def owned_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
     return {(namespace, labels[names.DEPLOYMENT_LABEL]): plain(body)}
 
 
@@ -81,15 +83,14 @@ def _warning_about_a_pod(body: kopf.Body, **_: Any) -> bool:
 
 
 @kopf.index("v1", "events", when=_warning_about_a_pod)
-def pod_warnings(body: kopf.Body, namespace: str, **_: Any) -> dict:
+def pod_warnings(body: kopf.Body, namespace: str | None, **_: Any) -> dict:
     return {(namespace, body["involvedObject"]["name"]): plain(body)}
 
 
-def _child_index(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict:
+def _child_index(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
     return {(namespace, labels[names.DEPLOYMENT_LABEL], body["kind"]): plain(body)}
 
 
-CHILD_LABELS = {names.DEPLOYMENT_LABEL: kopf.PRESENT, **MANAGED}
 kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS, id="children_deployments")(
     _child_index
 )
@@ -127,26 +128,29 @@ def _world(kwargs: Mapping[str, Any]) -> reconcile.World:
 
 
 @kopf.on.event(*ND)
-def nemotron_deployment_changed(namespace: str, name: str, type: str | None, **kwargs: Any) -> None:
-    if type != "DELETED":
+def nemotron_deployment_changed(
+    namespace: str | None, name: str, type: str | None, **kwargs: Any
+) -> None:
+    if namespace is not None and type != "DELETED":
         reconcile.converge(namespace, name, _world(kwargs))
 
 
-@kopf.on.event("v1", "pods", labels={names.DEPLOYMENT_LABEL: kopf.PRESENT, **MANAGED})
+@kopf.on.event("v1", "pods", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 @kopf.on.event("v1", "services", labels=CHILD_LABELS)
 @kopf.on.event("v1", "persistentvolumeclaims", labels=CHILD_LABELS)
 @kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=CHILD_LABELS)
-def owned_object_changed(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
-    reconcile.converge(namespace, labels[names.DEPLOYMENT_LABEL], _world(kwargs))
+def owned_object_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+    if namespace is not None:  # always: every kind here is namespaced
+        reconcile.converge(namespace, labels[names.DEPLOYMENT_LABEL], _world(kwargs))
 
 
 @kopf.on.event("v1", "events", when=_warning_about_a_pod)
-def pod_warning_posted(body: kopf.Body, namespace: str, **kwargs: Any) -> None:
+def pod_warning_posted(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
     pod_name = body["involvedObject"]["name"]
     for (pod_namespace, deployment), pods in kwargs["owned_pods"].items():
         if pod_namespace == namespace and any(p["metadata"]["name"] == pod_name for p in pods):
-            reconcile.converge(namespace, deployment, _world(kwargs))
+            reconcile.converge(pod_namespace, deployment, _world(kwargs))
             return
 
 

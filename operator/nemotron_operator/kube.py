@@ -54,7 +54,7 @@ def _apply(child: Mapping[str, Any]) -> None:
     body = dict(child)
     kind = child["kind"]
     # the answer is not needed: skip turning it into client models (most of a write's CPU)
-    common = {
+    common: dict[str, Any] = {
         "field_manager": FIELD_MANAGER,
         "force": True,
         "_content_type": APPLY,
@@ -165,10 +165,9 @@ def read_secret_value(namespace: str, name: str, key: str) -> tuple[str | None, 
 
 def leaderworkerset_installed() -> bool:
     """Is the LeaderWorkerSet API served? (Asked only for replicas that span nodes.)"""
+    group, version = names.LWS_API_VERSION.split("/")
     try:
-        resources = client.CustomObjectsApi(api()).get_api_resources(
-            *names.LWS_API_VERSION.split("/")
-        )
+        resources = client.CustomObjectsApi(api()).get_api_resources(group, version)
     except ApiException as error:
         if error.status == 404:
             return False

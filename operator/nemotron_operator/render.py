@@ -122,7 +122,7 @@ def multi_node_env(
             "fieldRef": {"fieldPath": f"metadata.labels['{names.LWS_WORKER_INDEX_LABEL}']"}
         },
     }
-    extra = [
+    extra: list[dict[str, Any]] = [
         {"name": "NIM_MULTI_NODE", "value": "1"},
         {"name": "NIM_NUM_COMPUTE_NODES", "value": str(plan["nodesPerReplica"])},
         {"name": "NIM_LEADER_ROLE", "value": "1" if leader else "0"},
