@@ -41,7 +41,7 @@ demo: $(VENV)/.installed
 	$(PY) hack/demo.py
 
 crds: $(VENV)/.installed
-	$(VENV)/bin/nemotron-operator crd > crds/nemotron.dev_nemotrondeployments.yaml
+	$(VENV)/bin/nemotron-operator crd --write  # crds/ and the chart's crds/, identical
 
 bench: $(VENV)/.installed
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from nemotron_operator import names
 from nemotron_operator.api import NemotronDeployment, PlanStatus
 from nemotron_operator.catalog import Catalog, CatalogError, key_requirement, load_catalog
-from nemotron_operator.crd import crd_yaml
+from nemotron_operator.crd import CRD_FILES, crd_yaml, write_crd_files
 from nemotron_operator.diagnose import (
     OUTPUT_FORMATS,
     diagnose_pods,
@@ -63,12 +63,24 @@ def _add_catalog_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _crd_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser  # no flags
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help=f"write it to {' and '.join(map(str, CRD_FILES))} under the current directory "
+        "(the repository root) instead of printing it",
+    )
 
 
 def _crd(args: argparse.Namespace) -> int:
-    del args
-    sys.stdout.write(crd_yaml())
+    if not args.write:
+        sys.stdout.write(crd_yaml())
+        return 0
+    try:
+        written = write_crd_files(Path.cwd())
+    except OSError as error:
+        raise UsageError(str(error)) from None
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 

@@ -19,6 +19,9 @@ from nemotron_operator import names
 from nemotron_operator.api import NemotronDeploymentSpec, NemotronDeploymentStatus
 
 CRD_FILE = Path(f"crds/{names.GROUP}_{names.PLURAL}.yaml")
+# The Helm chart carries an identical copy (Helm installs charts/<name>/crds/ before the rest).
+CHART_CRD_FILE = Path("charts/nemotron-operator") / CRD_FILE
+CRD_FILES = (CRD_FILE, CHART_CRD_FILE)
 
 # JSON Schema keywords pydantic emits that a CRD schema must not carry.
 _DROPPED_KEYWORDS = {"title", "$defs", "additionalProperties", "default"}
@@ -145,3 +148,16 @@ def crd_yaml() -> str:
         "# Do not edit: change the pydantic models and regenerate.\n"
     )
     return header + yaml.safe_dump(nemotron_deployment_crd(), sort_keys=False, width=100)
+
+
+def write_crd_files(root: Path) -> list[Path]:
+    """Write the CRD to every place the repository keeps it (`nemotron-operator crd --write`)."""
+    text = crd_yaml()
+    written = []
+    for relative in CRD_FILES:
+        path = root / relative
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"{path.parent} is not a directory: run at the repository root")
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
