@@ -16,10 +16,12 @@ def matches(rendered: Any, observed: Any) -> bool:
     """True when `observed` holds every field of `rendered` with the same value.
 
     Maps may have extra keys; lists must have the same length and match item by item (a list the
-    operator renders is a list it owns whole, like a container's env)."""
+    operator renders is a list it owns whole, like a container's env). An empty map or list, or
+    null, matches an absent field: the API server does not store them."""
     if isinstance(rendered, Mapping):
         return isinstance(observed, Mapping) and all(
-            key in observed and matches(value, observed[key]) for key, value in rendered.items()
+            matches(value, observed[key]) if key in observed else _omitted(value)
+            for key, value in rendered.items()
         )
     if isinstance(rendered, Sequence) and not isinstance(rendered, str):
         return (
@@ -31,3 +33,7 @@ def matches(rendered: Any, observed: Any) -> bool:
     if isinstance(rendered, bool) or isinstance(observed, bool):
         return rendered is observed
     return bool(rendered == observed)
+
+
+def _omitted(value: Any) -> bool:
+    return value is None or (isinstance(value, Mapping | list | tuple) and not value)

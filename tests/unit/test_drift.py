@@ -53,3 +53,11 @@ def test_booleans_and_numbers_are_not_confused() -> None:
     assert not matches({"a": True}, {"a": 1})
     assert not matches({"a": "1"}, {"a": 1})
     assert matches({"a": 1}, {"a": 1})
+
+
+def test_empty_maps_and_lists_match_fields_the_server_does_not_store() -> None:
+    assert matches(
+        {"resources": {"requests": {}, "limits": {"a": "1"}}, "env": []},
+        {"resources": {"limits": {"a": "1"}}},
+    )
+    assert not matches({"resources": {"requests": {"cpu": "1"}}}, {"resources": {}})
