@@ -17,7 +17,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if eq .Release.Name "nemotron-operator" -}}nemotron-operator{{- else -}}{{ printf "%s-nemotron-operator" .Release.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
 {{- end -}}
 
-{{- /* Namespaces where the operator reads NGC key Secrets. */ -}}
+{{- /* Namespaces where the operator may read NGC key Secrets, as a JSON list: secretNamespaces,
+or by default the watched namespaces (none when it serves all). The operator reads a key only in
+the namespace of its NemotronDeployment, so a namespace it does not serve is a mistake. */ -}}
 {{- define "nemotron-operator.secretNamespaces" -}}
-{{- concat .Values.secretNamespaces .Values.watchNamespaces | uniq | toJson -}}
+{{- $watched := .Values.watchNamespaces -}}
+{{- $secret := .Values.secretNamespaces | default $watched -}}
+{{- if $watched }}
+{{- range $secret }}
+{{- if not (has . $watched) }}
+{{- fail (printf "secretNamespaces: %q is not in watchNamespaces; the operator reads an NGC key only in the namespace of its NemotronDeployment" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $secret | toJson -}}
 {{- end -}}
