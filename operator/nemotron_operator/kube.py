@@ -55,8 +55,7 @@ def apply(child: Mapping[str, Any]) -> None:
 
 def _apply(child: Mapping[str, Any]) -> None:
     meta = child["metadata"]
-    body = dict(child)
-    kind = child["kind"]
+    name, namespace, body = meta["name"], meta["namespace"], dict(child)
     # the answer is not needed: skip turning it into client models (most of a write's CPU)
     common: dict[str, Any] = {
         "field_manager": FIELD_MANAGER,
@@ -64,25 +63,32 @@ def _apply(child: Mapping[str, Any]) -> None:
         "_content_type": APPLY,
         "_preload_content": False,
     }
+    kind = child["kind"]
     if kind == "Deployment":
-        client.AppsV1Api(api()).patch_namespaced_deployment(
-            meta["name"], meta["namespace"], body, **common
+        response = client.AppsV1Api(api()).patch_namespaced_deployment(
+            name, namespace, body, **common
         )
     elif kind == "Service":
-        client.CoreV1Api(api()).patch_namespaced_service(
-            meta["name"], meta["namespace"], body, **common
-        )
+        response = client.CoreV1Api(api()).patch_namespaced_service(name, namespace, body, **common)
     elif kind == "PersistentVolumeClaim":
-        client.CoreV1Api(api()).patch_namespaced_persistent_volume_claim(
-            meta["name"], meta["namespace"], body, **common
+        response = client.CoreV1Api(api()).patch_namespaced_persistent_volume_claim(
+            name, namespace, body, **common
         )
     elif kind == "LeaderWorkerSet":
         group, version = child["apiVersion"].split("/")
-        client.CustomObjectsApi(api()).patch_namespaced_custom_object(
-            group, version, meta["namespace"], "leaderworkersets", meta["name"], body, **common
+        response = client.CustomObjectsApi(api()).patch_namespaced_custom_object(
+            group, version, namespace, "leaderworkersets", name, body, **common
         )
     else:
         raise ValueError(f"the operator does not manage {kind} objects")
+    _done(response)
+
+
+def _done(response: Any) -> None:
+    """Drain an undecoded response so its connection goes back to the pool (a new TLS
+    handshake per request would cost more than the request)."""
+    response.read()
+    response.release_conn()
 
 
 def delete_workload(kind: str, namespace: str, name: str) -> None:
@@ -101,7 +107,7 @@ def delete_workload(kind: str, namespace: str, name: str) -> None:
 
 
 def patch_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
-    client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
+    response = client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
         names.GROUP,
         names.VERSION,
         namespace,
@@ -110,6 +116,7 @@ def patch_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
         {"status": dict(status)},
         _preload_content=False,
     )
+    _done(response)
 
 
 def post_event(owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -137,8 +144,10 @@ def post_event(owner: Mapping[str, Any], type_: str, reason: str, message: str) 
         reporting_instance=FIELD_MANAGER,
     )
     try:
-        client.CoreV1Api(api()).create_namespaced_event(
-            meta["namespace"], event, _preload_content=False
+        _done(
+            client.CoreV1Api(api()).create_namespaced_event(
+                meta["namespace"], event, _preload_content=False
+            )
         )
     except ApiException as error:  # an Event is news, not state: never fail a reconcile on it
         log.warning(
