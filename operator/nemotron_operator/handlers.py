@@ -78,6 +78,12 @@ def owned_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_:
     return {(namespace, labels[names.DEPLOYMENT_LABEL]): plain(body)}
 
 
+@kopf.index("v1", "pods", labels={names.DEPLOYMENT_LABEL: kopf.PRESENT, **MANAGED})
+def pod_owners(namespace: str, name: str, labels: kopf.Labels, **_: Any) -> dict:
+    """(namespace, pod) -> the NemotronDeployment it belongs to (for Events about pods)."""
+    return {(namespace, name): labels[names.DEPLOYMENT_LABEL]}
+
+
 def _warning_about_a_pod(body: kopf.Body, **_: Any) -> bool:
     return body.get("involvedObject", {}).get("kind") == "Pod" and body.get("type") == "Warning"
 
@@ -147,11 +153,8 @@ def owned_object_changed(namespace: str | None, labels: kopf.Labels, **kwargs: A
 
 @kopf.on.event("v1", "events", when=_warning_about_a_pod)
 def pod_warning_posted(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
-    pod_name = body["involvedObject"]["name"]
-    for (pod_namespace, deployment), pods in kwargs["owned_pods"].items():
-        if pod_namespace == namespace and any(p["metadata"]["name"] == pod_name for p in pods):
-            reconcile.converge(pod_namespace, deployment, _world(kwargs))
-            return
+    for deployment in kwargs["pod_owners"].get((namespace, body["involvedObject"]["name"]), ()):
+        reconcile.converge(str(namespace), deployment, _world(kwargs))
 
 
 @kopf.on.event("v1", "nodes", labels={names.GPU_PRODUCT_LABEL: kopf.PRESENT})
