@@ -78,8 +78,8 @@ def owned_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_:
     return {(namespace, labels[names.DEPLOYMENT_LABEL]): plain(body)}
 
 
-@kopf.index("v1", "pods", labels={names.DEPLOYMENT_LABEL: kopf.PRESENT, **MANAGED})
-def pod_owners(namespace: str, name: str, labels: kopf.Labels, **_: Any) -> dict:
+@kopf.index("v1", "pods", labels=CHILD_LABELS)
+def pod_owners(namespace: str | None, name: str, labels: kopf.Labels, **_: Any) -> dict:
     """(namespace, pod) -> the NemotronDeployment it belongs to (for Events about pods)."""
     return {(namespace, name): labels[names.DEPLOYMENT_LABEL]}
 

@@ -64,6 +64,7 @@ def _apply(child: Mapping[str, Any]) -> None:
         "_preload_content": False,
     }
     kind = child["kind"]
+    response: Any  # undecoded (urllib3) whatever the kind
     if kind == "Deployment":
         response = client.AppsV1Api(api()).patch_namespaced_deployment(
             name, namespace, body, **common
