@@ -29,6 +29,8 @@ QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+# Longer strings are no quantity a person writes; the bound keeps CEL rules cheap.
+MAX_QUANTITY_LENGTH = 64
 _QUANTITY_SUFFIX_FACTORS = {
     "": 1,
     "Ki": 2**10,
@@ -62,21 +64,73 @@ def quantity_bytes(quantity: int | str) -> float:
     return float(number) * _QUANTITY_SUFFIX_FACTORS[suffix]
 
 
+def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    validation: JsonDict = {"rule": rule, "message": message}
+    if field_path is not None:
+        validation["fieldPath"] = field_path
+    return validation
+
+
+def _says(pattern: str, message: str) -> JsonDict:
+    """The CEL twin of an OpenAPI pattern: the API server reports a failed pattern as a bare
+    regular expression; this rule adds, in words, what the value must look like."""
+    if "'" in pattern:
+        raise ValueError(f"{pattern} cannot be quoted in CEL")
+    return {"x-kubernetes-validations": [_cel(f"self.matches(r'{pattern}')", message)]}
+
+
+_QUANTITY_HINT = (
+    "e.g. 200Gi, 64G, 500m or 8 (suffixes Ki, Mi, Gi, Ti or k, M, G, T: "
+    "200GB is not a quantity, 200G or 200Gi is)"
+)
+
+
 def _check_quantity(value: int | str) -> int | str:
-    if isinstance(value, str) and re.fullmatch(QUANTITY_PATTERN, value) is None:
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 200Gi)")
+    if isinstance(value, str) and (
+        len(value) > MAX_QUANTITY_LENGTH or re.fullmatch(QUANTITY_PATTERN, value) is None
+    ):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity ({_QUANTITY_HINT})")
+    if quantity_bytes(value) < 0:
+        raise ValueError(f"{value!r} is negative")
     return value
 
 
-Quantity = Annotated[
-    int | str,
-    AfterValidator(_check_quantity),
-    WithJsonSchema(
+def _check_positive_quantity(value: int | str) -> int | str:
+    if quantity_bytes(_check_quantity(value)) <= 0:
+        raise ValueError(f"{value!r} is not a positive quantity")
+    return value
+
+
+def _quantity_schema(rule: str, message: str) -> WithJsonSchema:
+    return WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "pattern": QUANTITY_PATTERN,
+            "maxLength": MAX_QUANTITY_LENGTH,
             "x-kubernetes-int-or-string": True,
+            "x-kubernetes-validations": [_cel(rule, message)],
         }
+    )
+
+
+# A quantity of a resource (CPU, memory): zero or more.
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_check_quantity),
+    _quantity_schema(
+        "type(self) == int ? self >= 0 : "
+        "isQuantity(self) && !quantity(self).isLessThan(quantity('0'))",
+        f"must be a non-negative Kubernetes quantity, {_QUANTITY_HINT}",
+    ),
+]
+# A size that must hold something (the model cache).
+PositiveQuantity = Annotated[
+    int | str,
+    AfterValidator(_check_positive_quantity),
+    _quantity_schema(
+        "type(self) == int ? self > 0 : "
+        "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
+        f"must be a positive Kubernetes quantity, {_QUANTITY_HINT}",
     ),
 ]
 
@@ -106,16 +160,51 @@ IMAGE_WITH_TAG_PATTERN = (
 PROFILE_PATTERN = r"^([0-9a-f]{64}|[a-z0-9][a-z0-9._-]*)$"
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+
+# Label values (gpu.product, nodeSelector values) and label/annotation keys.
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 
 GPU_COUNTS = (1, 2, 4, 8, 16, 32, 64)
 MAX_CONTEXT_TOKENS = 4_194_304
+MAX_REPLICAS = 1024
+
+# metadata.name names the Service (a DNS-1035 label: a lowercase letter first, no dots) and is a
+# label value on every child. A replica spanning nodes runs as a LeaderWorkerSet: StatefulSets
+# named <name>-<group index>, whose pods carry controller-revision-hash=<statefulset>-<hash of
+# up to 10 characters>, a label value of at most 63 characters. With group indexes up to
+# MAX_REPLICAS - 1 that leaves 47 characters for the name.
+DEPLOYMENT_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+MAX_DEPLOYMENT_NAME_LENGTH = 63 - len(f"-{MAX_REPLICAS - 1}") - len("-") - 10
+DEPLOYMENT_NAME_RULES = [
+    _cel(
+        f"self.size() <= {MAX_DEPLOYMENT_NAME_LENGTH}",
+        f"metadata.name must be at most {MAX_DEPLOYMENT_NAME_LENGTH} characters: it names the "
+        "Service and the pods, and a replica that spans nodes runs as StatefulSets whose pod "
+        "labels add up to 16 characters to it (63 at most)",
+    ),
+    _cel(
+        f"self.matches(r'{DEPLOYMENT_NAME_PATTERN}')",
+        "metadata.name must start with a lowercase letter and hold only lowercase letters, "
+        "digits and '-' (no dots): it is also the name of the model's Service",
+    ),
+]
 
 
-def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
-    validation: JsonDict = {"rule": rule, "message": message}
-    if field_path is not None:
-        validation["fieldPath"] = field_path
-    return validation
+def check_deployment_name(name: str) -> str:
+    """The API server's rules for metadata.name, for files read without it (`plan FILE`)."""
+    if len(name) > MAX_DEPLOYMENT_NAME_LENGTH:
+        raise ValueError(DEPLOYMENT_NAME_RULES[0]["message"])
+    if re.fullmatch(DEPLOYMENT_NAME_PATTERN, name) is None:
+        raise ValueError(DEPLOYMENT_NAME_RULES[1]["message"])
+    return name
+
+
+_OBJECT_NAME = "lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
 
 
 class ApiObject(BaseModel):
@@ -132,12 +221,23 @@ class ApiObject(BaseModel):
 # --- spec -------------------------------------------------------------------------------------
 
 
+def _no_duplicates(values: list[Any]) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"duplicate values in {values}")
+    return values
+
+
 class CustomModel(ApiObject):
     """Enough facts about a NIM LLM that is not in the catalog for the planner to size it."""
 
     image: str = Field(
         pattern=IMAGE_WITH_TAG_PATTERN,
         max_length=512,
+        json_schema_extra=_says(
+            IMAGE_WITH_TAG_PATTERN,
+            "customModel.image must be a repository with a tag (no digest), e.g. "
+            "nvcr.io/nim/nvidia/llm-nim:2.1.6",
+        ),
         description="NIM image with its tag, e.g. nvcr.io/nim/nvidia/llm-nim:2.1.6 "
         "(never 'latest'; spec.version, when set, replaces the tag).",
     )
@@ -164,9 +264,10 @@ class CustomModel(ApiObject):
         le=MAX_CONTEXT_TOKENS,
         description="Longest context the model supports, in tokens; the default maxModelLength.",
     )
-    precisions: list[Precision] = Field(
+    precisions: Annotated[list[Precision], AfterValidator(_no_duplicates)] = Field(
         min_length=1,
         max_length=3,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Precisions the image ships profiles for (nvfp4, fp8, bf16).",
     )
 
@@ -191,8 +292,13 @@ class GpuSelection(ApiObject):
 
     product: str | None = Field(
         default=None,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=63,
+        pattern=LABEL_VALUE_PATTERN,
+        json_schema_extra=_says(
+            LABEL_VALUE_PATTERN,
+            "gpu.product is a value of the nodes' nvidia.com/gpu.product label, e.g. "
+            "NVIDIA-H100-80GB-HBM3 (kubectl get nodes -L nvidia.com/gpu.product)",
+        ),
         description="Run only on nodes whose nvidia.com/gpu.product label has this value "
         "(e.g. NVIDIA-H100-80GB-HBM3). Omit to let the planner choose.",
     )
@@ -223,12 +329,21 @@ class SecretKeyRef(ApiObject):
     """A key of a Secret in the NemotronDeployment's namespace."""
 
     name: str = Field(
-        max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Name of the Secret."
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        json_schema_extra=_says(
+            DNS_SUBDOMAIN_PATTERN, f"a Secret name is {_OBJECT_NAME}, e.g. ngc-api-key"
+        ),
+        description="Name of the Secret.",
     )
     key: str = Field(
         default="NGC_API_KEY",
         max_length=253,
-        pattern=r"^[-._a-zA-Z0-9]+$",
+        pattern=SECRET_KEY_PATTERN,
+        json_schema_extra=_says(
+            SECRET_KEY_PATTERN,
+            "a Secret key holds only letters, digits, '-', '_' and '.', e.g. NGC_API_KEY",
+        ),
         description="Key in the Secret that holds the NGC API key.",
     )
 
@@ -242,13 +357,23 @@ class Ngc(ApiObject):
         "releases before 2.0.10, the generic llm-nim image and gated models; public Feature "
         "Branch images from 2.0.10 on need none. When given it is always used.",
     )
-    pull_secrets: list[Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]] = (
-        Field(
-            default_factory=list,
-            max_length=16,
-            description="Names of docker-registry Secrets used to pull the image (for "
-            "nvcr.io: username $oauthtoken, password the NGC API key).",
-        )
+    pull_secrets: list[
+        Annotated[
+            str,
+            Field(
+                max_length=253,
+                pattern=DNS_SUBDOMAIN_PATTERN,
+                json_schema_extra=_says(
+                    DNS_SUBDOMAIN_PATTERN,
+                    f"a pull secret is the name of a Secret: {_OBJECT_NAME}, e.g. ngc-registry",
+                ),
+            ),
+        ]
+    ] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Names of docker-registry Secrets used to pull the image (for "
+        "nvcr.io: username $oauthtoken, password the NGC API key).",
     )
     offline: bool = Field(
         default=False,
@@ -260,7 +385,7 @@ class Ngc(ApiObject):
 class Cache(ApiObject):
     """The volume NIM downloads the model into (NIM_CACHE_PATH)."""
 
-    size: Quantity | None = Field(
+    size: PositiveQuantity | None = Field(
         default=None,
         description="Size of the PersistentVolumeClaim the operator creates. Omit to size it "
         "from the model's download size (status.plan.cacheSize).",
@@ -268,12 +393,21 @@ class Cache(ApiObject):
     storage_class: str | None = Field(
         default=None,
         max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        json_schema_extra=_says(
+            DNS_SUBDOMAIN_PATTERN,
+            f"a StorageClass name is {_OBJECT_NAME} (kubectl get storageclass)",
+        ),
         description="StorageClass of the claim the operator creates; omit for the cluster default.",
     )
     existing_claim: str | None = Field(
         default=None,
         max_length=253,
         pattern=DNS_SUBDOMAIN_PATTERN,
+        json_schema_extra=_says(
+            DNS_SUBDOMAIN_PATTERN,
+            f"cache.existingClaim is a PersistentVolumeClaim name: {_OBJECT_NAME}",
+        ),
         description="Use this existing PersistentVolumeClaim (e.g. one preloaded for an "
         "air-gapped cluster) instead of creating one.",
     )
@@ -300,6 +434,21 @@ class Cache(ApiObject):
     )
 
 
+def _keys_are_qualified_names(field: str) -> JsonDict:
+    """A CEL rule for a map whose keys must be label or annotation keys: the API server
+    refuses any other key when the operator writes the child object."""
+    return {
+        "x-kubernetes-validations": [
+            _cel(
+                f"self.all(k, k.matches(r'{QUALIFIED_NAME_PATTERN}'))",
+                f"{field} keys are qualified names: an optional DNS prefix and '/', then at "
+                "most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or "
+                "digit (e.g. example.com/team)",
+            )
+        ]
+    }
+
+
 class ServiceSettings(ApiObject):
     """The Service in front of the NIM pods (OpenAI-compatible HTTP)."""
 
@@ -309,6 +458,8 @@ class ServiceSettings(ApiObject):
     port: int = Field(default=8000, ge=1, le=65535, description="Service port.")
     annotations: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=dict,
+        max_length=64,
+        json_schema_extra=_keys_are_qualified_names("service.annotations"),
         description="Annotations for the Service (e.g. load-balancer settings).",
     )
 
@@ -316,7 +467,16 @@ class ServiceSettings(ApiObject):
 class EnvVar(ApiObject):
     """An extra environment variable for the NIM container (e.g. NIM_KVCACHE_PERCENT)."""
 
-    name: str = Field(max_length=256, pattern=ENV_NAME_PATTERN, description="Variable name.")
+    name: str = Field(
+        max_length=256,
+        pattern=ENV_NAME_PATTERN,
+        json_schema_extra=_says(
+            ENV_NAME_PATTERN,
+            "an env name holds letters, digits, '_', '-' and '.', and does not start with a "
+            "digit, e.g. NIM_KVCACHE_PERCENT",
+        ),
+        description="Variable name.",
+    )
     value: str | None = Field(default=None, max_length=32768, description="Literal value.")
     value_from: FreeForm | None = Field(
         default=None,
@@ -324,15 +484,45 @@ class EnvVar(ApiObject):
         "in a Pod's env.",
     )
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!(has(self.value) && self.value != '' && has(self.valueFrom))",
+                    "an env variable takes value or valueFrom, not both",
+                )
+            ]
+        }
+    )
+
+
+def _resource_names(field: str) -> JsonDict:
+    return {
+        "x-kubernetes-validations": [
+            _cel(
+                "self.all(k, k in ['cpu', 'memory', 'ephemeral-storage'] || "
+                "k.startsWith('hugepages-') || k.contains('/'))",
+                f"{field} names cpu, memory, ephemeral-storage, hugepages-<size> or an extended "
+                "resource with its domain (e.g. example.com/fpga)",
+            )
+        ]
+    }
+
 
 class ResourceRequirements(ApiObject):
     """CPU and memory for the NIM container; GPUs come from gpu.count."""
 
     limits: dict[str, Quantity] = Field(
-        default_factory=dict, description="Resource limits (e.g. memory: 64Gi)."
+        default_factory=dict,
+        max_length=16,
+        json_schema_extra=_resource_names("resources.limits"),
+        description="Resource limits (e.g. memory: 64Gi).",
     )
     requests: dict[str, Quantity] = Field(
-        default_factory=dict, description="Resource requests (e.g. cpu: 8)."
+        default_factory=dict,
+        max_length=16,
+        json_schema_extra=_resource_names("resources.requests"),
+        description="Resource requests (e.g. cpu: 8).",
     )
 
     model_config = ConfigDict(
@@ -342,7 +532,17 @@ class ResourceRequirements(ApiObject):
                     f"(!has(self.limits) || !('{names.GPU_RESOURCE}' in self.limits)) && "
                     f"(!has(self.requests) || !('{names.GPU_RESOURCE}' in self.requests))",
                     f"set GPUs with gpu.count, not with {names.GPU_RESOURCE} in resources",
-                )
+                ),
+                _cel(
+                    "!has(self.requests) || !has(self.limits) || self.requests.all(k, "
+                    "!(k in self.limits) || "
+                    "!isQuantity(string(self.requests[k])) || "
+                    "!isQuantity(string(self.limits[k])) || "
+                    "!quantity(string(self.requests[k]))"
+                    ".isGreaterThan(quantity(string(self.limits[k]))))",
+                    "a resource request cannot exceed its limit: raise resources.limits or "
+                    "lower resources.requests",
+                ),
             ]
         }
     )
@@ -351,11 +551,31 @@ class ResourceRequirements(ApiObject):
 class Toleration(ApiObject):
     """A toleration, as in a Pod spec (the GPU taint nvidia.com/gpu is tolerated already)."""
 
-    key: str | None = Field(default=None, max_length=316, description="Taint key to match.")
+    key: str | None = Field(
+        default=None,
+        max_length=316,
+        pattern=QUALIFIED_NAME_PATTERN,
+        json_schema_extra=_says(
+            QUALIFIED_NAME_PATTERN,
+            "a toleration key is a taint key: an optional DNS prefix and '/', then letters, "
+            "digits, '-', '_' or '.', e.g. example.com/dedicated",
+        ),
+        description="Taint key to match; omit (with operator Exists) to tolerate every taint.",
+    )
     operator: Literal["Exists", "Equal"] | None = Field(
         default=None, description="Exists or Equal (default Equal)."
     )
-    value: str | None = Field(default=None, max_length=63, description="Taint value to match.")
+    value: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=LABEL_VALUE_PATTERN,
+        json_schema_extra=_says(
+            LABEL_VALUE_PATTERN,
+            "a toleration value is a taint value: letters, digits, '-', '_' and '.', starting "
+            "and ending with a letter or digit",
+        ),
+        description="Taint value to match.",
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all effects."
     )
@@ -369,7 +589,16 @@ class Toleration(ApiObject):
                 _cel(
                     "!has(self.operator) || self.operator != 'Exists' || !has(self.value)",
                     "a toleration with operator Exists must not set value",
-                )
+                ),
+                _cel(
+                    "has(self.key) || (has(self.operator) && self.operator == 'Exists')",
+                    "a toleration without key matches every taint and needs operator Exists",
+                ),
+                _cel(
+                    "!has(self.tolerationSeconds) || "
+                    "(has(self.effect) && self.effect == 'NoExecute')",
+                    "tolerationSeconds only applies to effect NoExecute",
+                ),
             ]
         }
     )
@@ -381,6 +610,11 @@ class NemotronDeploymentSpec(ApiObject):
     model: str = Field(
         max_length=63,
         pattern=MODEL_NAME_PATTERN,
+        json_schema_extra=_says(
+            MODEL_NAME_PATTERN,
+            "model is a catalog name in lowercase letters, digits, '-' and '.', e.g. "
+            "nemotron-3-nano (`nemotron-operator catalog` lists them), or custom",
+        ),
         description="Catalog model name (nemotron-3-nano, nemotron-3-super, nemotron-3-ultra, "
         "nemotron-3-nano-omni, llama-3.2-nv-embedqa-1b-v2, ...; `nemotron-operator catalog` "
         "lists them) or 'custom' with customModel. Unknown names are refused by the planner "
@@ -394,6 +628,11 @@ class NemotronDeploymentSpec(ApiObject):
         default=None,
         max_length=128,
         pattern=IMAGE_TAG_PATTERN,
+        json_schema_extra=_says(
+            IMAGE_TAG_PATTERN,
+            "version is a NIM image tag: letters, digits, '.', '_' and '-', e.g. 2.1.5 or "
+            "2.1.5-pb7",
+        ),
         description="NIM image tag (e.g. 2.1.5, 2.1.5-pb7). Default: the newest Feature "
         "Branch release in the catalog that ships the chosen precision. Never 'latest'.",
     )
@@ -401,6 +640,11 @@ class NemotronDeploymentSpec(ApiObject):
         default=None,
         max_length=512,
         pattern=IMAGE_REPOSITORY_PATTERN,
+        json_schema_extra=_says(
+            IMAGE_REPOSITORY_PATTERN,
+            "image is a repository without tag or digest, e.g. "
+            "registry.example.com/nim/nvidia/nemotron-3-nano; put the tag in spec.version",
+        ),
         description="Image repository override without a tag, for mirrors and air-gapped "
         "registries (e.g. registry.example.com/nim/nvidia/nemotron-3-nano).",
     )
@@ -420,11 +664,16 @@ class NemotronDeploymentSpec(ApiObject):
         "KV cache. Default: the model's native context (262144 for Nemotron 3), the "
         "length NVIDIA's published memory figures assume.",
     )
-    replicas: int = Field(default=1, ge=0, le=1024, description="Number of NIM replicas.")
+    replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS, description="Number of NIM replicas.")
     profile: str | None = Field(
         default=None,
         max_length=256,
         pattern=PROFILE_PATTERN,
+        json_schema_extra=_says(
+            PROFILE_PATTERN,
+            "profile is a 64-hex profile id or a lowercase NIM profile name, e.g. "
+            "vllm-fp8-tp2-pp1 (`list-model-profiles` in the NIM image prints them)",
+        ),
         description="Explicit NIM profile (64-hex id, exact description, or a name like "
         "vllm-fp8-tp2-pp1); overrides the planner's choice of precision and parallelism.",
     )
@@ -436,14 +685,34 @@ class NemotronDeploymentSpec(ApiObject):
     env: list[EnvVar] = Field(
         default_factory=list,
         max_length=128,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
         description="Extra environment variables for the NIM container.",
     )
     resources: ResourceRequirements = Field(
         default_factory=ResourceRequirements,
         description="CPU and memory requests and limits for the NIM container.",
     )
-    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+    node_selector: dict[
+        str,
+        Annotated[
+            str,
+            Field(
+                max_length=63,
+                pattern=LABEL_VALUE_PATTERN,
+                json_schema_extra=_says(
+                    LABEL_VALUE_PATTERN,
+                    "a nodeSelector value is a label value: at most 63 letters, digits, '-', "
+                    "'_' or '.', starting and ending with a letter or digit",
+                ),
+            ),
+        ],
+    ] = Field(
         default_factory=dict,
+        max_length=64,
+        json_schema_extra=_keys_are_qualified_names("nodeSelector"),
         description="Node labels a node must carry to run the pods; the planner only "
         "considers matching nodes.",
     )
@@ -457,10 +726,25 @@ class NemotronDeploymentSpec(ApiObject):
         default=None, description="Pod affinity rules, as in a Pod spec."
     )
     priority_class_name: str | None = Field(
-        default=None, max_length=253, description="PriorityClass of the pods."
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        json_schema_extra=_says(
+            DNS_SUBDOMAIN_PATTERN,
+            f"priorityClassName is a PriorityClass name: {_OBJECT_NAME} "
+            "(kubectl get priorityclass)",
+        ),
+        description="PriorityClass of the pods.",
     )
     runtime_class_name: str | None = Field(
-        default=None, max_length=253, description="RuntimeClass of the pods (e.g. nvidia)."
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        json_schema_extra=_says(
+            DNS_SUBDOMAIN_PATTERN,
+            f"runtimeClassName is a RuntimeClass name: {_OBJECT_NAME} (kubectl get runtimeclass)",
+        ),
+        description="RuntimeClass of the pods (e.g. nvidia).",
     )
 
     model_config = ConfigDict(
@@ -469,10 +753,13 @@ class NemotronDeploymentSpec(ApiObject):
                 _cel(
                     f"self.model != '{names.CUSTOM_MODEL}' || has(self.customModel)",
                     "customModel is required when model is 'custom'",
+                    ".customModel",
                 ),
                 _cel(
                     f"self.model == '{names.CUSTOM_MODEL}' || !has(self.customModel)",
-                    "customModel is only allowed when model is 'custom'",
+                    "customModel is only allowed when model is 'custom'; catalog models "
+                    "carry their own facts",
+                    ".customModel",
                 ),
                 _cel(
                     "!has(self.version) || self.version != 'latest'",
@@ -497,6 +784,14 @@ class NemotronDeploymentSpec(ApiObject):
                     "!has(self.ngc) || !has(self.ngc.offline) || !self.ngc.offline || "
                     "(has(self.cache) && has(self.cache.existingClaim))",
                     "ngc.offline needs cache.existingClaim: a preloaded model cache",
+                    ".ngc.offline",
+                ),
+                _cel(
+                    "!has(self.maxModelLength) || !has(self.customModel) || "
+                    "self.maxModelLength <= self.customModel.nativeContextLength",
+                    "maxModelLength exceeds customModel.nativeContextLength, the longest "
+                    "context the model supports",
+                    ".maxModelLength",
                 ),
             ]
         }
@@ -649,4 +944,7 @@ class NemotronDeployment(ApiObject):
                 f"expected apiVersion {names.API_VERSION} and kind {names.KIND}, "
                 f"got {self.api_version} {self.kind}"
             )
+        name = self.metadata.get("name")
+        if isinstance(name, str):
+            check_deployment_name(name)
         return self

@@ -16,7 +16,12 @@ import yaml
 from pydantic import BaseModel
 
 from nemotron_operator import names
-from nemotron_operator.api import NemotronDeploymentSpec, NemotronDeploymentStatus
+from nemotron_operator.api import (
+    DEPLOYMENT_NAME_RULES,
+    MAX_DEPLOYMENT_NAME_LENGTH,
+    NemotronDeploymentSpec,
+    NemotronDeploymentStatus,
+)
 
 CRD_FILE = Path(f"crds/{names.GROUP}_{names.PLURAL}.yaml")
 # The Helm chart carries an identical copy (Helm installs charts/<name>/crds/ before the rest).
@@ -97,7 +102,19 @@ def nemotron_deployment_crd() -> dict[str, Any]:
                 "description": "Versioned schema of this object (nemotron.dev/v1alpha1).",
             },
             "kind": {"type": "string", "description": "NemotronDeployment."},
-            "metadata": {"type": "object"},
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "maxLength": 253,
+                        "description": "Name of the NemotronDeployment, and of its Service "
+                        "and workload: a DNS-1035 label of at most "
+                        f"{MAX_DEPLOYMENT_NAME_LENGTH} characters.",
+                        "x-kubernetes-validations": DEPLOYMENT_NAME_RULES,
+                    }
+                },
+            },
             "spec": structural_schema(NemotronDeploymentSpec),
             "status": structural_schema(NemotronDeploymentStatus),
         },

@@ -11,7 +11,12 @@ import yaml
 from pydantic import ValidationError
 
 from nemotron_operator import names
-from nemotron_operator.api import NemotronDeploymentSpec, PlanStatus, quantity_bytes
+from nemotron_operator.api import (
+    NemotronDeployment,
+    NemotronDeploymentSpec,
+    PlanStatus,
+    quantity_bytes,
+)
 from nemotron_operator.crd import CRD_FILE, crd_yaml, nemotron_deployment_crd
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,8 +51,8 @@ def test_schema_is_structural() -> None:
             assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
         assert node.get("additionalProperties") is not False, path
         assert not ("properties" in node and "additionalProperties" in node), path
-        if path == ".metadata":
-            assert node == {"type": "object"}
+        if path == ".metadata":  # a CRD may only constrain metadata.name (and generateName)
+            assert node["type"] == "object" and set(node["properties"]) == {"name"}
             continue
         typed = "type" in node or node.get("x-kubernetes-int-or-string")
         assert typed, f"{path} has no type"
@@ -179,11 +184,23 @@ def test_spec_accepts_camel_and_snake_case_and_refuses_typos() -> None:
         {"model": "nemotron-3-nano", "image": "nvcr.io/nim/nvidia/nemotron-3-nano:2.0.12"},
         {"model": "nemotron-3-nano", "gpu": {"count": 0}},
         {"model": "nemotron-3-nano", "replicas": -1},
+        {"model": "nemotron-3-nano", "cache": {"size": 0}},
+        {"model": "nemotron-3-nano", "resources": {"requests": {"cpu": "-1"}}},
+        {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA H100"}},
+        {"model": "nemotron-3-nano", "priorityClassName": "High Priority"},
     ],
 )
 def test_spec_refuses_values_the_crd_refuses(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         NemotronDeploymentSpec.model_validate(fields)
+
+
+@pytest.mark.parametrize("name", ["1nano", "nano.v2", "n" * 48])
+def test_names_the_children_cannot_carry_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match=r"metadata\.name must"):
+        NemotronDeployment.model_validate(
+            {"metadata": {"name": name}, "spec": {"model": "nemotron-3-nano"}}
+        )
 
 
 @pytest.mark.parametrize(
