@@ -46,6 +46,9 @@ SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 # Stop order: the simulated kubelets first, the store last.
 COMPONENTS = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+# Started beside the cluster by hack/demo.py (`make demo`), stopped before it: name -> the
+# script its command line runs (argv[0] is the Python interpreter).
+DEMO_PROCESSES = {"operator": "bin/nemotron-operator", "registry": "tests/standins/registry.py"}
 # The API server's audit log records every write (who, what, when): tests count the operator's
 # writes there (its requests carry the user agent "nemotron-operator" or "kopf").
 AUDIT_POLICY = {
@@ -224,16 +227,19 @@ def pid_file(state: Path, name: str) -> Path:
 
 
 def running_pid(state: Path, name: str) -> int | None:
-    """The recorded pid of a component if that process still runs our binary."""
+    """The recorded pid of a component if that process still runs our binary (or, for a demo
+    process, its script)."""
     path = pid_file(state, name)
     if not path.exists():
         return None
     pid = int(path.read_text())
     try:
-        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
     except OSError:
         return None
-    return pid if argv0.startswith(str(CACHE / "bin")) else None
+    if name in DEMO_PROCESSES:
+        return pid if any(arg.endswith(DEMO_PROCESSES[name]) for arg in argv[:2]) else None
+    return pid if argv[0].startswith(str(CACHE / "bin")) else None
 
 
 def start(state: Path, name: str, argv: list[str]) -> None:
@@ -562,7 +568,7 @@ def attach(state: Path, nodes_file: Path, kubeconfig: Path) -> None:
 
 
 def down(state: Path, quiet: bool = False) -> None:
-    for name in COMPONENTS:
+    for name in (*DEMO_PROCESSES, *COMPONENTS):
         stop(state, name)
     if state.exists():
         shutil.rmtree(state)
