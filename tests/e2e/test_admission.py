@@ -86,7 +86,7 @@ def test_the_crd_installs_with_its_names(cluster: Cluster, crd_installed: None) 
     crd = client.ApiextensionsV1Api(cluster.api).read_custom_resource_definition(names.CRD_NAME)
     conditions = {c.type: c.status for c in crd.status.conditions}
     assert conditions["Established"] == "True" and conditions["NamesAccepted"] == "True"
-    assert sorted(crd.status.accepted_names.short_names) == sorted(names.SHORT_NAMES)
+    assert sorted(crd.status.accepted_names.short_names or ()) == sorted(names.SHORT_NAMES)
     listed = cluster.kubectl("get", "nd", "--all-namespaces", "-o", "name")
     assert listed.returncode == 0
 
@@ -142,7 +142,7 @@ def test_an_invalid_object_is_refused_with_a_message_a_person_can_act_on(
 ) -> None:
     with pytest.raises(ApiException) as refused:
         dry_run_create(cluster, dry_run_namespace, invalid_object(entry))
-    status = json.loads(refused.value.body)
+    status = json.loads(refused.value.body or "{}")
     message = status["message"]
     assert refused.value.status == entry.get("status", 422), message
     # what kubectl prints: the field and what to change
