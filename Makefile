@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/cluster.py
 
-.PHONY: demo test lint unit e2e cluster-up cluster-down crds bench clean
+.PHONY: demo test lint unit e2e cluster-up cluster-down crds docs bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ demo: $(VENV)/.installed
 
 crds: $(VENV)/.installed
 	$(VENV)/bin/nemotron-operator crd --write  # crds/ and the chart's crds/, identical
+
+docs: $(VENV)/.installed
+	$(VENV)/bin/nemotron-operator docs --write  # the README's API reference, from the types
 
 bench: $(VENV)/.installed
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from nemotron_operator import names
+from nemotron_operator import docs, names
 from nemotron_operator.api import NemotronDeployment, PlanStatus
 from nemotron_operator.catalog import Catalog, CatalogError, key_requirement, load_catalog
 from nemotron_operator.crd import CRD_FILES, crd_yaml, write_crd_files
@@ -302,6 +302,30 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- docs: the README's generated API reference ---------------------------------------------
+
+
+def _docs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help=f"put it into {docs.README} under the current directory (the repository root), "
+        "between its markers, instead of printing it",
+    )
+
+
+def _docs(args: argparse.Namespace) -> int:
+    if not args.write:
+        sys.stdout.write(docs.api_reference())
+        return 0
+    try:
+        changed = docs.write_readme(docs.README)
+    except (OSError, docs.MarkersNotFound) as error:
+        raise UsageError(f"{docs.README}: {error}") from None
+    print(f"{'wrote' if changed else 'unchanged:'} {docs.README}")
+    return 0
+
+
 # --- the command ------------------------------------------------------------------------------
 
 
@@ -340,6 +364,12 @@ COMMANDS: list[Subcommand] = [
         "say why a NIM pod does not start, from its status and events",
         _diagnose_arguments,
         _diagnose,
+    ),
+    Subcommand(
+        "docs",
+        "print the API reference (every spec and status field) as Markdown, from the types",
+        _docs_arguments,
+        _docs,
     ),
 ]
 
