@@ -11,6 +11,11 @@ from build.sh (built once from the Go module proxy and cached by version).
     cluster.py attach --kubeconfig K [--state-dir DIR] [--nodes FILE]
                                                        only kwok and the fake nodes, on a cluster
                                                        someone else runs (kind, for instance)
+    cluster.py up --audit-reads ...                    the audit log records reads too (drills
+                                                       count every request of the operator)
+
+A test may stop one component and start it again with the same arguments (`stop(state, name)`,
+then `restart(state, name)`): every component's argv is recorded in state/argv/<name>.json.
 
 State (pids, logs, certificates, etcd data, the kubeconfig) lives in the state directory
 (default: .cluster/ at the top of the repository). Processes are stopped by the pids `up`
@@ -59,6 +64,14 @@ AUDIT_POLICY = {
         {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
         {"level": "None"},
     ],
+}
+# The same, reads included (get, list, watch): for a cluster of one's own, where the log is not
+# flooded by other sessions' tests.
+AUDIT_POLICY_WITH_READS = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
 }
 # A pod carrying this annotation is left alone by kwok: a test plays its kubelet instead.
 HANDS_OFF_ANNOTATION = "kwok.x-k8s.io/status"
@@ -242,7 +255,13 @@ def running_pid(state: Path, name: str) -> int | None:
     return pid if argv[0].startswith(str(CACHE / "bin")) else None
 
 
+def argv_file(state: Path, name: str) -> Path:
+    return state / "argv" / f"{name}.json"
+
+
 def start(state: Path, name: str, argv: list[str]) -> None:
+    argv_file(state, name).parent.mkdir(parents=True, exist_ok=True)
+    argv_file(state, name).write_text(json.dumps(argv))
     logfile = (state / "logs" / f"{name}.log").open("ab")
     process = subprocess.Popen(
         argv,
@@ -268,6 +287,13 @@ def stop(state: Path, name: str, grace: float = 10.0) -> None:
         if running_pid(state, name) == pid:
             os.kill(pid, signal.SIGKILL)
     pid_file(state, name).unlink(missing_ok=True)
+
+
+def restart(state: Path, name: str) -> None:
+    """Start a component again with the arguments it was first started with (after `stop`)."""
+    if running_pid(state, name) is not None:
+        raise RuntimeError(f"{name} is still running")
+    start(state, name, json.loads(argv_file(state, name).read_text()))
 
 
 # --- the API ------------------------------------------------------------------------------
@@ -409,7 +435,7 @@ def nodes_ready(bins: dict[str, Path], state: Path, expected: int) -> bool:
 # --- commands -----------------------------------------------------------------------------
 
 
-def up(state: Path, nodes_file: Path) -> None:
+def up(state: Path, nodes_file: Path, audit_reads: bool = False) -> None:
     started = time.monotonic()
     bins = binaries()
     if is_healthy(state):
@@ -420,7 +446,8 @@ def up(state: Path, nodes_file: Path) -> None:
         (state / sub).mkdir(parents=True, exist_ok=True)
     pki = state / "pki"
     make_pki(pki)
-    (state / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
+    policy = AUDIT_POLICY_WITH_READS if audit_reads else AUDIT_POLICY
+    (state / "audit-policy.yaml").write_text(yaml.safe_dump(policy))
     etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     etcd_url = f"http://127.0.0.1:{etcd_port}"
     server = f"https://127.0.0.1:{api_port}"
@@ -597,10 +624,15 @@ def main() -> int:
     parser.add_argument(
         "--kubeconfig", type=Path, help="with attach: the cluster that gets kwok and the fake nodes"
     )
+    parser.add_argument(
+        "--audit-reads",
+        action="store_true",
+        help="with up: the audit log records reads too, not only writes",
+    )
     args = parser.parse_args()
     state = args.state_dir.resolve()
     if args.command == "up":
-        up(state, args.nodes)
+        up(state, args.nodes, audit_reads=args.audit_reads)
     elif args.command == "attach":
         if args.kubeconfig is None:
             parser.error("attach needs --kubeconfig")

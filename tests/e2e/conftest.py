@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,22 +177,40 @@ def free_port() -> int:
 
 
 class OperatorProcess:
-    """`nemotron-operator run` as a person runs it, against the test cluster."""
+    """`nemotron-operator run` as a person runs it, against the test cluster.
 
-    def __init__(self, kubeconfig: Path, log_path: Path, env: Mapping[str, str]) -> None:
+    It serves this session's namespaces unless given others (`namespaces`: names or globs, or
+    `("*",)` for the whole cluster); `args` are more flags of `run` (e.g. --peering NAME)."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        env: Mapping[str, str],
+        namespaces: Sequence[str] = (f"{SESSION_PREFIX}-*",),
+        args: Sequence[str] = (),
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.env = dict(env)
+        self.namespaces = tuple(namespaces)
+        self.args = tuple(args)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
         port = free_port()
+        scope = (
+            ["--all-namespaces"]
+            if self.namespaces == ("*",)
+            else [f"--namespace={n}" for n in self.namespaces]
+        )
         command = [
             str(Path(sys.executable).parent / "nemotron-operator"),
             "run",
-            f"--namespace={SESSION_PREFIX}-*",
+            *scope,
             "--liveness",
             f"http://127.0.0.1:{port}/healthz",
+            *self.args,
         ]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         with self.log_path.open("ab") as log:
@@ -210,7 +228,8 @@ class OperatorProcess:
             except OSError:
                 return False
 
-        wait_until(alive, "the operator's liveness endpoint", 60)
+        if wait:
+            wait_until(alive, "the operator's liveness endpoint", 60)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
