@@ -29,6 +29,9 @@ from typing import Any
 DEFAULT_STARTUP_ALLOWANCE_SECONDS = 1200
 """What the NIM Operator's startup probe allows (failureThreshold 120 x period 10 s)."""
 
+CLAIM_BINDING_GRACE_SECONDS = 60
+"""How long a new pod may wait for its cache volume to be provisioned before that is reported."""
+
 EVIDENCE_CHARS = 300
 CRASH_EVIDENCE_LINES = 3
 OUTPUT_FORMATS = ("text", "json")
@@ -408,6 +411,22 @@ def _gpu_memory_hint(plan: Mapping[str, Any] | None) -> str:
     return f"Needs ~{need:.0f} GiB per GPU on {setup}: {remedy}."
 
 
+_UNBOUND_CLAIM = _rx(
+    r"unbound (?:immediate )?persistentvolumeclaims|persistentvolumeclaim .* not found"
+)
+_SELECTOR_MISMATCH = _rx(r"didn't match (?:pod's )?node (?:affinity|selector)")
+_NODE_COUNTS = re.compile(r"\d+/\d+ nodes are available:.*?\.(?=\s|$)")
+_NODES_IN_ALL = _rx(r"\b0/(\d+) nodes are available")
+_NODES_NOT_SELECTED = _rx(r"\b(\d+) node\(s\) didn't match (?:pod's )?node (?:affinity|selector)")
+
+
+def _some_nodes_match(message: str) -> bool:
+    """Whether the scheduler found nodes with the selected labels (failing for another reason):
+    then the other nodes not matching is the selector doing its job, not the cause."""
+    everyone, unselected = _NODES_IN_ALL.search(message), _NODES_NOT_SELECTED.search(message)
+    return bool(everyone and unselected and int(unselected.group(1)) < int(everyone.group(1)))
+
+
 _UNSCHEDULABLE_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         _rx(r"insufficient nvidia\.com/gpu"),
@@ -418,7 +437,7 @@ _UNSCHEDULABLE_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
         "GPU nodes carry a taint the pod does not tolerate{taint}: add a matching toleration",
     ),
     (
-        _rx(r"didn't match (?:pod's )?node (?:affinity|selector)"),
+        _SELECTOR_MISMATCH,
         "no node has the labels the pod selects{selector}: check gpuProduct against the nodes' "
         "nvidia.com/gpu.product labels",
     ),
@@ -427,7 +446,7 @@ _UNSCHEDULABLE_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
         "GPU nodes lack the CPU, memory or ephemeral storage the pod requests: lower the requests",
     ),
     (
-        _rx(r"unbound (?:immediate )?persistentvolumeclaims|persistentvolumeclaim .* not found"),
+        _UNBOUND_CLAIM,
         "the cache PersistentVolumeClaim is not bound: check its storage class and size",
     ),
 )
@@ -449,7 +468,10 @@ def _unschedulable_hint(pod: Mapping[str, Any], message: str, plan: Mapping | No
         ),
     }
     causes = [
-        text.format(**details) for found, text in _UNSCHEDULABLE_CAUSES if found.search(message)
+        text.format(**details)
+        for found, text in _UNSCHEDULABLE_CAUSES
+        if found.search(message)
+        and not (found is _SELECTOR_MISMATCH and _some_nodes_match(message))
     ]
     if not causes:
         return "No node satisfies the pod's requirements; the scheduler's message says which."
@@ -562,7 +584,7 @@ def diagnose(
     plan = plan if isinstance(plan, Mapping) else None
     found = [
         _evicted(pod),
-        _unschedulable(pod, about, plan),
+        _unschedulable(pod, about, plan, moment),
         *(
             _container_problem(pod, status, about, plan, moment, startup_allowance_seconds)
             for status in _container_statuses(pod)
@@ -624,7 +646,7 @@ def _evicted(pod: Mapping[str, Any]) -> Diagnosis | None:
 
 
 def _unschedulable(
-    pod: Mapping[str, Any], about: list[Mapping], plan: Mapping | None
+    pod: Mapping[str, Any], about: list[Mapping], plan: Mapping | None, now: datetime
 ) -> Diagnosis | None:
     if _text(_field(pod, "spec", "nodeName")):
         return None
@@ -637,12 +659,30 @@ def _unschedulable(
     if not messages and not unschedulable:
         return None
     message = (messages[0] if messages else "") or _text(_field(scheduled, "message"))
-    first_sentence = re.split(r"\s+preemption:", message, maxsplit=1)[0]
+    if _waits_for_its_claim(message) and _age_seconds(pod, now) < CLAIM_BINDING_GRACE_SECONDS:
+        return None  # the cache volume is being provisioned: not a failure yet
+    # "0/9 nodes are available: <why, per node>." then, in newer schedulers, DRA and
+    # preemption notes ("no new claims to deallocate, preemption: ...") that explain nothing
+    counts = _NODE_COUNTS.search(message)
+    first_sentence = (
+        counts.group(0) if counts else re.split(r"\s+preemption:", message, maxsplit=1)[0]
+    )
     return Diagnosis(
         Reason.UNSCHEDULABLE,
         f"No node can run the pod: {_quote(first_sentence or 'Unschedulable')}",
         _unschedulable_hint(pod, message, plan),
     )
+
+
+def _waits_for_its_claim(message: str) -> bool:
+    """The scheduler waits only for a PersistentVolumeClaim to be bound."""
+    causes = [found for found, _ in _UNSCHEDULABLE_CAUSES if found.search(message)]
+    return causes == [_UNBOUND_CLAIM]
+
+
+def _age_seconds(pod: Mapping[str, Any], now: datetime) -> float:
+    created = _timestamp(_field(pod, "metadata", "creationTimestamp"))
+    return (now - created).total_seconds() if created else math.inf
 
 
 def _mount_problem(pod: Mapping[str, Any], about: list[Mapping]) -> Diagnosis | None:
@@ -819,9 +859,19 @@ def _startup_timeout(status: Mapping[str, Any], now: datetime, allowance: int) -
     return Diagnosis(
         Reason.STARTUP_TIMEOUT,
         f"The container started at {started.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} and is not ready "
-        f"after the startup allowance of {allowance / 60:g} min.",
+        f"after the startup allowance of {_duration(allowance)}.",
         _HINTS[Reason.STARTUP_TIMEOUT],
     )
+
+
+def _duration(seconds: int) -> str:
+    """``20 min``, ``90 s``, ``1 h 30 min``: whole units, never ``0.05 min``."""
+    if seconds % 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(seconds // 60, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h" + (f" {minutes} min" if minutes else "")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from . import api, diagnose, kube, names, ngc, planner, render
@@ -31,13 +32,26 @@ log = logging.getLogger(__name__)
 CREDENTIALS_RECHECK_SECONDS = 600
 
 
+STARTUP_ALLOWANCE_ENV = "NEMOTRON_STARTUP_ALLOWANCE_SECONDS"
+
+
 @dataclass
 class Settings:
     """Operator-wide settings, from the environment (the Helm chart sets them). The NGC
-    endpoints are read by `ngc` itself (NEMOTRON_NGC_REGISTRY_URL, NEMOTRON_NGC_METADATA_URL)."""
+    endpoints are read by `ngc` itself (NEMOTRON_NGC_REGISTRY_URL, NEMOTRON_NGC_METADATA_URL).
+
+    - NEMOTRON_CATALOG_OVERRIDES: a YAML file of catalog additions and overrides.
+    - NEMOTRON_LIVE_CATALOG=1: plan against the NIM Metadata API's published profiles.
+    - NEMOTRON_STARTUP_ALLOWANCE_SECONDS: how long a NIM container may run without becoming
+      ready before the status says StartupTimeout. Default: what the pod's startup probe allows
+      (render.startup_allowance_seconds: at least 20 minutes, more for big downloads). A
+      shorter value reports a slow start sooner; the kubelet still restarts the container only
+      when the startup probe runs out.
+    """
 
     catalog: Catalog
     published_profiles: ngc.PublishedProfileCache | None  # the live catalog, when enabled
+    startup_allowance_seconds: int | None = None  # None: the startup probe's allowance
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -45,7 +59,17 @@ class Settings:
         return cls(
             catalog=load_catalog(os.environ.get("NEMOTRON_CATALOG_OVERRIDES") or None),
             published_profiles=ngc.PublishedProfileCache() if live else None,
+            startup_allowance_seconds=_positive_seconds(STARTUP_ALLOWANCE_ENV),
         )
+
+
+def _positive_seconds(variable: str) -> int | None:
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) <= 0:
+        raise ValueError(f"{variable} must be a whole number of seconds above 0, not {text!r}")
+    return int(text)
 
 
 _settings: Settings | None = None
@@ -133,6 +157,11 @@ def converge(namespace: str, name: str, world: World) -> None:
             _converge(body, world, dt.datetime.now(dt.UTC))
         except kube.NamespaceTerminating:
             log.debug("namespace %s is being deleted: nothing to converge", namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            # deleted since the index saw it (its namespace, most often): nothing to converge
+            log.debug("%s/%s is gone: nothing to converge", namespace, name)
 
 
 # --- resync: what no watch reports (startup allowances running out, keys revoked) ---------------
@@ -212,7 +241,11 @@ def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
     diagnosis = None
     if blocker is None and pods:
         diagnosis = diagnose.diagnose_pods(
-            pods, world.warnings_about(namespace, pods), plan_status, now=now
+            pods,
+            world.warnings_about(namespace, pods),
+            plan_status,
+            now=now,
+            startup_allowance_seconds=startup_allowance(plan_status),
         )
     service = world.child(namespace, name, "Service")
     port = (spec.get("service") or {}).get("port", 8000)
@@ -227,11 +260,13 @@ def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
         endpoint=f"http://{name}.{namespace}.svc:{port}/v1" if service else None,
         selector=f"{names.DEPLOYMENT_LABEL}={name}",
     )
-    previous = body.get("status") or {}
+    previous = _current_status(body)
     status = desired_status(observed, previous, now)
     if _same_status(previous, status):
         return
     kube.patch_status(namespace, name, status)
+    _remember_write(body, status)
+    posted: set[tuple[str, str]] = set()
     for condition in changed_reasons(previous.get("conditions"), status["conditions"]):
         if condition["type"] in (
             names.ConditionType.READY,
@@ -239,9 +274,64 @@ def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
             names.ConditionType.CREDENTIALS_VALID,
         ):
             healthy = condition["status"] == "True"
-            kube.post_event(
-                body, "Normal" if healthy else "Warning", condition["reason"], condition["message"]
-            )
+            news = ("Normal" if healthy else "Warning", condition["reason"])
+            if news in posted:  # Ready says the same as Planned or CredentialsValid: one Event
+                continue
+            posted.add(news)
+            kube.post_event(body, *news, condition["message"])
+
+
+# What the operator wrote since the index last caught up, per NemotronDeployment: until the
+# watch brings the object back with our last write in it, the index holds an older version (the
+# one the first write was computed from, or the echo of an earlier write), and a converge in
+# between (a pod and its Deployment change together) would compare against that stale status:
+# it would write again, post the Events again and give the conditions new transition times.
+@dataclass
+class _Writes:
+    uid: str
+    based_on: str  # resourceVersion of the object the first of these writes was computed from
+    statuses: list[Mapping[str, Any]]
+
+
+_written: dict[tuple[str, str], _Writes] = {}
+
+
+def _current_status(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The object's status as it is now: the index's, or the one we wrote last when the index
+    has not caught up with it yet."""
+    meta = body["metadata"]
+    key = (meta["namespace"], meta["name"])
+    seen = body.get("status") or {}
+    writes = _written.get(key)
+    if writes is None or writes.uid != meta.get("uid"):
+        return seen
+    last = writes.statuses[-1]
+    stale = meta.get("resourceVersion") == writes.based_on or any(
+        _same_status(seen, earlier) for earlier in writes.statuses[:-1]
+    )
+    if stale and not _same_status(seen, last):
+        return last
+    del _written[key]  # caught up, or someone else changed it since: the index is right
+    return seen
+
+
+def _remember_write(body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    meta = body["metadata"]
+    key = (meta["namespace"], meta["name"])
+    writes = _written.get(key)
+    if writes is None or writes.uid != meta.get("uid"):
+        writes = _written[key] = _Writes(meta.get("uid"), meta.get("resourceVersion"), [])
+    writes.statuses.append(status)
+    del writes.statuses[:-_WRITES_KEPT]
+
+
+_WRITES_KEPT = 16
+
+
+def startup_allowance(plan: Mapping[str, Any] | None) -> int:
+    """Seconds a NIM may take to become ready: the operator setting, else what the startup
+    probe rendered for this plan allows."""
+    return settings().startup_allowance_seconds or render.startup_allowance_seconds(plan or {})
 
 
 def _decide(

@@ -507,7 +507,45 @@ def test_unschedulable_pod_quotes_the_scheduler_and_says_what_to_change() -> Non
     assert "the pod asks for 2 nvidia.com/gpu" in found.hint
     assert "{nvidia.com/gpu: present}" in found.hint
     assert "toleration" in found.hint
+    # 4 of 8 nodes have other GPUs: the selector doing its job, not a cause to fix
+    assert "no node has the labels" not in found.hint
+
+
+def test_only_the_schedulers_reasons_are_quoted() -> None:
+    message = (
+        "0/9 nodes are available: 1 Insufficient nvidia.com/gpu, 8 node(s) didn't match Pod's "
+        "node affinity/selector. no new claims to deallocate, preemption: 0/9 nodes are "
+        "available: 1 No preemption victims found for incoming pod, 8 Preemption is not helpful "
+        "for scheduling."
+    )
+    pod = nim_pod(node=None, phase="Pending", conditions=[])
+    found = diagnose(pod, [event("super-0", "FailedScheduling", message)], now=NOW)
+    assert found is not None
+    assert found.message == (
+        'No node can run the pod: "0/9 nodes are available: 1 Insufficient nvidia.com/gpu, '
+        "8 node(s) didn't match Pod's node affinity/selector.\""
+    )
+
+
+def test_a_selector_no_node_matches_is_the_cause() -> None:
+    message = "0/8 nodes are available: 8 node(s) didn't match Pod's node affinity/selector."
+    pod = nim_pod(node=None, phase="Pending", conditions=[])
+    found = diagnose(pod, [event("super-0", "FailedScheduling", message)], now=NOW)
+    assert found is not None and found.reason == Reason.UNSCHEDULABLE
     assert "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3" in found.hint
+
+
+UNBOUND_CLAIM = "0/8 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+
+
+def test_a_new_pod_waiting_for_its_cache_volume_is_not_yet_a_failure() -> None:
+    pod = nim_pod(node=None, phase="Pending", conditions=[])
+    pod["metadata"]["creationTimestamp"] = iso(NOW - timedelta(seconds=5))
+    assert diagnose(pod, [event("super-0", "FailedScheduling", UNBOUND_CLAIM)], now=NOW) is None
+    later = NOW + timedelta(minutes=2)
+    found = diagnose(pod, [event("super-0", "FailedScheduling", UNBOUND_CLAIM)], now=later)
+    assert found is not None and found.reason == Reason.UNSCHEDULABLE
+    assert "PersistentVolumeClaim is not bound" in found.hint
 
 
 def test_scheduler_event_alone_is_enough() -> None:
@@ -641,6 +679,15 @@ def test_not_ready_after_the_startup_allowance_is_a_startup_timeout() -> None:
     assert "allowance of 20 min" in found.message
     later = diagnose(pod, [], now=NOW + timedelta(minutes=7), startup_allowance_seconds=1200)
     assert later == found, "an unchanged cause gives an unchanged message"
+
+
+@pytest.mark.parametrize(
+    ("allowance", "shown"), [(45, "45 s"), (90, "90 s"), (3600, "1 h"), (5400, "1 h 30 min")]
+)
+def test_a_startup_allowance_is_shown_in_whole_units(allowance: int, shown: str) -> None:
+    pod = nim_pod(state={"running": {"startedAt": iso(NOW - timedelta(hours=3))}})
+    found = diagnose(pod, [], now=NOW, startup_allowance_seconds=allowance)
+    assert found is not None and f"allowance of {shown}." in found.message
 
 
 def test_startup_probe_restart_is_a_startup_timeout() -> None:

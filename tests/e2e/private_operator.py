@@ -1,0 +1,74 @@
+"""An operator of a test module's own, with its own settings, beside the session's operator.
+
+The session's operator (conftest `operator`) serves `<session>-*`. A test that needs different
+operator settings (a live catalog, an unreachable registry, a short startup allowance) starts one
+here: it serves `<session><tag>-*` only, so the two never serve the same namespace, and its
+namespaces come from `namespace()`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from kubernetes import client
+
+from .conftest import SESSION_PREFIX, Cluster, OperatorProcess, wait_until
+
+
+class PrivateOperator:
+    def __init__(self, cluster: Cluster, tag: str, log_dir: Path, env: Mapping[str, str]) -> None:
+        self.cluster = cluster
+        self.prefix = f"{SESSION_PREFIX}{tag}"
+        self.process = OperatorProcess(
+            cluster.kubeconfig, log_dir / "operator.log", env, namespaces=(f"{self.prefix}-*",)
+        )
+        self._namespaces: list[str] = []
+
+    def namespace(self, test_name: str) -> str:
+        """A fresh namespace this operator (and no other) serves; deleted at close()."""
+        core = client.CoreV1Api(self.cluster.api)
+        stem = "".join(
+            ch for ch in test_name.lower().replace("_", "-") if ch.isalnum() or ch == "-"
+        )
+        name = f"{self.prefix}-{stem[:40].strip('-')}-{uuid.uuid4().hex[:4]}".replace("--", "-")
+        core.create_namespace(
+            client.V1Namespace(
+                metadata=client.V1ObjectMeta(name=name, labels={"nemotron.dev/test": "true"})
+            )
+        )
+        self._namespaces.append(name)
+        wait_until(
+            lambda: bool(
+                core.list_namespaced_service_account(
+                    name, field_selector="metadata.name=default"
+                ).items
+            ),
+            "default ServiceAccount",
+            30,
+        )
+        return name
+
+    def logs(self) -> str:
+        return self.process.logs()
+
+    def close(self) -> None:
+        self.process.stop()
+        core = client.CoreV1Api(self.cluster.api)
+        for name in self._namespaces:
+            core.delete_namespace(name, propagation_policy="Background")
+
+
+@contextmanager
+def private_operator(
+    cluster: Cluster, tag: str, log_dir: Path, env: Mapping[str, str]
+) -> Iterator[PrivateOperator]:
+    """Start an operator with `env` on top of the test environment; stop it afterwards."""
+    private = PrivateOperator(cluster, tag, log_dir, env)
+    private.process.start()
+    try:
+        yield private
+    finally:
+        private.close()
