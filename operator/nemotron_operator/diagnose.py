@@ -733,9 +733,17 @@ def _pull_problem(
 ) -> Diagnosis:
     image = _text(_field(status, "image")) or "the image"
     pull_errors = _event_messages(about, "Failed", _PULL_EVENT)
+    # The newest text that says why (the current state's, then the newest Event's): an older
+    # attempt's refusal must not outlive it. Within one text, a refusal wins over "not found"
+    # ("repository does not exist or may require authorization").
     evidence = next(
-        (m for m in [waiting_message, *pull_errors] if _PULL_UNAUTHORIZED.search(m)), None
-    ) or next((m for m in [waiting_message, *pull_errors] if _PULL_NOT_FOUND.search(m)), None)
+        (
+            m
+            for m in [waiting_message, *pull_errors]
+            if _PULL_UNAUTHORIZED.search(m) or _PULL_NOT_FOUND.search(m)
+        ),
+        None,
+    )
     if waiting == "InvalidImageName":
         return Diagnosis(
             Reason.IMAGE_NOT_FOUND,

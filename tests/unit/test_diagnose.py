@@ -312,6 +312,24 @@ def test_back_off_reads_the_cause_from_the_kubelet_event() -> None:
     assert "failed to fetch anonymous token: unexpected status" in found.message
 
 
+def test_the_current_pull_error_outranks_an_older_attempts_refusal() -> None:
+    missing = (
+        f'failed to pull and unpack image "{IMAGE}": failed to resolve reference "{IMAGE}": '
+        f"{IMAGE}: not found"
+    )
+    pod = pulling("ErrImagePull", missing)
+    events = [
+        event("super-0", "Failed", f'Failed to pull image "{IMAGE}": {missing}', age_seconds=5),
+        event("super-0", "Failed", CONTAINERD_ANONYMOUS_403, age_seconds=300),
+    ]
+    found = diagnose(pod, events, now=NOW)
+    assert found is not None
+    assert found.reason == Reason.IMAGE_NOT_FOUND
+    back_off = pulling("ImagePullBackOff", f'Back-off pulling image "{IMAGE}"')
+    found = diagnose(back_off, events, now=NOW)
+    assert found is not None and found.reason == Reason.IMAGE_NOT_FOUND, "the newest Event"
+
+
 def test_events_about_other_pods_are_ignored() -> None:
     pod = pulling("ImagePullBackOff", f'Back-off pulling image "{IMAGE}"')
     found = diagnose(pod, [event("other-0", "Failed", CONTAINERD_ANONYMOUS_403)], now=NOW)

@@ -1,0 +1,275 @@
+"""How fast a failing NIM pod shows on its NemotronDeployment: the time from the kubelet's write
+of a pod status (played by the e2e fake kubelet) to the NemotronDeployment's Degraded condition
+naming the cause, as a client watching the NemotronDeployment sees it.
+
+    .venv/bin/python bench/bench_diagnosis.py [--changes 120] [--recover-every 6]
+
+Uses the local cluster (started when it is not running) and its own operator process serving
+only the namespace it creates. One NIM pod goes through a cycle of causes (each different from
+the one before, so every write is news); every `--recover-every` changes it becomes ready again,
+and the time to Ready=True is measured too (that path also waits for kube-controller-manager to
+count the ready pod in the Deployment's status). Prints p50/p99 of both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "hack" / "cluster"))
+import cluster as local_cluster  # noqa: E402
+from tests.e2e.fake_kubelet import FakeKubelet  # noqa: E402
+
+from nemotron_operator import names  # noqa: E402
+
+SPEC = {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}
+CUDA_OOM = (
+    '{"level": "ERROR", "message": "torch.OutOfMemoryError: CUDA out of memory. Tried to '
+    'allocate 2.00 GiB (GPU 0; 79.10 GiB total capacity; 77.02 GiB already allocated)"}'
+)
+UNKNOWN = "RuntimeError: Engine core initialization failed. See root cause above."
+PULL_403 = (
+    "failed to authorize: failed to fetch anonymous token: unexpected status from GET request "
+    "to https://nvcr.io/proxy_auth?scope=repository%3Anim%2Fnvidia%2Fnemotron-3-nano%3Apull: "
+    "403 Forbidden"
+)
+MANIFEST_UNKNOWN = "rpc error: code = NotFound desc = manifest unknown: manifest unknown"
+
+# (what the kubelet writes, the reason the NemotronDeployment must then show)
+CAUSES: list[tuple[Callable[[FakeKubelet, str, int], None], str]] = [
+    (lambda k, pod, n: k.crash_loop(pod, restarts=n, message=UNKNOWN), "CrashLoop"),
+    (lambda k, pod, n: k.crash_loop(pod, restarts=n, message=CUDA_OOM), "InsufficientGPUMemory"),
+    (lambda k, pod, n: k.oom_killed(pod, restarts=n), "HostMemoryExhausted"),
+    (lambda k, pod, n: k.image_pull_failed(pod, message=PULL_403), "ImagePullUnauthorized"),
+    (lambda k, pod, n: k.config_error(pod, 'secret "hf-token" not found'), "SecretNotFound"),
+    (lambda k, pod, n: k.image_pull_failed(pod, message=MANIFEST_UNKNOWN), "ImageNotFound"),
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class ConditionLog:
+    """Every (time seen, Degraded reason, Ready status) of one NemotronDeployment, from a watch."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
+        self.objects = client.CustomObjectsApi(api)
+        self.namespace, self.name = namespace, name
+        self.seen: list[tuple[float, str | None, str | None]] = []
+        self.changed = threading.Condition()
+        self.stream = watch.Watch()
+        self.stopped = False
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        try:
+            self._record()
+        except Exception:
+            if not self.stopped:  # the stream breaks when it is stopped: expected then
+                raise
+
+    def _record(self) -> None:
+        for event in self.stream.stream(
+            self.objects.list_namespaced_custom_object,
+            names.GROUP,
+            names.VERSION,
+            self.namespace,
+            names.PLURAL,
+            field_selector=f"metadata.name={self.name}",
+            timeout_seconds=3600,
+        ):
+            at = time.monotonic()
+            conditions = (event["object"].get("status") or {}).get("conditions") or []
+            by_type = {c["type"]: c for c in conditions}
+            degraded = by_type.get("Degraded") or {}
+            ready = by_type.get("Ready") or {}
+            with self.changed:
+                self.seen.append(
+                    (
+                        at,
+                        degraded.get("reason") if degraded.get("status") == "True" else None,
+                        ready.get("status"),
+                    )
+                )
+                self.changed.notify_all()
+
+    def first(self, after: float, test: Callable[[str | None, str | None], bool]) -> float:
+        """When the first state after `after` passing `test` was seen (waits up to 30 s)."""
+        deadline = time.monotonic() + 30
+        with self.changed:
+            while True:
+                for at, degraded, ready in self.seen:
+                    if at >= after and test(degraded, ready):
+                        return at
+                if not self.changed.wait(max(0.0, deadline - time.monotonic())):
+                    raise RuntimeError(
+                        f"{self.name}: state not reached within 30 s: {self.seen[-3:]}"
+                    )
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.stream.stop()
+
+
+def start_operator(kubeconfig: Path, prefix: str) -> subprocess.Popen[bytes]:
+    port = 19000 + os.getpid() % 1000
+    log = open(REPO / ".cluster" / f"{prefix}-operator.log", "wb")  # noqa: SIM115
+    operator = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "nemotron-operator"),
+            "run",
+            f"--namespace={prefix}-*",
+            f"--liveness=http://127.0.0.1:{port}/healthz",
+        ],
+        # no registry: the pre-flight check says Unknown, which does not block anything
+        env={
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "NEMOTRON_NGC_REGISTRY_URL": "http://127.0.0.1:9",
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return operator
+        except OSError:
+            if time.monotonic() > deadline or operator.poll() is not None:
+                raise
+            time.sleep(0.2)
+
+
+def wait(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--changes", type=int, default=120, help="failures to measure (>= 100)")
+    parser.add_argument("--recover-every", type=int, default=6)
+    args = parser.parse_args()
+
+    local_cluster.up(local_cluster.DEFAULT_STATE, local_cluster.DEFAULT_NODES)
+    kubeconfig = local_cluster.DEFAULT_STATE / "kubeconfig"
+    subprocess.run(
+        [
+            str(local_cluster.binaries()["kubectl"]),
+            "--kubeconfig",
+            str(kubeconfig),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(REPO / "crds"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    prefix = f"benchdiag{uuid.uuid4().hex[:4]}"
+    namespace = f"{prefix}-nim"
+    operator = start_operator(kubeconfig, prefix)
+    failures_ms: list[float] = []
+    recoveries_ms: list[float] = []
+    try:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        wait(
+            lambda: (
+                core.list_namespaced_service_account(
+                    namespace, field_selector="metadata.name=default"
+                ).items
+            ),
+            "the default ServiceAccount",
+        )
+        log = ConditionLog(api, namespace, "nano")
+        objects.create_namespaced_custom_object(
+            names.GROUP,
+            names.VERSION,
+            namespace,
+            names.PLURAL,
+            {
+                "apiVersion": names.API_VERSION,
+                "kind": names.KIND,
+                "metadata": {"name": "nano"},
+                "spec": SPEC,
+            },
+        )
+        log.first(0, lambda degraded, ready: ready == "True")
+        pod = wait(
+            lambda: [
+                p
+                for p in core.list_namespaced_pod(
+                    namespace, label_selector=f"{names.DEPLOYMENT_LABEL}=nano"
+                ).items
+                if p.status.phase == "Running"
+            ],
+            "the NIM pod",
+        )[0].metadata.name
+
+        kubelet = FakeKubelet(api, namespace)
+        written: list[float] = []
+        patch_status = kubelet.core.patch_namespaced_pod_status
+
+        def timed_patch(*a: Any, **kw: Any) -> Any:
+            written.append(time.monotonic())  # the moment the kubelet's write is sent
+            return patch_status(*a, **kw)
+
+        kubelet.core.patch_namespaced_pod_status = timed_patch  # type: ignore[method-assign]
+        for i in range(args.changes):
+            act, reason = CAUSES[i % len(CAUSES)]
+            act(kubelet, pod, i + 1)
+            sent = written[-1]
+            seen = log.first(sent, lambda degraded, ready, r=reason: degraded == r)
+            failures_ms.append((seen - sent) * 1000)
+            if (i + 1) % args.recover_every == 0:
+                kubelet.ready(pod)
+                sent = written[-1]
+                seen = log.first(sent, lambda degraded, ready: ready == "True" and not degraded)
+                recoveries_ms.append((seen - sent) * 1000)
+        log.stop()
+    finally:
+        operator.terminate()
+        operator.wait(30)
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespace(namespace)
+
+    print(f"pod status change -> NemotronDeployment condition, one NIM pod, {len(CAUSES)} causes")
+    for label, values in (
+        ("failure -> Degraded=True with its reason", failures_ms),
+        ("ready again -> Ready=True (via the Deployment)", recoveries_ms),
+    ):
+        print(
+            f"  {label:48s} n={len(values):4d}  p50 {percentile(values, 0.5):7.1f} ms   "
+            f"p99 {percentile(values, 0.99):7.1f} ms   max {max(values):7.1f} ms   "
+            f"mean {statistics.mean(values):7.1f} ms"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
