@@ -148,7 +148,21 @@ def inventory_changed(world: World) -> bool:
     return changed
 
 
+# Converges that raised (an API error, the API server away): Kopf does not retry event handlers,
+# so the next resync round does, whatever the object's status says.
+_failed: set[tuple[str, str]] = set()
+
+
 def converge(namespace: str, name: str, world: World) -> None:
+    try:
+        _converge_locked(namespace, name, world)
+    except Exception:
+        _failed.add((namespace, name))
+        raise
+    _failed.discard((namespace, name))
+
+
+def _converge_locked(namespace: str, name: str, world: World) -> None:
     with _lock(namespace, name):
         body = world.one(world.deployments, (namespace, name))
         if body is None or body["metadata"].get("deletionTimestamp"):
@@ -179,8 +193,14 @@ def remember_world(world: World) -> World:
 
 
 def resync_due(body: Mapping[str, Any], full: bool) -> bool:
-    """Converge again on resync when not ready (a startup allowance may have run out) or on a
-    full resync (credentials are re-checked every CREDENTIALS_RECHECK_SECONDS)."""
+    """Converge again on resync when not ready (a startup allowance may have run out), on a full
+    resync (credentials are re-checked every CREDENTIALS_RECHECK_SECONDS), when the last converge
+    failed, or when the status describes an older generation."""
+    meta = body.get("metadata") or {}
+    if (meta.get("namespace"), meta.get("name")) in _failed:
+        return True
+    if (body.get("status") or {}).get("observedGeneration") != meta.get("generation"):
+        return True
     conditions = (body.get("status") or {}).get("conditions") or []
     ready = next((c for c in conditions if c.get("type") == names.ConditionType.READY), None)
     return full or ready is None or ready.get("status") != "True"

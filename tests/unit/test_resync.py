@@ -1,0 +1,49 @@
+"""Which NemotronDeployments the resync loop converges again (reconcile.resync_due)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nemotron_operator import reconcile
+
+
+def body(ready: str | None, generation: int = 2, observed: int = 2) -> dict[str, Any]:
+    conditions = [{"type": "Ready", "status": ready}] if ready else []
+    return {
+        "metadata": {"namespace": "ns", "name": "nd", "generation": generation},
+        "status": {"observedGeneration": observed, "conditions": conditions},
+    }
+
+
+@pytest.fixture(autouse=True)
+def no_failures() -> None:
+    reconcile._failed.clear()
+
+
+def test_a_ready_object_waits_for_the_full_round() -> None:
+    assert not reconcile.resync_due(body("True"), full=False)
+    assert reconcile.resync_due(body("True"), full=True)
+
+
+def test_an_object_not_ready_yet_is_converged_every_round() -> None:
+    assert reconcile.resync_due(body("False"), full=False)
+    assert reconcile.resync_due(body(None), full=False)
+
+
+def test_a_status_of_an_older_generation_is_converged_again() -> None:
+    assert reconcile.resync_due(body("True", generation=3, observed=2), full=False)
+
+
+def test_a_failed_converge_is_retried_even_when_the_status_says_ready() -> None:
+    class Broken(reconcile.World):
+        def one(self, index: Any, key: Any) -> Any:
+            raise ConnectionError("the API server is away")
+
+    world = Broken({}, {}, {}, {}, {})
+    with pytest.raises(ConnectionError):
+        reconcile.converge("ns", "nd", world)
+    assert reconcile.resync_due(body("True"), full=False)
+    reconcile.converge("ns", "nd", reconcile.World({}, {}, {}, {}, {}))  # gone: nothing to do
+    assert not reconcile.resync_due(body("True"), full=False)
