@@ -195,15 +195,27 @@ def remember_world(world: World) -> World:
 def resync_due(body: Mapping[str, Any], full: bool) -> bool:
     """Converge again on resync when not ready (a startup allowance may have run out), on a full
     resync (credentials are re-checked every CREDENTIALS_RECHECK_SECONDS), when the last converge
-    failed, or when the status describes an older generation."""
+    failed, or when the status describes an older generation.
+
+    Scaled to zero is not "not ready": nothing but an event changes it, so only an unanswered
+    credentials check (Unknown) brings it back before the full round. (500 objects scaled to
+    zero cost 16 Secret reads a second and a tenth of a CPU, forever, before this.)"""
     meta = body.get("metadata") or {}
-    if (meta.get("namespace"), meta.get("name")) in _failed:
+    if full or (meta.get("namespace"), meta.get("name")) in _failed:
         return True
     if (body.get("status") or {}).get("observedGeneration") != meta.get("generation"):
         return True
     conditions = (body.get("status") or {}).get("conditions") or []
     ready = next((c for c in conditions if c.get("type") == names.ConditionType.READY), None)
-    return full or ready is None or ready.get("status") != "True"
+    if ready is not None and ready.get("reason") == SCALED_TO_ZERO:
+        credentials = next(
+            (c for c in conditions if c.get("type") == names.ConditionType.CREDENTIALS_VALID), None
+        )
+        return credentials is not None and credentials.get("status") == "Unknown"
+    return ready is None or ready.get("status") != "True"
+
+
+SCALED_TO_ZERO = "ScaledToZero"  # the Ready reason of replicas: 0 (status.facts)
 
 
 def _resync_loop() -> None:

@@ -47,3 +47,21 @@ def test_a_failed_converge_is_retried_even_when_the_status_says_ready() -> None:
     assert reconcile.resync_due(body("True"), full=False)
     reconcile.converge("ns", "nd", reconcile.World({}, {}, {}, {}, {}))  # gone: nothing to do
     assert not reconcile.resync_due(body("True"), full=False)
+
+
+def scaled_to_zero(credentials: str | None) -> dict[str, Any]:
+    scaled = body("False")
+    scaled["status"]["conditions"][0]["reason"] = "ScaledToZero"
+    if credentials:
+        scaled["status"]["conditions"].append({"type": "CredentialsValid", "status": credentials})
+    return scaled
+
+
+def test_scaled_to_zero_waits_for_an_event_or_the_full_round() -> None:
+    assert not reconcile.resync_due(scaled_to_zero("True"), full=False)
+    assert not reconcile.resync_due(scaled_to_zero(None), full=False)
+    assert reconcile.resync_due(scaled_to_zero("True"), full=True)
+
+
+def test_scaled_to_zero_with_an_unanswered_credentials_check_asks_again() -> None:
+    assert reconcile.resync_due(scaled_to_zero("Unknown"), full=False)
