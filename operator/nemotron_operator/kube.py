@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+import json
 import logging
+import re
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
@@ -43,46 +45,91 @@ class NamespaceTerminating(Exception):
     """The namespace is being deleted: nothing may be created in it any more."""
 
 
-def apply(child: Mapping[str, Any]) -> None:
-    """Server-side apply of a child object, taking over fields a person edited by hand."""
+class ChildRejected(Exception):
+    """The API server refused a child: invalid (400, 422) or forbidden (403: RBAC, a quota).
+    Trying again changes nothing until the spec (or the namespace's limits) change."""
+
+    def __init__(self, child: Mapping[str, Any], status: int, message: str) -> None:
+        what = f'{child["kind"]} "{child["metadata"]["name"]}"'
+        advice = (
+            "the operator may not create it here (RBAC or a ResourceQuota)"
+            if status == 403
+            else "fix the spec"
+        )
+        super().__init__(f"the API server refused the {what} (HTTP {status}): {message}: {advice}")
+
+
+def apply(child: Mapping[str, Any], dry_run: bool = False) -> None:
+    """Server-side apply of a child object, taking over fields a person edited by hand
+    (dry_run: only ask whether the API server would take it)."""
     try:
-        _apply(child)
+        _apply(child, dry_run)
     except ApiException as error:
         if error.status == 403 and "NamespaceTerminating" in str(error.body):
             raise NamespaceTerminating(child["metadata"]["namespace"]) from None
+        if error.status in (400, 403, 422):
+            raise ChildRejected(child, error.status, _message(error)) from None
         raise
 
 
-def _apply(child: Mapping[str, Any]) -> None:
-    meta = child["metadata"]
-    name, namespace, body = meta["name"], meta["namespace"], dict(child)
-    # the answer is not needed: skip turning it into client models (most of a write's CPU)
-    common: dict[str, Any] = {
-        "field_manager": FIELD_MANAGER,
-        "force": True,
-        "_content_type": APPLY,
-        "_preload_content": False,
-    }
-    kind = child["kind"]
-    response: Any  # undecoded (urllib3) whatever the kind
-    if kind == "Deployment":
-        response = client.AppsV1Api(api()).patch_namespaced_deployment(
-            name, namespace, body, **common
-        )
-    elif kind == "Service":
-        response = client.CoreV1Api(api()).patch_namespaced_service(name, namespace, body, **common)
-    elif kind == "PersistentVolumeClaim":
-        response = client.CoreV1Api(api()).patch_namespaced_persistent_volume_claim(
-            name, namespace, body, **common
-        )
-    elif kind == "LeaderWorkerSet":
-        group, version = child["apiVersion"].split("/")
-        response = client.CustomObjectsApi(api()).patch_namespaced_custom_object(
-            group, version, namespace, "leaderworkersets", name, body, **common
-        )
-    else:
+def _message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(error.reason)
+
+
+# json.dumps writes a character beyond U+FFFF as a surrogate pair (\ud83d\ude80): valid JSON, but
+# the API server reads an apply body as YAML, which refuses it (HTTP 400 for an emoji in an
+# annotation). YAML's own escape for it is \U0001f680.
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def apply_body(child: Mapping[str, Any]) -> str:
+    """The child as JSON that YAML reads back unchanged, whatever characters it holds."""
+
+    def one_escape(pair: re.Match[str]) -> str:
+        high, low = int(pair[2], 16), int(pair[3], 16)
+        return f"{pair[1]}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+    # DEL is the one character json.dumps leaves raw that YAML does not print
+    return _SURROGATE_PAIR.sub(one_escape, json.dumps(child)).replace("\x7f", "\\u007f")
+
+
+# Where each kind of child lives: {api} is "api/v1" or "apis/<group>/<version>".
+_PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "LeaderWorkerSet": "leaderworkersets",
+}
+
+
+def _apply(child: Mapping[str, Any], dry_run: bool = False) -> None:
+    meta, kind = child["metadata"], child["kind"]
+    if kind not in _PLURALS:
         raise ValueError(f"the operator does not manage {kind} objects")
-    _done(response)
+    group_version = child["apiVersion"]
+    prefix = "api/v1" if group_version == "v1" else f"apis/{group_version}"
+    path = f"/{prefix}/namespaces/{meta['namespace']}/{_PLURALS[kind]}/{meta['name']}"
+    query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+    if dry_run:
+        query.append(("dryRun", "All"))
+    # The generated patch_* methods take the body as a dict and encode it with json.dumps
+    # (surrogate pairs): the body goes as text instead. The answer is not needed: it is not
+    # turned into client models (most of a write's CPU).
+    method, url, headers, _, _ = api().param_serialize(
+        "PATCH",
+        path,
+        query_params=query,
+        header_params={"Content-Type": APPLY, "Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    response = api().call_api(method, url, headers, body=apply_body(child))
+    data = response.read()
+    response.response.release_conn()  # back to the pool: no TLS handshake per write
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(http_resp=response, body=data.decode(), data=None)
 
 
 def _done(response: Any) -> None:

@@ -265,6 +265,8 @@ def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
             _apply_children(body, spec, plan_status, world, key_given=_key_given(spec_model))
         except render.RenderError as error:
             blocker = Blocker(names.ConditionType.PROGRESSING, "RenderFailed", str(error))
+        except kube.ChildRejected as error:
+            blocker = Blocker(names.ConditionType.PROGRESSING, "ChildRejected", str(error))
 
     workload_kind = (
         "LeaderWorkerSet" if (plan_status or {}).get("nodesPerReplica", 1) > 1 else "Deployment"
@@ -481,12 +483,20 @@ def _apply_children(
 ) -> None:
     meta = body["metadata"]
     owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    pending: list[tuple[dict[str, Any], bool]] = []  # (child, new)
     for child in render.render_children(owner, spec, plan, key_given=key_given):
         observed = world.child(owner.namespace, owner.name, child["kind"])
         if child["kind"] == "PersistentVolumeClaim" and observed is not None:
             continue  # claims are immutable once bound: created once, never resized here
         if observed is None or not matches(child, observed):
-            kube.apply(child)
+            pending.append((child, observed is None))
+    if sum(new for _, new in pending) > 1:
+        # Creating several: first ask whether the API server takes every one, so that one it
+        # refuses (kube.ChildRejected) leaves none of the others half-built behind it.
+        for child, _ in pending:
+            kube.apply(child, dry_run=True)
+    for child, _ in pending:
+        kube.apply(child)
     stale = "Deployment" if int(plan["nodesPerReplica"]) > 1 else "LeaderWorkerSet"
     if world.child(owner.namespace, owner.name, stale) is not None:
         kube.delete_workload(stale, owner.namespace, owner.name)
