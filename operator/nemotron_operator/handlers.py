@@ -163,7 +163,7 @@ def gpu_node_changed(**kwargs: Any) -> None:
     world = _world(kwargs)
     if not reconcile.inventory_changed(world):
         return
-    for namespace, name in waiting_for_gpus(world.deployments.items()):
+    for namespace, name in waiting_for_gpus(world.entries(world.deployments)):
         reconcile.converge(namespace, name, world)
 
 

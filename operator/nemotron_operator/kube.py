@@ -11,7 +11,6 @@ import datetime as dt
 import functools
 import json
 import logging
-import re
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
@@ -20,6 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from . import names
+from .render import json_for_yaml
 
 FIELD_MANAGER = names.FIELD_MANAGER
 APPLY = "application/apply-patch+yaml"
@@ -59,11 +59,32 @@ class ChildRejected(Exception):
         super().__init__(f"the API server refused the {what} (HTTP {status}): {message}: {advice}")
 
 
-def apply(child: Mapping[str, Any], dry_run: bool = False) -> None:
+def apply(
+    child: Mapping[str, Any], dry_run: bool = False, answer: bool = False
+) -> dict[str, Any] | None:
     """Server-side apply of a child object, taking over fields a person edited by hand
-    (dry_run: only ask whether the API server would take it)."""
+    (dry_run: only ask whether the API server would take it; answer: return the object as the
+    API server now has it)."""
+    query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+    if dry_run:
+        query.append(("dryRun", "All"))
+    return _write(child, APPLY, apply_body(child), query, answer)
+
+
+def merge_patch(child: Mapping[str, Any]) -> None:
+    """A JSON merge patch of the whole child: it replaces every list the child has (containers,
+    env, ports, ...) whole. Server-side apply cannot remove the list entries another field
+    manager added (a container, a port of another number), so a hand edit of that kind is undone
+    with this."""
+    query = [("fieldManager", FIELD_MANAGER)]
+    _write(child, "application/merge-patch+json", child, query, answer=False)
+
+
+def _write(
+    child: Mapping[str, Any], content_type: str, body: Body, query: Query, answer: bool
+) -> dict[str, Any] | None:
     try:
-        _apply(child, dry_run)
+        return _patch(child, content_type, body, query, answer)
     except ApiException as error:
         if error.status == 403 and "NamespaceTerminating" in str(error.body):
             raise NamespaceTerminating(child["metadata"]["namespace"]) from None
@@ -79,22 +100,13 @@ def _message(error: ApiException) -> str:
         return str(error.reason)
 
 
-# json.dumps writes a character beyond U+FFFF as a surrogate pair (\ud83d\ude80): valid JSON, but
-# the API server reads an apply body as YAML, which refuses it (HTTP 400 for an emoji in an
-# annotation). YAML's own escape for it is \U0001f680.
-_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
-
-
 def apply_body(child: Mapping[str, Any]) -> str:
-    """The child as JSON that YAML reads back unchanged, whatever characters it holds."""
+    """The child as JSON that the API server's YAML reader takes back unchanged."""
+    return json_for_yaml(child)
 
-    def one_escape(pair: re.Match[str]) -> str:
-        high, low = int(pair[2], 16), int(pair[3], 16)
-        return f"{pair[1]}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
 
-    # DEL is the one character json.dumps leaves raw that YAML does not print
-    return _SURROGATE_PAIR.sub(one_escape, json.dumps(child)).replace("\x7f", "\\u007f")
-
+Query = list[tuple[str, str]]
+Body = str | Mapping[str, Any]  # text for YAML (apply), a mapping for JSON (merge patch)
 
 # Where each kind of child lives: {api} is "api/v1" or "apis/<group>/<version>".
 _PLURALS = {
@@ -105,31 +117,32 @@ _PLURALS = {
 }
 
 
-def _apply(child: Mapping[str, Any], dry_run: bool = False) -> None:
+def _patch(
+    child: Mapping[str, Any], content_type: str, body: Body, query: Query, answer: bool
+) -> dict[str, Any] | None:
     meta, kind = child["metadata"], child["kind"]
     if kind not in _PLURALS:
         raise ValueError(f"the operator does not manage {kind} objects")
     group_version = child["apiVersion"]
     prefix = "api/v1" if group_version == "v1" else f"apis/{group_version}"
     path = f"/{prefix}/namespaces/{meta['namespace']}/{_PLURALS[kind]}/{meta['name']}"
-    query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
-    if dry_run:
-        query.append(("dryRun", "All"))
     # The generated patch_* methods take the body as a dict and encode it with json.dumps
-    # (surrogate pairs): the body goes as text instead. The answer is not needed: it is not
-    # turned into client models (most of a write's CPU).
+    # (surrogate pairs): an apply body goes as text instead (the client encodes a JSON body
+    # itself, text or not). The answer is decoded only when asked for, and never into client
+    # models (most of a write's CPU).
     method, url, headers, _, _ = api().param_serialize(
         "PATCH",
         path,
         query_params=query,
-        header_params={"Content-Type": APPLY, "Accept": "application/json"},
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
         auth_settings=["BearerToken"],
     )
-    response = api().call_api(method, url, headers, body=apply_body(child))
+    response = api().call_api(method, url, headers, body=body)
     data = response.read()
     response.response.release_conn()  # back to the pool: no TLS handshake per write
     if not 200 <= response.status <= 299:
         raise ApiException.from_response(http_resp=response, body=data.decode(), data=None)
+    return dict(json.loads(data)) if answer else None
 
 
 def _done(response: Any) -> None:

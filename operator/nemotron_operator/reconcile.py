@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
@@ -99,7 +99,14 @@ class World:
     children: list[Mapping[Any, Iterable[Any]]] = field(default_factory=list)
 
     def one(self, index: Mapping[Any, Iterable[Any]], key: Any) -> Any | None:
-        return next(iter(index.get(key, ())), None)
+        return stable(lambda: next(iter(index.get(key, ())), None))
+
+    def values(self, index: Mapping[Any, Iterable[Any]], key: Any) -> list[Any]:
+        return stable(lambda: list(index.get(key, ())))
+
+    def entries(self, index: Mapping[Any, Iterable[Any]]) -> list[tuple[Any, list[Any]]]:
+        """A copy of a whole index, to iterate over."""
+        return stable(lambda: [(key, list(values)) for key, values in index.items()])
 
     def child(self, namespace: str, deployment: str, kind: str) -> Mapping[str, Any] | None:
         for index in self.children:
@@ -109,24 +116,39 @@ class World:
         return None
 
     def pods(self, namespace: str, deployment: str) -> list[Mapping[str, Any]]:
-        return list(self.owned_pods.get((namespace, deployment), ()))
+        return self.values(self.owned_pods, (namespace, deployment))
 
     def warnings_about(
         self, namespace: str, pods: Iterable[Mapping[str, Any]]
     ) -> list[Mapping[str, Any]]:
         found: list[Mapping[str, Any]] = []
         for pod in pods:
-            found += self.pod_warnings.get((namespace, pod["metadata"]["name"]), ())
+            found += self.values(self.pod_warnings, (namespace, pod["metadata"]["name"]))
         return found
 
     def pools(self, exclude_pods: Iterable[Mapping[str, Any]] = ()) -> Any:
         """GPU pools with what is free, not counting the given pods (a deployment's own)."""
         mine = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in exclude_pods}
         requested: dict[str, int] = {}
-        for node_name, claims in self.gpu_requests.items():
+        for node_name, claims in self.entries(self.gpu_requests):
             requested[node_name] = sum(g for ns, pod, g in claims if (ns, pod) not in mine)
-        nodes = [n for bodies in self.gpu_nodes.values() for n in bodies]
+        nodes = [n for _, bodies in self.entries(self.gpu_nodes) for n in bodies]
         return gpu_pools(nodes, requested)
+
+
+T = TypeVar("T")
+
+
+def stable(read: Callable[[], T]) -> T:
+    """read() of Kopf's indexes, again when they changed under it: handlers run in threads while
+    Kopf updates the indexes in its event loop, and iterating a dict that changes raises
+    RuntimeError (seen under load: "dictionary changed size during iteration")."""
+    for _ in range(99):
+        try:
+            return read()
+        except (RuntimeError, KeyError):
+            continue
+    return read()
 
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -224,8 +246,8 @@ def _resync_loop() -> None:
         rounds += 1
         full = rounds % (CREDENTIALS_RECHECK_SECONDS // RESYNC_SECONDS) == 0
         for world in _world_seen:
-            for (namespace, name), bodies in list(world.deployments.items()):
-                for body in list(bodies):
+            for (namespace, name), bodies in world.entries(world.deployments):
+                for body in bodies:
                     if not resync_due(body, full):
                         continue
                     try:
@@ -495,8 +517,18 @@ def _apply_children(
         # refuses (kube.ChildRejected) leaves none of the others half-built behind it.
         for child, _ in pending:
             kube.apply(child, dry_run=True)
-    for child, _ in pending:
-        kube.apply(child)
+    for child, new in pending:
+        if new:
+            kube.apply(child)
+            continue
+        # A hand edit: server-side apply takes back the fields the operator owns, but leaves the
+        # list entries someone else added (a container, a port); then the lists go whole.
+        try:
+            applied = kube.apply(child, answer=True)
+        except kube.ChildRejected:
+            applied = None  # e.g. the rendered port beside a hand-made one of the same name
+        if applied is None or not matches(child, applied):
+            kube.merge_patch(child)
     stale = "Deployment" if int(plan["nodesPerReplica"]) > 1 else "LeaderWorkerSet"
     if world.child(owner.namespace, owner.name, stale) is not None:
         kube.delete_workload(stale, owner.namespace, owner.name)
