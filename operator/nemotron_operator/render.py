@@ -8,6 +8,8 @@ unchanged whatever characters they hold.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,12 +27,31 @@ STARTUP_PROBE_PERIOD_SECONDS = 10
 MIN_STARTUP_SECONDS = 20 * 60
 ASSUMED_DOWNLOAD_MB_PER_SECOND = 100
 
+# json.dumps writes a character beyond U+FFFF as a surrogate pair (\ud83d\ude80): JSON allows it,
+# YAML does not join the pair (PyYAML reads two lone surrogates, the API server refuses the
+# body), and json.dumps leaves DEL raw, which YAML does not take either. YAML writes them
+# \U0001f680 and \u007f.
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def json_for_yaml(value: Any, **dumps_options: Any) -> str:
+    """JSON text that a YAML reader reads back as the same value, whatever characters it holds."""
+
+    def one_escape(pair: re.Match[str]) -> str:
+        high, low = int(pair[2], 16), int(pair[3], 16)
+        return f"{pair[1]}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+    text = json.dumps(value, **dumps_options)
+    return _SURROGATE_PAIR.sub(one_escape, text).replace("\x7f", "\\u007f")
+
+
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("nemotron_operator", "templates"),
     undefined=jinja2.StrictUndefined,
     autoescape=False,
     keep_trailing_newline=True,
 )
+_templates.policies["json.dumps_function"] = json_for_yaml  # what `| tojson` writes
 
 
 class RenderError(ValueError):

@@ -1,4 +1,5 @@
-"""The body of a server-side apply: JSON the API server's YAML reader takes back unchanged."""
+"""Text that becomes YAML: the templates' `| tojson` and the body of a server-side apply are JSON
+that a YAML reader (the operator's, the API server's) reads back unchanged."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nemotron_operator import render
+from nemotron_operator.api import NemotronDeploymentSpec
 from nemotron_operator.kube import apply_body
+from nemotron_operator.render import json_for_yaml
+
+UNICODE = "Zoë 模型 🚀 \x7f end"
 
 
 def test_characters_beyond_the_basic_plane_use_yamls_escape_not_a_surrogate_pair() -> None:
@@ -17,10 +23,34 @@ def test_characters_beyond_the_basic_plane_use_yamls_escape_not_a_surrogate_pair
 
 def test_a_backslash_before_what_looks_like_an_escape_stays_a_backslash() -> None:
     for text in ("\\ud83d\\ude80", "\\🚀", "\\\\🚀", "\\\\\\ud83d"):
-        assert yaml.safe_load(apply_body({"a": text})) == {"a": text}
+        assert yaml.safe_load(json_for_yaml({"a": text})) == {"a": text}
 
 
 @given(st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=4))
 def test_any_text_reads_back_unchanged(annotations: dict[str, str]) -> None:
     child = {"metadata": {"annotations": annotations}, "spec": {"n": 1, "b": True, "l": [None]}}
-    assert yaml.safe_load(apply_body(child)) == child
+    assert yaml.safe_load(json_for_yaml(child)) == child
+
+
+def test_rendered_children_carry_the_specs_text_exactly() -> None:
+    """An emoji in an annotation once came out of the templates as two lone surrogates: the
+    child never matched what the API server stored, so every event re-applied it."""
+    spec = NemotronDeploymentSpec.model_validate(
+        {
+            "model": "nemotron-3-nano",
+            "service": {"annotations": {"note.example.com/owner": UNICODE}},
+            "env": [{"name": "NOTE", "value": UNICODE}],
+        }
+    ).model_dump(by_alias=True, mode="json")
+    plan = {
+        "gpusPerReplica": 1,
+        "nodesPerReplica": 1,
+        "gpuProduct": "NVIDIA-H100-80GB-HBM3",
+        "image": "nvcr.io/nim/nvidia/nemotron-3-nano:2.1.5",
+        "cacheSize": "40Gi",
+    }
+    owner = render.Owner(name="nano", namespace="ns", uid="u")
+    children = {c["kind"]: c for c in render.render_children(owner, spec, plan, key_given=False)}
+    assert children["Service"]["metadata"]["annotations"]["note.example.com/owner"] == UNICODE
+    env = children["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert next(e for e in env if e["name"] == "NOTE")["value"] == UNICODE
