@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/cluster.py
 
-.PHONY: demo test lint unit e2e cluster-up cluster-down crds docs bench clean
+.PHONY: demo test lint unit e2e drills cluster-up cluster-down crds docs bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,13 @@ e2e: $(VENV)/.installed
 	$(PY) -m pytest tests/e2e -q
 
 # Everything CI checks: lint, unit tests, and the end-to-end suite on the local cluster
-# (started by the tests when it is not running, and stopped again afterwards).
+# (started by the tests when it is not running, and stopped again afterwards). Not the drills.
 test: $(VENV)/.installed lint
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest -m "not drill" tests -q
+
+# The reliability drills of issue 7 (slow: faults, hostile input, peering); each prints figures.
+drills: $(VENV)/.installed
+	$(PY) -m pytest -m drill -s tests/drills
 
 demo: $(VENV)/.installed
 	$(PY) hack/demo.py

@@ -1,0 +1,317 @@
+"""Drill 4 (issue 7): 500 NemotronDeployments across 20 namespaces, then a long idle period.
+
+    .venv/bin/python bench/bench_load.py [--objects 500] [--namespaces 20] [--idle 600]
+                                         [--report FILE]
+
+Starts a cluster of its own (hack/cluster `up --audit-reads` in a temporary state directory,
+stopped at the end) so that the API server's audit log holds every request of the operator,
+reads included, and nothing of other sessions. The NGC registry is the test stand-in. Creates the
+objects (one in 25 asks for a one-GPU pod, the rest for none so the GPUs do not run out), waits
+until every one is Planned=True with its Deployment, Service and claim, and reports:
+
+- the total time, the operator's peak memory (VmHWM) and CPU seconds (utime + stime);
+- the operator's API requests per object, writes (dry runs among them) and reads apart, by verb
+  and resource, until everything settled: pods Ready, then --settle seconds without a write;
+- over the idle period that follows: write requests (must be 0), read requests other than
+  watches, and CPU seconds (must be near zero). A period of 600 s holds one full resync round
+  (credentials are checked again every 10 minutes): reads of each Secret, no writes.
+
+Exits 1 when an object does not converge, or when the idle period saw a write or more than
+--max-idle-cpu CPU seconds per minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from kubernetes import client, config  # noqa: E402
+from tests.e2e.conftest import VALID_KEY, OperatorProcess, registry_config  # noqa: E402
+from tests.standins.registry import RegistryStandin  # noqa: E402
+
+from nemotron_operator import names  # noqa: E402
+
+HARNESS = REPO / "hack" / "cluster" / "cluster.py"
+CRDS = REPO / "crds"
+OPERATOR_AGENTS = ("nemotron-operator", "kopf/")
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+PRODUCTS = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-L40S", "NVIDIA-H200", "NVIDIA-B200")
+MODELS = ("nemotron-3-nano", "llama-3.2-nv-embedqa-1b-v2", "llama-3.2-nv-rerankqa-1b-v2")
+
+
+def spec_for(index: int) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": MODELS[index % len(MODELS)],
+        "gpu": {"product": PRODUCTS[index % len(PRODUCTS)]},
+        "replicas": 0,
+        "ngc": {"apiKeySecret": {"name": "ngc-api"}},
+    }
+    if index % 25 == 0:
+        spec |= {"model": "llama-3.2-nv-embedqa-1b-v2", "replicas": 1}
+    return spec
+
+
+def stamp(entry: dict[str, Any]) -> float:
+    text = entry["requestReceivedTimestamp"].replace("Z", "+00:00")
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+def operator_requests(audit: Path, since: float, until: float) -> list[dict[str, Any]]:
+    """The operator's requests received in [since, until), one entry per request."""
+    found: dict[str, dict[str, Any]] = {}
+    with audit.open() as lines:
+        for line in lines:
+            entry = json.loads(line)
+            if not entry.get("userAgent", "").startswith(OPERATOR_AGENTS):
+                continue
+            if since <= stamp(entry) < until:
+                found[entry["auditID"]] = entry
+    return list(found.values())
+
+
+def breakdown(requests: list[dict[str, Any]]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for entry in requests:
+        ref = entry.get("objectRef") or {}
+        resource = ref.get("resource", "?")
+        if ref.get("subresource"):
+            resource += f"/{ref['subresource']}"
+        counts[f"{entry['verb']} {resource}"] += 1
+    return counts
+
+
+class Operator(OperatorProcess):
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_mib(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+def converged(body: dict[str, Any]) -> bool:
+    status = body.get("status") or {}
+    planned = next((c for c in status.get("conditions") or () if c["type"] == "Planned"), None)
+    return bool(
+        planned
+        and planned["status"] == "True"
+        and planned.get("observedGeneration") == body["metadata"]["generation"]
+    )
+
+
+def ready(body: dict[str, Any]) -> bool:
+    status = body.get("status") or {}
+    found = next((c for c in status.get("conditions") or () if c["type"] == "Ready"), None)
+    return bool(found and found["status"] == "True")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects", type=int, default=500)
+    parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument("--idle", type=float, default=600, help="idle seconds measured")
+    parser.add_argument(
+        "--settle", type=float, default=30, help="seconds without a write before the idle period"
+    )
+    parser.add_argument("--max-idle-cpu", type=float, default=1.0, help="CPU s per idle minute")
+    parser.add_argument("--report", type=Path, help="also write the figures here (JSON)")
+    parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    state = work / "cluster"
+    subprocess.run(
+        [sys.executable, str(HARNESS), "up", "--state-dir", str(state), "--audit-reads"],
+        check=True,
+    )
+    kubeconfig = state / "kubeconfig"
+    sys.path.insert(0, str(HARNESS.parent))
+    import cluster as local_cluster
+
+    kubectl = str(local_cluster.binaries()["kubectl"])
+    subprocess.run(
+        [kubectl, "--kubeconfig", str(kubeconfig), "apply", "--server-side", "-f", str(CRDS)],
+        check=True,
+        capture_output=True,
+    )
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    prefix = "load"
+    spaces = [f"{prefix}-{i:02d}" for i in range(args.namespaces)]
+    for namespace in spaces:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name="ngc-api"),
+                string_data={"NGC_API_KEY": VALID_KEY},
+            ),
+        )
+    figures: dict[str, Any] = {"objects": args.objects, "namespaces": args.namespaces}
+    registry = RegistryStandin(registry_config()).start()
+    operator = Operator(
+        kubeconfig,
+        work / "operator.log",
+        {"NEMOTRON_NGC_REGISTRY_URL": registry.url, "NEMOTRON_NGC_METADATA_URL": registry.url},
+        namespaces=(f"{prefix}-*",),
+    )
+    failed = False
+    try:
+        operator.start()
+        time.sleep(2)
+        cpu_at_start = operator.cpu_seconds()
+        started = time.time()
+        for index in range(args.objects):
+            objects.create_namespaced_custom_object(
+                names.GROUP,
+                names.VERSION,
+                spaces[index % len(spaces)],
+                names.PLURAL,
+                {
+                    "apiVersion": names.API_VERSION,
+                    "kind": names.KIND,
+                    "metadata": {"name": f"nd-{index:03d}"},
+                    "spec": spec_for(index),
+                },
+            )
+        figures["created in (s)"] = round(time.time() - started, 1)
+        apps = client.AppsV1Api(api)
+        selector = f"{names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE}"
+        while True:
+            items = objects.list_cluster_custom_object(names.GROUP, names.VERSION, names.PLURAL)[
+                "items"
+            ]
+            planned = sum(1 for i in items if converged(i))
+            children = (
+                len(apps.list_deployment_for_all_namespaces(label_selector=selector).items),
+                len(core.list_service_for_all_namespaces(label_selector=selector).items),
+                len(
+                    core.list_persistent_volume_claim_for_all_namespaces(
+                        label_selector=selector
+                    ).items
+                ),
+            )
+            if planned == args.objects and children == (args.objects,) * 3:
+                break
+            if time.time() - started > 1200:
+                figures["stuck at"] = f"{planned} Planned, children {children}"
+                raise RuntimeError(f"not converged after 1200 s: {figures['stuck at']}")
+            time.sleep(1)
+        converged_at = time.time()
+        figures["all Planned=True with children after (s)"] = round(converged_at - started, 1)
+        figures["objects/s"] = round(args.objects / (converged_at - started), 1)
+        figures["CPU s to converge"] = round(operator.cpu_seconds() - cpu_at_start, 1)
+        figures["peak memory VmHWM (MiB)"] = round(operator.peak_mib(), 1)
+
+        audit = state / "audit.log"
+        during = operator_requests(audit, started, converged_at + 1)
+        writes = [e for e in during if e["verb"] in WRITE_VERBS]
+        reads = [e for e in during if e["verb"] not in WRITE_VERBS]
+        figures["requests per object while converging: writes"] = round(
+            len(writes) / args.objects, 2
+        )
+        figures["requests per object while converging: reads"] = round(len(reads) / args.objects, 2)
+        figures["writes by kind"] = dict(breakdown(writes).most_common())
+        figures["reads by kind"] = dict(breakdown(reads).most_common(8))
+
+        # Settle: pods become ready (kwok binds 500 claims at its own pace), the last status
+        # writes land. The idle period starts once every object asking for pods is Ready and
+        # the operator has written nothing for --settle seconds.
+        while True:
+            items = objects.list_cluster_custom_object(names.GROUP, names.VERSION, names.PLURAL)[
+                "items"
+            ]
+            if all(ready(i) for i in items if i["spec"].get("replicas", 1) > 0):
+                break
+            if time.time() - converged_at > 1200:
+                raise RuntimeError("pods not Ready after 1200 s")
+            time.sleep(2)
+        figures["replicas > 0 Ready after (s)"] = round(time.time() - started, 1)
+        while True:
+            recent = operator_requests(audit, time.time() - args.settle, time.time() + 1)
+            if not [e for e in recent if e["verb"] in WRITE_VERBS]:
+                break
+            time.sleep(5)
+        figures["operator quiet after (s)"] = round(time.time() - started, 1)
+        everything = operator_requests(audit, started, time.time())
+        figures["requests per object, all told: writes (dry runs)"] = (
+            f"{len([e for e in everything if e['verb'] in WRITE_VERBS]) / args.objects:.2f} "
+            f"({len([e for e in everything if 'dryRun' in e['requestURI']]) / args.objects:.2f})"
+        )
+        figures["requests per object, all told: reads"] = round(
+            len([e for e in everything if e["verb"] not in WRITE_VERBS]) / args.objects, 2
+        )
+        figures["reads by kind, all told"] = dict(
+            breakdown([e for e in everything if e["verb"] not in WRITE_VERBS]).most_common(6)
+        )
+        idle_from, cpu_idle_from = time.time(), operator.cpu_seconds()
+        time.sleep(args.idle)
+        idle_to, cpu_idle_to = time.time(), operator.cpu_seconds()
+        idle = operator_requests(audit, idle_from, idle_to)
+        idle_writes = [e for e in idle if e["verb"] in WRITE_VERBS]
+        idle_reads = [e for e in idle if e["verb"] not in WRITE_VERBS and e["verb"] != "watch"]
+        idle_cpu = cpu_idle_to - cpu_idle_from
+        figures["idle period (s)"] = args.idle
+        figures["idle writes"] = len(idle_writes)
+        figures["idle writes by kind"] = dict(breakdown(idle_writes).most_common())
+        figures["idle reads (not watches)"] = len(idle_reads)
+        figures["idle reads by kind"] = dict(breakdown(idle_reads).most_common(8))
+        figures["idle CPU s"] = round(idle_cpu, 2)
+        figures["idle CPU s per minute"] = round(idle_cpu / (args.idle / 60), 3)
+        figures["memory after idle VmRSS (MiB)"] = round(operator.rss_mib(), 1)
+        figures["peak memory after idle VmHWM (MiB)"] = round(operator.peak_mib(), 1)
+        failed = bool(idle_writes) or idle_cpu / (args.idle / 60) > args.max_idle_cpu
+    except Exception as error:
+        figures["error"] = str(error)
+        failed = True
+    finally:
+        operator.stop()
+        registry.stop()
+        api.close()
+        figures["operator log"] = str(work / "operator.log")
+        if not args.keep:
+            subprocess.run(
+                [sys.executable, str(HARNESS), "down", "--state-dir", str(state)], check=False
+            )
+            kept = Path(tempfile.gettempdir()) / "bench-load-operator.log"
+            shutil.copy(work / "operator.log", kept)
+            figures["operator log"] = str(kept)
+            shutil.rmtree(work, ignore_errors=True)
+
+    print("bench_load (issue 7, drill 4)")
+    for key, value in figures.items():
+        print(f"  {key}: {value}")
+    if args.report:
+        args.report.write_text(json.dumps(figures, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
