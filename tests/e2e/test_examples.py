@@ -215,6 +215,12 @@ def test_a_replica_across_nodes_becomes_a_leaderworkerset(
     assert (leader_env["NIM_LEADER_ROLE"], worker_env["NIM_LEADER_ROLE"]) == ("1", "0")
     assert "NIM_JSONL_LOGGING" not in worker_env  # not available on Ray workers
     assert leader["resources"]["limits"]["nvidia.com/gpu"] == "8"
-    service = client.CoreV1Api(cluster.api).read_namespaced_service("ultra", namespace)
-    assert service.spec.selector["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
+    core = client.CoreV1Api(cluster.api)
+
+    def service() -> client.V1Service | None:  # applied after the workload
+        services = core.list_namespaced_service(namespace, field_selector="metadata.name=ultra")
+        return services.items[0] if services.items else None
+
+    served = wait_until(service, "the Service of the LeaderWorkerSet")
+    assert served.spec.selector["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
     assert not client.AppsV1Api(cluster.api).list_namespaced_deployment(namespace).items
