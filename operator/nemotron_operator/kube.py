@@ -88,7 +88,11 @@ def _write(
     except ApiException as error:
         if error.status == 403 and "NamespaceTerminating" in str(error.body):
             raise NamespaceTerminating(child["metadata"]["namespace"]) from None
-        if error.status in (400, 403, 422):
+        if error.status in (400, 403, 422) or (
+            # a field the schema does not know (in a free-form part of the spec such as
+            # affinity or env valueFrom): server-side apply answers 500 for it, every time
+            error.status == 500 and "failed to create typed patch object" in str(error.body)
+        ):
             raise ChildRejected(child, error.status, _message(error)) from None
         raise
 
