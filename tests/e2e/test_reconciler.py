@@ -80,13 +80,12 @@ def test_nim_deployment_has_the_planned_gpus_environment_probes_and_volumes(
     claim = volumes["model-cache"].persistent_volume_claim.claim_name
     pvc = client.CoreV1Api(cluster.api).read_namespaced_persistent_volume_claim(claim, namespace)
     assert pvc.spec.resources.requests["storage"] == plan["cacheSize"]
+    nds.wait_condition("nano", "Ready", "True")
     service = client.CoreV1Api(cluster.api).read_namespaced_service("nano", namespace)
     assert service.spec.ports[0].port == 8000
-
-    nds.wait_condition("nano", "Ready", "True")
-    status = nds.get("nano")["status"]
-    assert status["readyReplicas"] == 1
-    assert status["endpoint"] == f"http://nano.{namespace}.svc:8000/v1"
+    endpoint = f"http://nano.{namespace}.svc:8000/v1"
+    wait_until(lambda: nds.get("nano")["status"].get("endpoint") == endpoint, "the endpoint")
+    assert nds.get("nano")["status"]["readyReplicas"] == 1
 
 
 def test_more_replicas_and_a_new_precision_roll_out(
