@@ -27,15 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+from benchkit import REPO, local_cluster_with_crd
+from kubernetes import client, watch
+from tests.e2e.fake_kubelet import FakeKubelet
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "hack" / "cluster"))
-import cluster as local_cluster  # noqa: E402
-from tests.e2e.fake_kubelet import FakeKubelet  # noqa: E402
-
-from nemotron_operator import names  # noqa: E402
+from nemotron_operator import names
 
 SPEC = {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}
 CUDA_OOM = (
@@ -173,23 +169,7 @@ def main() -> int:
     parser.add_argument("--recover-every", type=int, default=6)
     args = parser.parse_args()
 
-    local_cluster.up(local_cluster.DEFAULT_STATE, local_cluster.DEFAULT_NODES)
-    kubeconfig = local_cluster.DEFAULT_STATE / "kubeconfig"
-    subprocess.run(
-        [
-            str(local_cluster.binaries()["kubectl"]),
-            "--kubeconfig",
-            str(kubeconfig),
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(REPO / "crds"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    api = config.new_client_from_config(config_file=str(kubeconfig))
+    kubeconfig, api = local_cluster_with_crd()
     core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
     prefix = f"benchdiag{uuid.uuid4().hex[:4]}"
     namespace = f"{prefix}-nim"

@@ -22,13 +22,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from kubernetes import client, config, watch
+from benchkit import REPO, local_cluster_with_crd
+from kubernetes import client, watch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack" / "cluster"))
-import cluster as local_cluster  # noqa: E402
-
-from nemotron_operator import names  # noqa: E402
+from nemotron_operator import names
 
 SPEC = {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}, "replicas": 0}
 
@@ -70,23 +67,7 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=300)
     args = parser.parse_args()
 
-    local_cluster.up(local_cluster.DEFAULT_STATE, local_cluster.DEFAULT_NODES)
-    kubeconfig = local_cluster.DEFAULT_STATE / "kubeconfig"
-    subprocess.run(
-        [
-            str(local_cluster.binaries()["kubectl"]),
-            "--kubeconfig",
-            str(kubeconfig),
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(REPO / "crds"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    api = config.new_client_from_config(config_file=str(kubeconfig))
+    kubeconfig, api = local_cluster_with_crd()
     core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
     prefix = f"bench{uuid.uuid4().hex[:4]}"
     port = 18000 + os.getpid() % 1000

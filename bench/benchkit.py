@@ -1,0 +1,38 @@
+"""What every benchmark starts from: the local cluster, running, with the CRD installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from kubernetes import client, config
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "hack" / "cluster"))
+
+import cluster as local_cluster  # noqa: E402
+
+
+def local_cluster_with_crd() -> tuple[Path, client.ApiClient]:
+    """Start the local cluster unless it runs, apply crds/, and return its kubeconfig and a
+    client for it."""
+    local_cluster.up(local_cluster.DEFAULT_STATE, local_cluster.DEFAULT_NODES)
+    kubeconfig = local_cluster.DEFAULT_STATE / "kubeconfig"
+    kubectl = str(local_cluster.binaries()["kubectl"])
+    subprocess.run(
+        [
+            kubectl,
+            "--kubeconfig",
+            str(kubeconfig),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(REPO / "crds"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return kubeconfig, config.new_client_from_config(config_file=str(kubeconfig))
