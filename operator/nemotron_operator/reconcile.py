@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from . import api, diagnose, kube, names, ngc, planner, render
+from . import api, diagnose, kube, names, ngc, peering, planner, render
 from .catalog import Catalog, load_catalog
 from .conditions import Condition, same_conditions
 from .drift import matches
@@ -175,18 +175,24 @@ def inventory_changed(world: World) -> bool:
 _failed: set[tuple[str, str]] = set()
 
 
-def converge(namespace: str, name: str, world: World) -> None:
+def converge(
+    namespace: str, name: str, world: World, body: Mapping[str, Any] | None = None
+) -> None:
+    """Converge one NemotronDeployment: `body` is the object as an event just delivered it
+    (fresher than the index, and there before Kopf indexes a namespace it starts to serve)."""
     try:
-        _converge_locked(namespace, name, world)
+        _converge_locked(namespace, name, world, body)
     except Exception:
         _failed.add((namespace, name))
         raise
     _failed.discard((namespace, name))
 
 
-def _converge_locked(namespace: str, name: str, world: World) -> None:
+def _converge_locked(
+    namespace: str, name: str, world: World, given: Mapping[str, Any] | None
+) -> None:
     with _lock(namespace, name):
-        body = world.one(world.deployments, (namespace, name))
+        body = given or world.one(world.deployments, (namespace, name))
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
         try:
@@ -246,7 +252,10 @@ def _resync_loop() -> None:
         rounds += 1
         full = rounds % (CREDENTIALS_RECHECK_SECONDS // RESYNC_SECONDS) == 0
         for world in _world_seen:
-            for (namespace, name), bodies in world.entries(world.deployments):
+            entries = world.entries(world.deployments)
+            if not peering.active(namespace for (namespace, _), _ in entries):
+                continue  # a peer acts: Kopf's watches are paused, and so is this loop
+            for (namespace, name), bodies in entries:
                 for body in bodies:
                     if not resync_due(body, full):
                         continue

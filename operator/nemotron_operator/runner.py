@@ -18,9 +18,13 @@ def run_operator(
     """Run until SIGTERM/SIGINT. No namespaces: the whole cluster. No peering: standalone (one
     replica, `Recreate`); with a peering name, several processes elect the one that acts."""
     from . import handlers  # noqa: F401 - registers the handlers with Kopf
+    from . import peering as peers
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    identity = None
+    if peering is not None:  # the resync loop pauses when Kopf does (peering.py)
+        identity = peers.configure(peering, priority, clusterwide=not namespaces)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=list(namespaces),
@@ -28,4 +32,5 @@ def run_operator(
         standalone=peering is None,
         peering_name=peering,
         priority=priority,
+        identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
     )
