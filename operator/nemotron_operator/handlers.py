@@ -135,10 +135,10 @@ def _world(kwargs: Mapping[str, Any]) -> reconcile.World:
 
 @kopf.on.event(*ND)
 def nemotron_deployment_changed(
-    namespace: str | None, name: str, type: str | None, **kwargs: Any
+    body: kopf.Body, namespace: str | None, name: str, type: str | None, **kwargs: Any
 ) -> None:
     if namespace is not None and type != "DELETED":
-        reconcile.converge(namespace, name, _world(kwargs))
+        reconcile.converge(namespace, name, _world(kwargs), body=plain(body))
 
 
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
