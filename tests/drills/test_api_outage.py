@@ -6,6 +6,7 @@ Runs on a cluster of its own (`own_cluster`): the shared one must never lose its
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.e2e.fake_kubelet import FakeKubelet
 from .conftest import (
     OwnCluster,
     census,
+    condition,
     converged,
     handled_errors,
     list_nds,
@@ -28,7 +30,7 @@ from .conftest import (
     stale_conditions,
 )
 
-OUTAGE_SECONDS = 30
+OUTAGE_SECONDS = float(os.environ.get("DRILL_OUTAGE_SECONDS", "30"))
 BATCH = 40
 
 
@@ -122,6 +124,18 @@ def outage_drill(
     restarted_at = time.monotonic()
     poll(lambda: api_answers(own), f"the API to answer after {component} restarted", 120, 0.2)
     api_back_at = time.monotonic()
+
+    def planned_with_children() -> bool:
+        bodies = list_nds(own.api, namespace)
+        planned = [b for b in bodies if (condition(b, "Planned") or {}).get("status") == "True"]
+        children = census(own.api, [namespace])
+        return (
+            len(planned) == len(bodies) == 2 * BATCH
+            and not any(stale_conditions(b) for b in bodies)
+            and all(children.count(k) == 2 * BATCH for k in ("Deployment", "Service"))
+        )
+
+    planned_s = poll(planned_with_children, "every object planned, with children", 600, 0.5)
     replayed = [0]
 
     def recovered() -> bool:
@@ -136,7 +150,8 @@ def outage_drill(
         f"{component} down (s)": restarted_at - stopped_at,
         "API answering again after restart (s)": api_back_at - restarted_at,
         "objects converged when it went down": f"{done_before}/{2 * BATCH}",
-        "converged after the API returned (s)": converge_s,
+        "planned, children there, after the API returned (s)": planned_s,
+        "converged (Ready where replicas > 0) after the API returned (s)": planned_s + converge_s,
         "a hand-deleted Service recreated after (s)": repair_s,
         "pods the drill re-reported Ready (kubelet's part)": replayed[0],
         "duplicates / orphans": f"{len(children.duplicates())} / {len(children.orphans)}",
