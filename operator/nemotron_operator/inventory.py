@@ -58,7 +58,7 @@ def _gpu_request(resources: Mapping[str, Any] | None) -> int:
     resources = resources or {}
     for section in ("limits", "requests"):
         count = _int((resources.get(section) or {}).get(names.GPU_RESOURCE))
-        if count:
+        if count and count > 0:
             return count
     return 0
 
@@ -97,13 +97,15 @@ def _gpu_node(node: Mapping[str, Any], in_use: Mapping[str, int]) -> tuple[tuple
     labels = metadata.get("labels") or {}
     gpus = _int((node.get("status") or {}).get("allocatable", {}).get(names.GPU_RESOURCE))
     product = labels.get(names.GPU_PRODUCT_LABEL)
-    if spec.get("unschedulable") or not gpus or not product:
+    if spec.get("unschedulable") or not gpus or gpus < 0 or not product:
         return None
     base, mig, shared, slice_mib = _split_product(product)
     major = _int(labels.get(names.GPU_COMPUTE_MAJOR_LABEL))
     minor = _int(labels.get(names.GPU_COMPUTE_MINOR_LABEL))
     compute_capability = (major, minor) if major is not None and minor is not None else None
     memory_mib = slice_mib or _int(labels.get(names.GPU_MEMORY_LABEL))
+    if memory_mib is not None and memory_mib <= 0:
+        memory_mib = None  # a label that says nothing: as if unlabelled
     name = metadata.get("name", "")
     taints = tuple(
         taint
