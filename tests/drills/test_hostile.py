@@ -501,6 +501,7 @@ def test_a_stale_finalizer_does_not_keep_an_object_forever(
         nd_body("old", spec, finalizers=[names.FINALIZER]),
     )
     poll(lambda: all(converged(b) for b in list_nds(cluster.api, namespace)), "converged", 120)
+    before = list_nds(cluster.api, namespace)[0]["metadata"].get("finalizers")
     objects.delete_namespaced_custom_object(
         names.GROUP, names.VERSION, namespace, names.PLURAL, "old"
     )
@@ -517,5 +518,11 @@ def test_a_stale_finalizer_does_not_keep_an_object_forever(
                 "old",
                 {"metadata": {"finalizers": None}},
             )
-    report("a stale finalizer", {"deleted after (s)": gone_s})
+    report(
+        "a stale finalizer",
+        {
+            "finalizers when deleted (Kopf drops its own when unused)": before,
+            "gone after (s)": gone_s,
+        },
+    )
     operator.assert_never_crashed()
