@@ -22,6 +22,7 @@ from . import names
 from .render import json_for_yaml
 
 FIELD_MANAGER = names.FIELD_MANAGER
+REQUEST_TIMEOUT = (10, 60)  # seconds to connect, seconds to wait for the answer
 APPLY = "application/apply-patch+yaml"
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,16 @@ def api() -> client.ApiClient:
     api_client = client.ApiClient(configuration)
     # the API server's audit log and metrics tell the operator's requests apart by this
     api_client.user_agent = f"{names.FIELD_MANAGER}/{metadata.version('nemotron-operator')}"
+    # The client waits forever unless told otherwise: one answer that never comes would hold a
+    # handler thread for good, and a few such would stop the operator. Every request gets a
+    # deadline; a timed-out converge is retried by the resync loop.
+    send: Any = api_client.rest_client.request
+
+    def request_with_deadline(*args: Any, **kwargs: Any) -> Any:
+        kwargs["_request_timeout"] = kwargs.get("_request_timeout") or REQUEST_TIMEOUT
+        return send(*args, **kwargs)
+
+    api_client.rest_client.request = request_with_deadline  # type: ignore[method-assign]
     return api_client
 
 
