@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 from benchkit import REPO, local_cluster_with_crd
 from kubernetes import client, watch
+from tests.e2e.conftest import OperatorProcess
 
 from nemotron_operator import names
 
@@ -70,33 +68,14 @@ def main() -> int:
     kubeconfig, api = local_cluster_with_crd()
     core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
     prefix = f"bench{uuid.uuid4().hex[:4]}"
-    port = 18000 + os.getpid() % 1000
-    log = open(REPO / ".cluster" / f"{prefix}-operator.log", "wb")  # noqa: SIM115
-    operator = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "nemotron-operator"),
-            "run",
-            f"--namespace={prefix}-*",
-            f"--liveness=http://127.0.0.1:{port}/healthz",
-        ],
-        env={
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "NEMOTRON_NGC_REGISTRY_URL": "http://127.0.0.1:9",
-        },  # no registry: checks say Unknown
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    operator = OperatorProcess(
+        kubeconfig,
+        REPO / ".cluster" / f"{prefix}-operator.log",
+        {"NEMOTRON_NGC_REGISTRY_URL": "http://127.0.0.1:9"},  # no registry: checks say Unknown
+        namespaces=(f"{prefix}-*",),
     )
+    operator.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
 
         def create(namespace: str, name: str) -> None:
             objects.create_namespaced_custom_object(
@@ -167,15 +146,16 @@ def main() -> int:
             int(
                 next(
                     line.split()[1]
-                    for line in Path(f"/proc/{operator.pid}/status").read_text().splitlines()
+                    for line in Path(f"/proc/{operator.process.pid}/status")
+                    .read_text()
+                    .splitlines()
                     if line.startswith("VmHWM")
                 )
             )
             / 1024
         )
     finally:
-        operator.terminate()
-        operator.wait(30)
+        operator.stop()
         for ns in (f"{prefix}-latency", f"{prefix}-burst"):
             with contextlib.suppress(client.ApiException):
                 core.delete_namespace(ns)
