@@ -45,8 +45,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 @kopf.on.cleanup()
-def stop_resync(**_: Any) -> None:
-    reconcile.stop_resync()
+def stop_background_work(**_: Any) -> None:
+    reconcile.stop_background_work()
 
 
 # --- indexes: the operator's picture of the cluster, kept current by watches -----------------
@@ -138,6 +138,7 @@ def nemotron_deployment_changed(
     body: kopf.Body, namespace: str | None, name: str, type: str | None, **kwargs: Any
 ) -> None:
     if namespace is not None and type != "DELETED":
+        reconcile.follow_key_secret(body)
         reconcile.converge(namespace, name, _world(kwargs), body=plain(body))
 
 

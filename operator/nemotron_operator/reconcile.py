@@ -26,6 +26,7 @@ from .catalog import Catalog, load_catalog
 from .conditions import Condition, same_conditions
 from .drift import matches
 from .inventory import gpu_pools
+from .key_secrets import KeySecretWatches
 from .status import Blocker, Observed, changed_reasons, desired_status
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ def _converge_locked(
             log.debug("%s/%s is gone: nothing to converge", namespace, name)
 
 
-# --- resync: what no watch reports (startup allowances running out, keys revoked) ---------------
+# --- resync: what no watch reports (startup allowances running out, keys revoked) -----------
 
 RESYNC_SECONDS = 30
 _world_seen: list[World] = []
@@ -270,8 +271,54 @@ def start_resync() -> None:
     threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
 
 
-def stop_resync() -> None:
+def stop_background_work() -> None:
+    """Stop the resync loop and the key Secret watches (the operator is shutting down)."""
     _resync_stop.set()
+    _key_secret_watches.stop()
+
+
+# --- key Secrets: a key created, fixed, rotated or deleted is acted on at once ----------------
+
+
+def key_secret_name(body: Mapping[str, Any]) -> str | None:
+    """The Secret a NemotronDeployment reads its NGC key from (None: none, or offline)."""
+    ngc_spec = (body.get("spec") or {}).get("ngc") or {}
+    if ngc_spec.get("offline"):
+        return None
+    name = (ngc_spec.get("apiKeySecret") or {}).get("name")
+    return str(name) if name else None
+
+
+def follow_key_secret(body: Mapping[str, Any]) -> None:
+    """Watch the Secrets of the object's namespace when it reads a key from one."""
+    namespace = (body.get("metadata") or {}).get("namespace")
+    if namespace and key_secret_name(body):
+        _key_secret_watches.follow(namespace)
+
+
+def key_secret_changed(namespace: str, secret: str | None) -> None:
+    """Secret `secret` of `namespace` was created, changed or deleted (None: any may have been):
+    converge the NemotronDeployments that read their key from it."""
+    for world in _world_seen:
+        readers = [
+            name
+            for (ns, name), bodies in world.entries(world.deployments)
+            if ns == namespace
+            for body in bodies
+            if key_secret_name(body) is not None and secret in (None, key_secret_name(body))
+        ]
+        if not readers or not peering.active([namespace]):
+            continue
+        for name in readers:
+            try:
+                converge(namespace, name, world)
+            except Exception:
+                log.exception(
+                    "converge of %s/%s on a key change failed; resync retries", namespace, name
+                )
+
+
+_key_secret_watches = KeySecretWatches(key_secret_changed)
 
 
 def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:

@@ -30,6 +30,7 @@ from .conftest import (
     OPERATOR_USER_AGENTS,
     REPO,
     SESSION_PREFIX,
+    UNENTITLED_KEY,
     VALID_KEY,
     Cluster,
     OperatorProcess,
@@ -349,6 +350,8 @@ CODE_NEEDS = {
     ("served", "", "events", "watch"): "handlers.pod_warning_posted",
     ("served", "", "events", "create"): "kube.post_event, Kopf's own events",
     ("secrets", "", "secrets", "get"): "kube.read_secret_value",
+    ("secrets", "", "secrets", "list"): "key_secrets: where a metadata-only watch starts",
+    ("secrets", "", "secrets", "watch"): "key_secrets: changed keys acted on at once",
 }
 # Kopf lists and watches namespaces to match the served ones; serving all, it does not.
 ONLY_WHEN_NAMESPACED = {
@@ -604,9 +607,11 @@ def test_the_service_account_may_read_secrets_only_where_listed(
     cluster: Cluster, installed: ChartInstall
 ) -> None:
     kubeconfig = installed.kubeconfig
-    assert can_i(cluster, kubeconfig, "get", "secrets", "-n", installed.keys)
-    assert not can_i(cluster, kubeconfig, "get", "secrets", "-n", installed.no_keys)
-    assert not can_i(cluster, kubeconfig, "list", "secrets", "-n", installed.keys)
+    for verb in ("get", "list", "watch"):  # list and watch: the metadata-only key watch
+        assert can_i(cluster, kubeconfig, verb, "secrets", "-n", installed.keys)
+        assert not can_i(cluster, kubeconfig, verb, "secrets", "-n", installed.no_keys)
+    for verb in ("create", "update", "patch", "delete"):
+        assert not can_i(cluster, kubeconfig, verb, "secrets", "-n", installed.keys)
     assert not can_i(cluster, kubeconfig, "get", "secrets", "-n", installed.release_namespace)
     assert not can_i(cluster, kubeconfig, "create", "deployments", "-n", "default")
     assert not can_i(cluster, kubeconfig, "patch", names.PLURAL, "-n", installed.keys)
@@ -628,6 +633,31 @@ def test_create_then_scale_under_the_charts_rbac(cluster: Cluster, installed: Ch
     nds.wait_condition("nano", "Ready", "True", timeout=60)
     assert nds.get("nano")["status"]["readyReplicas"] == 2
     assert len(pods_of(cluster, installed.keys, "nano")) == 2
+    assert_nothing_forbidden(cluster, installed)
+
+
+def test_a_rotated_key_is_acted_on_at_once_under_the_charts_rbac(
+    cluster: Cluster, installed: ChartInstall
+) -> None:
+    """The chart lets the operator watch Secrets in secretNamespaces: a key rotated under a
+    Ready deployment (which no resync looks at for minutes) shows within seconds."""
+    namespace = installed.keys
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="rotated"), string_data={"NGC_API_KEY": VALID_KEY}
+        ),
+    )
+    nds = NemotronDeployments(cluster, namespace)
+    nds.create("rotated", {**NANO_ON_H100, "ngc": {"apiKeySecret": {"name": "rotated"}}})
+    nds.wait_condition("rotated", "Ready", "True", timeout=60)
+
+    core.patch_namespaced_secret(
+        namespace=namespace, name="rotated", body={"stringData": {"NGC_API_KEY": UNENTITLED_KEY}}
+    )
+
+    nds.wait_condition("rotated", "CredentialsValid", "False", "NGCNotEntitled", timeout=10)
     assert_nothing_forbidden(cluster, installed)
 
 
@@ -685,6 +715,10 @@ def test_a_secret_the_operator_may_not_read_stops_the_deployment(
     refused = nds.wait_condition("keyed", "CredentialsValid", "False", timeout=60)
 
     assert f'may not read Secret "ngc-api" in namespace "{namespace}"' in refused["message"]
+    # nor watch the Secrets there: said once, and the deployment is still served
+    said = f"may not watch Secrets in namespace {namespace}"
+    wait_until(lambda: said in installed.operator.logs(), "the operator to say so", 10)
+    assert installed.operator.logs().count(said) == 1
     ready = nds.wait_condition("keyed", "Ready", "False", timeout=30)
     assert ready["reason"] == refused["reason"]
     time.sleep(2)

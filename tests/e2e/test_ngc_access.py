@@ -5,8 +5,10 @@ releases): a key the token endpoint rejects, a key without the entitlement, a va
 where a keyless image allows it and where the image needs one, and a registry that cannot be
 reached. A key never shows anywhere a user (or a log collector) could read it.
 
-The operator does not watch Secrets: a changed key is picked up by its resync of deployments
-that are not ready (every reconcile.RESYNC_SECONDS), which the recovery tests wait for.
+A key Secret created, fixed, rotated or deleted is acted on at once: the operator follows the
+Secrets of the namespace with a metadata-only watch (key_secrets). The recovery tests wait far
+less than the resync loop would take; the rotation test changes the key of a Ready deployment,
+which no resync looks at before reconcile.CREDENTIALS_RECHECK_SECONDS.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ WITH_KEY = {**NANO_ON_H100, "ngc": {"apiKeySecret": {"name": KEY_SECRET}}}
 NANO_REPOSITORY = "nim/nvidia/nemotron-3-nano"
 PB_TAG = "2.1.5-pb7"  # a Production Branch tag: never keyless (the catalog lists none for nano)
 OLD_TAG = "2.0.9"  # before 2.0.10, the first keyless release
-RESYNC_WAIT = reconcile.RESYNC_SECONDS + 15
+KEY_CHANGE_WAIT = 10  # seconds: the Secret watch, not the resync loop (30 s, 600 s when Ready)
 
 
 @pytest.fixture
@@ -96,7 +98,7 @@ def test_a_rejected_key_stops_everything_and_shows_nowhere_then_a_good_key_deplo
     assert canary not in operator.logs()
 
     put_key_secret(cluster, namespace, VALID_KEY)  # the user fixes the Secret
-    nds.wait_condition("nano", "CredentialsValid", "True", "NGCEntitled", timeout=RESYNC_WAIT)
+    nds.wait_condition("nano", "CredentialsValid", "True", "NGCEntitled", timeout=KEY_CHANGE_WAIT)
     recovered(nds, "nano")
     assert key_from_secret(nim_pod(cluster, namespace, "nano")) == {
         "name": KEY_SECRET,
@@ -137,6 +139,31 @@ def test_a_valid_key_is_checked_with_the_registry_and_given_to_the_nim(
     assert key_from_secret(pod) == {"name": KEY_SECRET, "key": "NGC_API_KEY"}
 
 
+def test_a_key_rotated_or_deleted_under_a_ready_deployment_is_acted_on_at_once(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    assert KEY_CHANGE_WAIT * 10 < reconcile.CREDENTIALS_RECHECK_SECONDS
+    put_key_secret(cluster, namespace, VALID_KEY)
+    nds.create("nano", WITH_KEY)
+    recovered(nds, "nano")  # Ready: the resync loop leaves it alone until its full round
+
+    put_key_secret(cluster, namespace, UNENTITLED_KEY)  # rotated to a key without the entitlement
+    credentials = nds.wait_condition(
+        "nano", "CredentialsValid", "False", "NGCNotEntitled", timeout=KEY_CHANGE_WAIT
+    )
+    assert "valid but may not pull" in credentials["message"]
+
+    client.CoreV1Api(cluster.api).delete_namespaced_secret(KEY_SECRET, namespace)
+    credentials = nds.wait_condition(
+        "nano", "CredentialsValid", "False", "SecretNotFound", timeout=KEY_CHANGE_WAIT
+    )
+    assert f'Secret "{KEY_SECRET}" does not exist' in credentials["message"]
+
+    put_key_secret(cluster, namespace, VALID_KEY)
+    nds.wait_condition("nano", "CredentialsValid", "True", "NGCEntitled", timeout=KEY_CHANGE_WAIT)
+    recovered(nds, "nano")
+
+
 def test_a_missing_key_secret_is_named_then_picked_up_once_created(
     cluster: Cluster, namespace: str, nds: NemotronDeployments
 ) -> None:
@@ -146,7 +173,7 @@ def test_a_missing_key_secret_is_named_then_picked_up_once_created(
     assert "spec.ngc.apiKeySecret" in credentials["message"]
     nothing_created(cluster, namespace, "nano")
     put_key_secret(cluster, namespace, VALID_KEY)
-    nds.wait_condition("nano", "CredentialsValid", "True", "NGCEntitled", timeout=RESYNC_WAIT)
+    nds.wait_condition("nano", "CredentialsValid", "True", "NGCEntitled", timeout=KEY_CHANGE_WAIT)
     recovered(nds, "nano")
 
 
