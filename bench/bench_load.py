@@ -39,8 +39,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from kubernetes import client, config  # noqa: E402
-from tests.e2e.conftest import VALID_KEY, OperatorProcess, registry_config  # noqa: E402
-from tests.standins.registry import RegistryStandin  # noqa: E402
+from tests.e2e.conftest import OperatorProcess  # noqa: E402
+from tests.standins.registry import (  # noqa: E402
+    VALID_KEY,
+    RegistryStandin,
+    catalog_config,
+)
 
 from nemotron_operator import names  # noqa: E402
 
@@ -175,7 +179,7 @@ def main() -> int:
             ),
         )
     figures: dict[str, Any] = {"objects": args.objects, "namespaces": args.namespaces}
-    registry = RegistryStandin(registry_config()).start()
+    registry = RegistryStandin(catalog_config()).start()
     operator = Operator(
         kubeconfig,
         work / "operator.log",

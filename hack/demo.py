@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "hack" / "cluster"))
 sys.path.insert(0, str(REPO))
 
 import cluster as local_cluster  # noqa: E402
-from tests.e2e.conftest import UNENTITLED_KEY, VALID_KEY, registry_config  # noqa: E402
+from tests.standins.registry import UNENTITLED_KEY, VALID_KEY, catalog_config  # noqa: E402
 
 NAMESPACE = "nemotron-demo"
 EXAMPLES = REPO / "examples"
@@ -135,7 +135,7 @@ def alive_or_exit(process: subprocess.Popen[bytes], name: str, log_path: Path) -
 def start_registry(state: Path) -> str:
     """The NGC registry stand-in (there is no nvcr.io here), on loopback; returns its URL."""
     config = state / "registry.json"
-    config.write_text(json.dumps(registry_config(), indent=2))
+    config.write_text(json.dumps(catalog_config(), indent=2))
     local_cluster.stop(state, "registry")
     port = free_port()
     # The port of the run before, when it is free again: the URL shows in status messages.

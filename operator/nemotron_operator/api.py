@@ -149,7 +149,7 @@ DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 # Catalog model names: a pattern, not an enum, so that a platform team can add models through
 # the catalog overrides without a new CRD; the planner refuses unknown names (Planned=False).
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
-# An image tag: NIM tags look like 2.0.12, 2.1.5-pb7, 2.0.5-variant, 1.10.
+# An image tag: NIM tags look like 2.0.12, 2.0.4-pb6.0, 2.0.5-variant, 1.10.
 IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 # registry[:port]/path, no tag, no digest.
 IMAGE_REPOSITORY_PATTERN = r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$"
@@ -631,10 +631,12 @@ class NemotronDeploymentSpec(ApiObject):
         json_schema_extra=_says(
             IMAGE_TAG_PATTERN,
             "version is a NIM image tag: letters, digits, '.', '_' and '-', e.g. 2.1.5 or "
-            "2.1.5-pb7",
+            "2.0.4-pb6.0",
         ),
-        description="NIM image tag (e.g. 2.1.5, 2.1.5-pb7). Default: the newest Feature "
-        "Branch release in the catalog that ships the chosen precision. Never 'latest'.",
+        description="NIM image tag (e.g. 2.1.5, or 2.0.4-pb6.0 for a Production Branch, pulled "
+        "from the model's repository with the branch appended: nemotron-3-nano-pb6). Default: "
+        "the newest Feature Branch release in the catalog that ships the chosen precision. "
+        "Never 'latest'.",
     )
     image: str | None = Field(
         default=None,

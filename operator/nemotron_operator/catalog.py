@@ -46,7 +46,8 @@ GENERATIVE_KINDS: frozenset[str] = frozenset({"llm", "guardrail"})
 # The model-free NIM image that serves any supported checkpoint: always needs a key.
 GENERIC_LLM_NIM_REPOSITORY_NAME = "llm-nim"
 
-_TAG_SHAPE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:-(pb\d+|variant))?$")
+# 2.1.6 (Feature Branch), 2.0.4-pb6.0 (Production Branch 6), 2.0.5-variant (Day-0), 1.10
+_TAG_SHAPE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:-(pb\d+(?:\.\d+)?|variant))?$")
 
 
 class CatalogError(ValueError):
@@ -60,10 +61,11 @@ class _Fact(BaseModel):
 
 
 class Tag(NamedTuple):
-    """A NIM image tag split into its parts: 2.1.5-pb7 -> (2, 1, 5), channel pb."""
+    """A NIM image tag split into its parts: 2.0.4-pb6.0 -> (2, 0, 4), channel pb, branch pb6."""
 
     version: tuple[int, int, int]
     channel: Channel
+    branch: str | None = None  # the Production Branch: pb6 for 2.0.4-pb6.0
 
 
 def parse_tag(tag: str) -> Tag | None:
@@ -72,12 +74,12 @@ def parse_tag(tag: str) -> Tag | None:
     if match is None:
         return None
     major, minor, patch, suffix = match.groups()
-    channel: Channel = "fb"
+    version = (int(major), int(minor), int(patch or 0))
     if suffix == "variant":
-        channel = "variant"
-    elif suffix is not None:
-        channel = "pb"
-    return Tag((int(major), int(minor), int(patch or 0)), channel)
+        return Tag(version, "variant")
+    if suffix is not None:
+        return Tag(version, "pb", suffix.split(".")[0])
+    return Tag(version, "fb")
 
 
 class Release(_Fact):
@@ -139,6 +141,15 @@ class ModelEntry(_Fact):
     def release(self, tag: str) -> Release | None:
         return next((release for release in self.releases if release.tag == tag), None)
 
+    def repository_for(self, tag: str) -> str:
+        """The image repository that publishes `tag`. Production Branch releases have one of
+        their own, the model's with the branch appended: nemotron-3-nano-pb6:2.0.4-pb6.0
+        (NVIDIA's PB6 support matrix publishes every PB NIM that way)."""
+        parsed = parse_tag(tag)
+        if parsed is not None and parsed.branch and not self.image.endswith(f"-{parsed.branch}"):
+            return f"{self.image}-{parsed.branch}"
+        return self.image
+
     def newest_release(self, precision: str | None = None) -> Release:
         """Newest Feature Branch release (shipping `precision` when given); other channels
         only when the model has no Feature Branch release."""
@@ -199,7 +210,7 @@ class KeyRequirement(NamedTuple):
 
 
 def key_requirement(model: ModelEntry, tag: str) -> KeyRequirement:
-    """Whether the NIM image `model.image:tag` needs an NGC key to pull and download weights.
+    """Whether the NIM image of `model` at `tag` needs an NGC key to pull and download weights.
 
     Public Feature Branch images from the model's keylessFrom release (2.0.10 for NIM LLM 2.x)
     need none; Production Branch (-pbN) and Day-0 (-variant) tags, older releases, the generic

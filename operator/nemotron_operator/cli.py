@@ -98,7 +98,11 @@ def _catalog(args: argparse.Namespace) -> int:
         for release in model.releases:
             key = key_requirement(model, release.tag)
             needs = "NGC key required" if key.required else "no key"
-            print(f"  {release.tag:<16} {', '.join(release.precisions):<18} {needs}: {key.why}")
+            repository = model.repository_for(release.tag)
+            where = f" (image {repository}:{release.tag})" if repository != model.image else ""
+            print(
+                f"  {release.tag:<16} {', '.join(release.precisions):<18} {needs}: {key.why}{where}"
+            )
     return 0
 
 

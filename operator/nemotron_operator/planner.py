@@ -182,7 +182,7 @@ class _Target:
     name: str
     model: ModelEntry
     tag: str | None  # None: the newest release shipping the chosen precision
-    repository: str
+    repository: str | None  # as the spec names it; None: the catalog's for the tag
     max_model_length: int | None  # None for embedding and reranking NIMs
     precisions: tuple[str, ...]  # to try, lowest first
     precision_pinned: bool
@@ -355,7 +355,7 @@ def _resolve(
         name=spec.model,
         model=model,
         tag=tag,
-        repository=spec.image or model.image,
+        repository=spec.image or (model.image if spec.model == names.CUSTOM_MODEL else None),
         max_model_length=length,
         precisions=(pinned,) if pinned else ordered,
         precision_pinned=pinned is not None,
@@ -567,7 +567,7 @@ def _fitting_plan(
         reason=Reason.FITS,
         message="; ".join([summary, *notes]) + ".",
         model=target.name,
-        image=f"{target.repository}:{tag}",
+        image=f"{target.repository or model.repository_for(tag)}:{tag}",
         precision=precision,
         tensor_parallel_size=choice.tp,
         pipeline_parallel_size=choice.pp,

@@ -43,6 +43,7 @@ from tests.e2e.conftest import (
     wait_until,
 )
 from tests.e2e.harness import local_cluster
+from tests.standins.registry import VALID_KEY
 
 # The e2e fixtures, reused (not copied): the shared cluster, its CRD, the NGC registry stand-in.
 cluster = e2e.cluster
@@ -70,7 +71,7 @@ def report(title: str, figures: Mapping[str, Any]) -> None:
 
 
 def ngc_secret(
-    api: client.ApiClient, namespace: str, key: str = e2e.VALID_KEY, name: str = "ngc-api"
+    api: client.ApiClient, namespace: str, key: str = VALID_KEY, name: str = "ngc-api"
 ) -> dict[str, Any]:
     """A Secret holding an NGC key (the stand-in registry's valid one by default); returns the
     spec.ngc that refers to it."""

@@ -18,9 +18,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from nemotron_operator import names
-from tests.e2e.conftest import registry_config
 from tests.e2e.observed import everything_in
-from tests.standins.registry import RegistryStandin
+from tests.standins.registry import RegistryStandin, catalog_config
 
 from .conftest import (
     Cluster,
@@ -53,7 +52,7 @@ def test_a_canary_key_shows_nowhere_but_in_the_secret_reference(
     rejected = f"nvapi-CANARY-REJECTED-{uuid.uuid4().hex}"
     header_breaker = f"nvapi-CANARY-CRLF-{uuid.uuid4().hex}\r\nX-Injected: {uuid.uuid4().hex}"
     long_key = f"nvapi-CANARY-LONG-{uuid.uuid4().hex * 200}"
-    config = registry_config()
+    config = catalog_config()
     config["keys"][entitled] = ["*"]
     namespace = drill_namespaces("canary")
     keys = {"entitled": entitled, "rejected": rejected, "crlf": header_breaker, "long": long_key}

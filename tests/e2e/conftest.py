@@ -28,9 +28,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from nemotron_operator.catalog import key_requirement, load_catalog
-from nemotron_operator.ngc import ImageReference
-from tests.standins.registry import RegistryStandin
+from tests.standins.registry import RegistryStandin, catalog_config
 
 from .fake_kubelet import FakeKubelet
 from .harness import local_cluster
@@ -255,32 +253,10 @@ def crd_installed(cluster: Cluster) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_FILE))
 
 
-# NGC keys the registry stand-in knows: one entitled to everything, one to nothing.
-VALID_KEY = "nvapi-e2e-valid-0123456789"
-UNENTITLED_KEY = "nvapi-e2e-unentitled-0123456789"
-
-
-def registry_config() -> dict[str, Any]:
-    """A stand-in registry that serves every release of the built-in catalog, keyless exactly
-    where the catalog says a release needs no key."""
-    catalog = load_catalog()
-    repositories: dict[str, Any] = {}
-    for model in catalog.models.values():
-        repository = ImageReference.parse(f"{model.image}:x").repository
-        tags = [release.tag for release in model.releases]
-        public = [tag for tag in tags if not key_requirement(model, tag).required]
-        entry = repositories.setdefault(repository, {"tags": [], "public": []})
-        entry["tags"] += tags
-        entry["public"] += public
-    # the generic multi-LLM image custom models run on: always behind a key
-    repositories["nim/nvidia/llm-nim"] = {"tags": ["2.1.6"], "public": False}
-    return {"keys": {VALID_KEY: ["*"], UNENTITLED_KEY: []}, "repositories": repositories}
-
-
 @pytest.fixture(scope="session")
 def registry() -> Iterator[Any]:
     """The NGC registry and Metadata API stand-in, on loopback (tests/standins/registry.py)."""
-    with RegistryStandin(registry_config()) as standin:
+    with RegistryStandin(catalog_config()) as standin:
         yield standin
 
 

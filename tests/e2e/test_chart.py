@@ -25,13 +25,12 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from nemotron_operator import names
+from tests.standins.registry import UNENTITLED_KEY, VALID_KEY
 
 from .conftest import (
     OPERATOR_USER_AGENTS,
     REPO,
     SESSION_PREFIX,
-    UNENTITLED_KEY,
-    VALID_KEY,
     Cluster,
     OperatorProcess,
     wait_until,

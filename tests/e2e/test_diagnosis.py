@@ -21,8 +21,9 @@ import yaml
 from kubernetes import client
 
 from nemotron_operator import names
+from tests.standins.registry import VALID_KEY
 
-from .conftest import VALID_KEY, Cluster, OperatorProcess, local_cluster, wait_until
+from .conftest import Cluster, OperatorProcess, local_cluster, wait_until
 from .fake_kubelet import FakeKubelet
 from .nemotron import NemotronDeployments
 from .observed import KEY_SECRET, failing, nim_pod, posted_once, put_key_secret, recovered

@@ -10,10 +10,10 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.standins.registry import UNENTITLED_KEY, VALID_KEY
+
 from .conftest import (
     REPO,
-    UNENTITLED_KEY,
-    VALID_KEY,
     Cluster,
     OperatorProcess,
     wait_until,

@@ -25,9 +25,9 @@ from kubernetes import client
 from nemotron_operator import api, planner
 from nemotron_operator.catalog import load_catalog
 from nemotron_operator.inventory import gpu_pools
-from tests.standins.registry import RegistryStandin, metadata_document
+from tests.standins.registry import VALID_KEY, RegistryStandin, catalog_config, metadata_document
 
-from .conftest import VALID_KEY, Cluster, registry_config
+from .conftest import Cluster
 from .nemotron import NemotronDeployments
 from .observed import KEY_SECRET, nim_env, nim_pod, put_key_secret, recovered, workload
 from .private_operator import PrivateOperator, private_operator
@@ -55,7 +55,7 @@ def live_metadata() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def metadata_api() -> Iterator[RegistryStandin]:
-    config = registry_config()
+    config = catalog_config()
     config["metadata"] = {
         NANO: {
             DEFAULT_TAG: live_metadata(),

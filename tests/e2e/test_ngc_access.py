@@ -22,16 +22,9 @@ import pytest
 from kubernetes import client
 
 from nemotron_operator import reconcile
-from tests.standins.registry import RegistryStandin
+from tests.standins.registry import UNENTITLED_KEY, VALID_KEY, RegistryStandin, catalog_config
 
-from .conftest import (
-    UNENTITLED_KEY,
-    VALID_KEY,
-    Cluster,
-    OperatorProcess,
-    free_port,
-    registry_config,
-)
+from .conftest import Cluster, OperatorProcess, free_port
 from .fake_kubelet import FakeKubelet
 from .nemotron import NemotronDeployments
 from .observed import (
@@ -52,7 +45,8 @@ H100 = "NVIDIA-H100-80GB-HBM3"
 NANO_ON_H100 = {"model": "nemotron-3-nano", "gpu": {"product": H100}}
 WITH_KEY = {**NANO_ON_H100, "ngc": {"apiKeySecret": {"name": KEY_SECRET}}}
 NANO_REPOSITORY = "nim/nvidia/nemotron-3-nano"
-PB_TAG = "2.1.5-pb7"  # a Production Branch tag: never keyless (the catalog lists none for nano)
+PB_TAG = "2.0.4-pb6.0"  # Nano's Production Branch 6 release: never keyless
+PB_REPOSITORY = "nemotron-3-nano-pb6"  # where Production Branch 6 publishes Nano
 OLD_TAG = "2.0.9"  # before 2.0.10, the first keyless release
 KEY_CHANGE_WAIT = 10  # seconds: the Secret watch, not the resync loop (30 s, 600 s when Ready)
 
@@ -181,14 +175,14 @@ def test_a_missing_key_secret_is_named_then_picked_up_once_created(
 
 
 @pytest.mark.parametrize(
-    ("version", "why"),
+    ("version", "image", "why"),
     [
-        (PB_TAG, "Production Branch (-pbN) tag"),
-        (OLD_TAG, "older than 2.0.10, the first keyless release"),
+        (PB_TAG, PB_REPOSITORY, "Production Branch (-pbN) tag"),
+        (OLD_TAG, "nemotron-3-nano", "older than 2.0.10, the first keyless release"),
     ],
 )
 def test_an_image_that_needs_a_key_is_refused_without_one_before_any_pod(
-    cluster: Cluster, namespace: str, nds: NemotronDeployments, version: str, why: str
+    cluster: Cluster, namespace: str, nds: NemotronDeployments, version: str, image: str, why: str
 ) -> None:
     nds.create("nano", {**NANO_ON_H100, "version": version})
     credentials = nds.wait_condition("nano", "CredentialsValid", "False", "NGCKeyRequired")
@@ -198,6 +192,7 @@ def test_an_image_that_needs_a_key_is_refused_without_one_before_any_pod(
     assert "spec.ngc.apiKeySecret.name" in message
     plan = nds.get("nano")["status"]["plan"]
     assert plan["keyRequired"] is True and why in plan["keyRequiredReason"]
+    assert plan["image"].endswith(f"/{image}:{version}")
     failing(nds, "nano", "NGCKeyRequired")
     posted_once(cluster, namespace, "nano", "NGCKeyRequired")
     nothing_created(cluster, namespace, "nano")
@@ -238,15 +233,26 @@ def test_a_key_given_for_a_keyless_image_is_used(
     }
 
 
+@pytest.mark.parametrize(
+    ("version", "image"), [(OLD_TAG, "nemotron-3-nano"), (PB_TAG, PB_REPOSITORY)]
+)
 def test_an_image_that_needs_a_key_deploys_with_one(
-    cluster: Cluster, namespace: str, nds: NemotronDeployments
+    cluster: Cluster,
+    namespace: str,
+    nds: NemotronDeployments,
+    registry: Any,
+    version: str,
+    image: str,
 ) -> None:
     put_key_secret(cluster, namespace, VALID_KEY)
-    nds.create("nano", {**WITH_KEY, "version": OLD_TAG})
-    nds.wait_condition("nano", "CredentialsValid", "True", "NGCEntitled")
+    nds.create("nano", {**WITH_KEY, "version": version})
+    credentials = nds.wait_condition("nano", "CredentialsValid", "True", "NGCEntitled")
+    assert f"nim/nvidia/{image}:{version}" in credentials["message"]
     nds.wait_condition("nano", "Ready", "True")
     pod = nim_pod(cluster, namespace, "nano")
-    assert pod.spec.containers[0].image.endswith(f"nemotron-3-nano:{OLD_TAG}")
+    assert pod.spec.containers[0].image.endswith(f"/{image}:{version}")
+    # the registry was asked for that very image (answers are kept a while: maybe earlier)
+    assert any(r.path == f"/v2/nim/nvidia/{image}/manifests/{version}" for r in registry.requests)
     assert key_from_secret(pod)["name"] == KEY_SECRET
 
 
@@ -265,7 +271,7 @@ def entitled_canary_operator(
     canary_key: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[PrivateOperator]:
-    config = registry_config()
+    config = catalog_config()
     config["keys"][canary_key] = ["*"]
     config["repositories"][NANO_REPOSITORY]["tags"].append(PB_TAG)  # served, behind a key
     with (

@@ -53,6 +53,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from nemotron_operator.catalog import key_requirement, load_catalog
+from nemotron_operator.ngc import ImageReference
+
 NGC_USERNAME = "$oauthtoken"
 ANONYMOUS = object()
 FAILURE_MODES = ("timeout", "bad-request", "server-error", "malformed")
@@ -99,6 +102,31 @@ def metadata_document(repository: str) -> dict[str, Any]:
             f"https://catalog.ngc.nvidia.com/orgs/nvidia/teams/nim/containers/{repository}"
         ],
     }
+
+
+# NGC keys the stand-in built from the catalog knows: one entitled to everything, one to nothing.
+VALID_KEY = "nvapi-e2e-valid-0123456789"
+UNENTITLED_KEY = "nvapi-e2e-unentitled-0123456789"
+
+
+def catalog_config() -> dict[str, Any]:
+    """A configuration that serves every release of the built-in catalog from the repository
+    that publishes it, keyless exactly where the catalog says a release needs no key (the
+    end-to-end tests, the demo and the benchmarks run against it)."""
+    catalog = load_catalog()
+    repositories: dict[str, Any] = {}
+    for model in catalog.models.values():
+        for release in model.releases:
+            image = f"{model.repository_for(release.tag)}:{release.tag}"
+            entry = repositories.setdefault(
+                ImageReference.parse(image).repository, {"tags": [], "public": []}
+            )
+            entry["tags"].append(release.tag)
+            if not key_requirement(model, release.tag).required:
+                entry["public"].append(release.tag)
+    # the generic multi-LLM image custom models run on: always behind a key
+    repositories["nim/nvidia/llm-nim"] = {"tags": ["2.1.6"], "public": False}
+    return {"keys": {VALID_KEY: ["*"], UNENTITLED_KEY: []}, "repositories": repositories}
 
 
 DEFAULT_CONFIG: dict[str, Any] = {

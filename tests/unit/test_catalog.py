@@ -74,6 +74,7 @@ def test_compute_capability_rule_matches_the_catalogued_gpus(
         ("2.0.12", False, "public Feature Branch"),
         ("2.1.6", False, "public Feature Branch"),
         ("2.1.5-pb7", True, "Production Branch"),
+        ("2.0.4-pb6.0", True, "Production Branch"),
         ("2.0.5-variant", True, "-variant"),
         ("1.8.1", True, "older than 2.0.10"),
         ("2.0.10", False, "public Feature Branch"),
@@ -99,10 +100,34 @@ def test_generic_llm_nim_gated_models_and_keyless_less_nims_need_a_key() -> None
 
 
 def test_parse_tag_reads_versions_and_channels() -> None:
-    assert parse_tag("2.1.5-pb7") == ((2, 1, 5), "pb")
-    assert parse_tag("1.10") == ((1, 10, 0), "fb")
-    assert parse_tag("2.0.5-variant") == ((2, 0, 5), "variant")
+    assert parse_tag("2.1.5-pb7") == ((2, 1, 5), "pb", "pb7")
+    assert parse_tag("2.0.4-pb6.0") == ((2, 0, 4), "pb", "pb6")
+    assert parse_tag("1.10") == ((1, 10, 0), "fb", None)
+    assert parse_tag("2.0.5-variant") == ((2, 0, 5), "variant", None)
     assert parse_tag("2.1.6-rc1") is None
+
+
+def test_production_branch_releases_come_from_a_repository_of_their_own() -> None:
+    assert NANO.repository_for("2.0.4-pb6.0") == "nvcr.io/nim/nvidia/nemotron-3-nano-pb6"
+    assert NANO.repository_for("2.1.5-pb7") == "nvcr.io/nim/nvidia/nemotron-3-nano-pb7"
+    assert NANO.repository_for("2.1.5") == "nvcr.io/nim/nvidia/nemotron-3-nano"
+    assert NANO.repository_for("2.0.5-variant") == "nvcr.io/nim/nvidia/nemotron-3-nano"
+    # an override that already names the branch's repository is taken as it is
+    branch = NANO.model_copy(update={"image": "registry.example.com/nim/nemotron-3-nano-pb6"})
+    assert branch.repository_for("2.0.4-pb6.0") == branch.image
+
+
+def test_every_llm_release_line_of_the_catalog_is_current() -> None:
+    """NIM for LLMs is at 2.1.x: Nano, Super and Ultra have a 2.1 Feature Branch release, which
+    is the keyless default; Nano lists its Production Branch release."""
+    for name in ("nemotron-3-nano", "nemotron-3-super", "nemotron-3-ultra"):
+        model = CATALOG.models[name]
+        newest = model.newest_release()
+        assert newest.parsed is not None and newest.parsed.version >= (2, 1, 0), name
+        assert not key_requirement(model, newest.tag).required, name
+    production = [r.tag for r in NANO.releases if r.parsed and r.parsed.channel == "pb"]
+    assert production == ["2.0.4-pb6.0"]
+    assert all(key_requirement(NANO, tag).required for tag in production)
 
 
 # --- default versions ------------------------------------------------------------------------

@@ -135,6 +135,9 @@ def test_catalog_lists_models_with_key_requirements(capsys: pytest.CaptureFixtur
     assert code == 0
     assert "nemotron-3-super (llm): nvcr.io/nim/nvidia/nemotron-3-super-120b-a12b" in out
     assert "2.0.9" in out and "NGC key required" in out and "no key" in out
+    (production,) = [line for line in out.splitlines() if "-pb" in line]
+    assert production.split()[0] == "2.0.4-pb6.0" and "Production Branch" in production
+    assert production.endswith("(image nvcr.io/nim/nvidia/nemotron-3-nano-pb6:2.0.4-pb6.0)")
 
 
 def test_console_script_never_prints_a_traceback(tmp_path: Path) -> None:

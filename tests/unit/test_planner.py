@@ -358,9 +358,20 @@ def test_key_requirement_follows_the_planned_tag_and_offline_needs_none() -> Non
     assert pinned_old.key_required is True
     assert pinned_old.key_required_reason is not None
     assert "older than 2.0.10" in pinned_old.key_required_reason
-    production = plan(spec(model="nemotron-3-nano", version="2.1.5-pb7"), CATALOG, pool_of(H100))
+    production = plan(spec(model="nemotron-3-nano", version="2.0.4-pb6.0"), CATALOG, pool_of(H100))
     assert production.fits and production.key_required is True
-    assert "not in the catalog" in production.message
+    assert production.image == "nvcr.io/nim/nvidia/nemotron-3-nano-pb6:2.0.4-pb6.0"
+    assert "not in the catalog" not in production.message
+    unlisted = plan(spec(model="nemotron-3-nano", version="2.1.5-pb7"), CATALOG, pool_of(H100))
+    assert unlisted.fits and unlisted.key_required is True
+    assert unlisted.image == "nvcr.io/nim/nvidia/nemotron-3-nano-pb7:2.1.5-pb7"
+    assert "not in the catalog" in unlisted.message
+    mirrored = plan(
+        spec(model="nemotron-3-nano", version="2.1.5-pb7", image="mirror.example.com/nim/nano"),
+        CATALOG,
+        pool_of(H100),
+    )
+    assert mirrored.image == "mirror.example.com/nim/nano:2.1.5-pb7"  # the spec's, as given
     offline = plan(
         spec(
             model="nemotron-3-nano",
