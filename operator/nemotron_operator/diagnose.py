@@ -23,8 +23,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
+
+from . import names
 
 DEFAULT_STARTUP_ALLOWANCE_SECONDS = 1200
 """What the NIM Operator's startup probe allows (failureThreshold 120 x period 10 s)."""
@@ -37,33 +38,7 @@ CRASH_EVIDENCE_LINES = 3
 OUTPUT_FORMATS = ("text", "json")
 
 
-class Reason(StrEnum):
-    """Condition reasons about NGC access and failing NIM pods.
-
-    Kept here until ``names.py`` takes them over; ``ngc`` uses the same members.
-    """
-
-    SECRET_NOT_FOUND = "SecretNotFound"
-    NGC_KEY_REQUIRED = "NGCKeyRequired"
-    NGC_AUTHENTICATION_FAILED = "NGCAuthenticationFailed"
-    NGC_NOT_ENTITLED = "NGCNotEntitled"
-    IMAGE_PULL_UNAUTHORIZED = "ImagePullUnauthorized"
-    IMAGE_NOT_FOUND = "ImageNotFound"
-    MODEL_PROFILE_NOT_FOUND = "ModelProfileNotFound"
-    CONTAINER_CONFIG_ERROR = "ContainerConfigError"
-    INSUFFICIENT_GPU_MEMORY = "InsufficientGPUMemory"
-    HOST_MEMORY_EXHAUSTED = "HostMemoryExhausted"
-    CACHE_NOT_WRITABLE = "CacheNotWritable"
-    UNSCHEDULABLE = "Unschedulable"
-    IMAGE_PULL_FAILED = "ImagePullFailed"
-    CRASH_LOOP = "CrashLoop"
-    STARTUP_TIMEOUT = "StartupTimeout"
-    # Outcomes of the NGC pre-flight check (ngc.py) that no pod produces.
-    NGC_ENTITLED = "NGCEntitled"
-    ANONYMOUS_PULL_ALLOWED = "AnonymousPullAllowed"
-    REGISTRY_UNREACHABLE = "RegistryUnreachable"
-    UNEXPECTED_REGISTRY_RESPONSE = "UnexpectedRegistryResponse"
-
+Reason = names.NimReason
 
 DIAGNOSIS_REASONS: tuple[Reason, ...] = (
     Reason.SECRET_NOT_FOUND,

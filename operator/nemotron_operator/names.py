@@ -88,7 +88,46 @@ class PlanReason(StrEnum):
     CACHE_TOO_SMALL = "CacheTooSmall"
 
 
-class CredentialsReason(StrEnum):
-    """Reasons of the CredentialsValid condition known to the core."""
+class NimReason(StrEnum):
+    """Reasons about NGC access (CredentialsValid, from the pre-flight check in ngc.py) and
+    about failing NIM pods (Degraded, from the diagnosis in diagnose.py)."""
 
+    SECRET_NOT_FOUND = "SecretNotFound"
     NGC_KEY_REQUIRED = "NGCKeyRequired"
+    NGC_AUTHENTICATION_FAILED = "NGCAuthenticationFailed"
+    NGC_NOT_ENTITLED = "NGCNotEntitled"
+    IMAGE_PULL_UNAUTHORIZED = "ImagePullUnauthorized"
+    IMAGE_NOT_FOUND = "ImageNotFound"
+    MODEL_PROFILE_NOT_FOUND = "ModelProfileNotFound"
+    CONTAINER_CONFIG_ERROR = "ContainerConfigError"
+    INSUFFICIENT_GPU_MEMORY = "InsufficientGPUMemory"
+    HOST_MEMORY_EXHAUSTED = "HostMemoryExhausted"
+    CACHE_NOT_WRITABLE = "CacheNotWritable"
+    UNSCHEDULABLE = "Unschedulable"
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    CRASH_LOOP = "CrashLoop"
+    STARTUP_TIMEOUT = "StartupTimeout"
+    # Outcomes of the NGC pre-flight check (ngc.py) that no pod produces.
+    NGC_ENTITLED = "NGCEntitled"
+    ANONYMOUS_PULL_ALLOWED = "AnonymousPullAllowed"
+    REGISTRY_UNREACHABLE = "RegistryUnreachable"
+    UNEXPECTED_REGISTRY_RESPONSE = "UnexpectedRegistryResponse"
+
+
+class StatusReason(StrEnum):
+    """The other reasons the operator writes: the state of the rollout, and what stops one that
+    is neither a plan refusal nor a NGC or pod failure."""
+
+    PLANNED = "Planned"
+    INVALID_SPEC = "InvalidSpec"
+    RENDER_FAILED = "RenderFailed"
+    CHILD_REJECTED = "ChildRejected"
+    LEADER_WORKER_SET_MISSING = "LeaderWorkerSetMissing"
+    OFFLINE = "Offline"
+    AS_EXPECTED = "AsExpected"
+    SCALED_TO_ZERO = "ScaledToZero"
+    CREATING = "Creating"
+    ROLLING_OUT = "RollingOut"
+    STARTING = "Starting"
+    ROLLOUT_COMPLETE = "RolloutComplete"
+    READY = "Ready"

@@ -41,7 +41,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from nemotron_operator.diagnose import Reason
+from nemotron_operator import names
+
+Reason = names.NimReason
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from .key_secrets import KeySecretWatches
 from .status import Blocker, Observed, changed_reasons, desired_status
 
 log = logging.getLogger(__name__)
+Why = names.StatusReason
 CREDENTIALS_RECHECK_SECONDS = 600
 
 
@@ -236,15 +237,12 @@ def resync_due(body: Mapping[str, Any], full: bool) -> bool:
         return True
     conditions = (body.get("status") or {}).get("conditions") or []
     ready = next((c for c in conditions if c.get("type") == names.ConditionType.READY), None)
-    if ready is not None and ready.get("reason") == SCALED_TO_ZERO:
+    if ready is not None and ready.get("reason") == Why.SCALED_TO_ZERO:
         credentials = next(
             (c for c in conditions if c.get("type") == names.ConditionType.CREDENTIALS_VALID), None
         )
         return credentials is not None and credentials.get("status") == "Unknown"
     return ready is None or ready.get("status") != "True"
-
-
-SCALED_TO_ZERO = "ScaledToZero"  # the Ready reason of replicas: 0 (status.facts)
 
 
 def _resync_loop() -> None:
@@ -332,7 +330,7 @@ def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
         spec_model = api.NemotronDeploymentSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
         blocker: Blocker | None = Blocker(
-            names.ConditionType.PLANNED, "InvalidSpec", explain(error)
+            names.ConditionType.PLANNED, Why.INVALID_SPEC, explain(error)
         )
     else:
         plan_status, credentials, blocker = _decide(namespace, spec_model, world.pools(pods))
@@ -342,9 +340,9 @@ def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
         try:
             _apply_children(body, spec, plan_status, world, key_given=_key_given(spec_model))
         except render.RenderError as error:
-            blocker = Blocker(names.ConditionType.PROGRESSING, "RenderFailed", str(error))
+            blocker = Blocker(names.ConditionType.PROGRESSING, Why.RENDER_FAILED, str(error))
         except kube.ChildRejected as error:
-            blocker = Blocker(names.ConditionType.PROGRESSING, "ChildRejected", str(error))
+            blocker = Blocker(names.ConditionType.PROGRESSING, Why.CHILD_REJECTED, str(error))
 
     workload_kind = (
         "LeaderWorkerSet" if (plan_status or {}).get("nodesPerReplica", 1) > 1 else "Deployment"
@@ -473,7 +471,7 @@ def _decide(
             credentials,
             Blocker(
                 names.ConditionType.PROGRESSING,
-                "LeaderWorkerSetMissing",
+                Why.LEADER_WORKER_SET_MISSING,
                 "a replica of this model spans several nodes, which runs on a LeaderWorkerSet: "
                 "install the LeaderWorkerSet API (sigs.k8s.io/lws) in the cluster and the pods "
                 "are created",
@@ -514,7 +512,7 @@ def _credentials(
 
     if spec.ngc.offline:
         return fact(
-            True, "Offline", "air-gapped: the NIM loads its model from the cache and needs no key"
+            True, Why.OFFLINE, "air-gapped: the NIM loads its model from the cache and needs no key"
         )
     secret = spec.ngc.api_key_secret
     image = ngc.ImageReference.parse(str(plan["image"]))
@@ -522,7 +520,7 @@ def _credentials(
         if plan.get("keyRequired"):
             return fact(
                 False,
-                "NGCKeyRequired",
+                names.NimReason.NGC_KEY_REQUIRED,
                 f"{plan.get('keyRequiredReason') or 'this image needs an NGC API key'}: "
                 "create a Secret with your key (kubectl create secret generic ngc-api "
                 "--from-literal=NGC_API_KEY=<key>) and set spec.ngc.apiKeySecret.name",
@@ -534,7 +532,11 @@ def _credentials(
         return fact(check.valid, check.reason, check.message)
     value, why_not = kube.read_secret_value(namespace, secret.name, secret.key)
     if value is None:
-        return fact(False, "SecretNotFound", f"{why_not}: create it, or fix spec.ngc.apiKeySecret")
+        return fact(
+            False,
+            names.NimReason.SECRET_NOT_FOUND,
+            f"{why_not}: create it, or fix spec.ngc.apiKeySecret",
+        )
     check = _cached(
         ("key", str(plan["image"]), hash(value)),
         lambda: ngc.check_image_credentials(str(plan["image"]), ngc.ApiKey(value)),

@@ -20,6 +20,8 @@ from typing import Any
 from . import names
 from .conditions import Condition, merge_conditions
 
+Why = names.StatusReason
+
 
 @dataclass(frozen=True)
 class Blocker:
@@ -65,7 +67,10 @@ def facts(observed: Observed) -> list[Condition]:
     else:
         found.append(
             Condition(
-                names.ConditionType.PLANNED, True, "Planned", str(plan.get("message") or "planned")
+                names.ConditionType.PLANNED,
+                True,
+                Why.PLANNED,
+                str(plan.get("message") or "planned"),
             )
         )
     if observed.credentials is not None:
@@ -91,25 +96,25 @@ def facts(observed: Observed) -> list[Condition]:
         ]
         return found
 
-    found.append(Condition(names.ConditionType.DEGRADED, False, "AsExpected", "no failure seen"))
+    found.append(Condition(names.ConditionType.DEGRADED, False, Why.AS_EXPECTED, "no failure seen"))
     if want == 0:
         found += [
             Condition(
-                names.ConditionType.PROGRESSING, False, "ScaledToZero", "0 replicas requested"
+                names.ConditionType.PROGRESSING, False, Why.SCALED_TO_ZERO, "0 replicas requested"
             ),
-            Condition(names.ConditionType.READY, False, "ScaledToZero", "0 replicas requested"),
+            Condition(names.ConditionType.READY, False, Why.SCALED_TO_ZERO, "0 replicas requested"),
         ]
     elif observed.workload is None:
         message = "creating the NIM pods"
         found += [
-            Condition(names.ConditionType.PROGRESSING, True, "Creating", message),
-            Condition(names.ConditionType.READY, False, "Creating", message),
+            Condition(names.ConditionType.PROGRESSING, True, Why.CREATING, message),
+            Condition(names.ConditionType.READY, False, Why.CREATING, message),
         ]
     elif ready >= want and updated >= want:
         message = f"{ready}/{want} replicas serve {plan.get('image', 'the model')}"
         found += [
-            Condition(names.ConditionType.PROGRESSING, False, "RolloutComplete", message),
-            Condition(names.ConditionType.READY, True, "Ready", message),
+            Condition(names.ConditionType.PROGRESSING, False, Why.ROLLOUT_COMPLETE, message),
+            Condition(names.ConditionType.READY, True, Why.READY, message),
         ]
     else:
         message = (
@@ -117,8 +122,8 @@ def facts(observed: Observed) -> list[Condition]:
             "before it is ready, which can take many minutes"
         )
         found += [
-            Condition(names.ConditionType.PROGRESSING, True, "RollingOut", message),
-            Condition(names.ConditionType.READY, False, "Starting", message),
+            Condition(names.ConditionType.PROGRESSING, True, Why.ROLLING_OUT, message),
+            Condition(names.ConditionType.READY, False, Why.STARTING, message),
         ]
     return found
 
