@@ -72,6 +72,11 @@ class Diagnosis:
     container: str = ""
 
 
+def _diagnosed(reason: Reason, message: str) -> Diagnosis:
+    """A diagnosis with the usual advice for its reason."""
+    return Diagnosis(reason, message, _HINTS[reason])
+
+
 # ---------------------------------------------------------------------------------------------
 # Redaction
 
@@ -667,10 +672,9 @@ def _mount_problem(pod: Mapping[str, Any], about: list[Mapping]) -> Diagnosis | 
     missing = _event_messages(about, "FailedMount", _SECRET_MISSING)
     if not missing:
         return None
-    return Diagnosis(
+    return _diagnosed(
         Reason.SECRET_NOT_FOUND,
         f"A volume cannot be mounted: {_quote(missing[0])}",
-        _HINTS[Reason.SECRET_NOT_FOUND],
     )
 
 
@@ -720,49 +724,42 @@ def _pull_problem(
         None,
     )
     if waiting == "InvalidImageName":
-        return Diagnosis(
+        return _diagnosed(
             Reason.IMAGE_NOT_FOUND,
             f"The image reference {image} is not valid: {_quote(waiting_message or waiting)}",
-            _HINTS[Reason.IMAGE_NOT_FOUND],
         )
     if evidence and _PULL_UNAUTHORIZED.search(evidence):
         missing_secret = _event_messages(about, "FailedToRetrieveImagePullSecret")
         if missing_secret:
-            return Diagnosis(
+            return _diagnosed(
                 Reason.SECRET_NOT_FOUND,
                 f"The image pull secret does not exist: {_quote(missing_secret[0])}",
-                _HINTS[Reason.SECRET_NOT_FOUND],
             )
-        return Diagnosis(
+        return _diagnosed(
             Reason.IMAGE_PULL_UNAUTHORIZED,
             f"The registry refused to pull {image}: {_quote(evidence, keep_end=True)}",
-            _HINTS[Reason.IMAGE_PULL_UNAUTHORIZED],
         )
     if evidence:
-        return Diagnosis(
+        return _diagnosed(
             Reason.IMAGE_NOT_FOUND,
             f"The image {image} does not exist: {_quote(evidence, keep_end=True)}",
-            _HINTS[Reason.IMAGE_NOT_FOUND],
         )
     described = next((m for m in [*pull_errors, waiting_message] if m), waiting)
-    return Diagnosis(
+    return _diagnosed(
         Reason.IMAGE_PULL_FAILED,
         f"Pulling {image} failed: {_quote(described, keep_end=True)}",
-        _HINTS[Reason.IMAGE_PULL_FAILED],
     )
 
 
 def _config_problem(message: str) -> Diagnosis:
     if _SECRET_MISSING.search(message):
-        return Diagnosis(
+        return _diagnosed(
             Reason.SECRET_NOT_FOUND,
             f"The container cannot start: {_quote(message)}",
-            _HINTS[Reason.SECRET_NOT_FOUND],
         )
-    return Diagnosis(
+    return _diagnosed(
         Reason.CONTAINER_CONFIG_ERROR,
         f"The container cannot be created: {_quote(message or 'CreateContainerConfigError')}",
-        _HINTS[Reason.CONTAINER_CONFIG_ERROR],
     )
 
 
@@ -786,10 +783,9 @@ def _termination_problem(
         return None
     times = f"{restarts} restart{'s' if restarts != 1 else ''}"
     if _field(terminated, "reason") == "OOMKilled":
-        return Diagnosis(
+        return _diagnosed(
             Reason.HOST_MEMORY_EXHAUSTED,
             f"The container exceeded its memory limit and was OOMKilled ({exited}, {times}).",
-            _HINTS[Reason.HOST_MEMORY_EXHAUSTED],
         )
     tail = _text(_field(terminated, "message"))
     classified = _classify_log(tail)
@@ -805,17 +801,15 @@ def _termination_problem(
         return Diagnosis(reason, f"{_LOG_SUMMARIES[reason]}: {_quote(line)}", hint)
     probe_kills = _event_messages(about, "Killing", _STARTUP_PROBE_KILL)
     if probe_kills and not tail.strip():
-        return Diagnosis(
+        return _diagnosed(
             Reason.STARTUP_TIMEOUT,
             f"The kubelet restarted the container after its startup probe ran out ({times}): "
             f"{_quote(probe_kills[0])}",
-            _HINTS[Reason.STARTUP_TIMEOUT],
         )
     evidence = _last_lines(tail) or _first(_event_messages(about, "Killing")) or exited
-    return Diagnosis(
+    return _diagnosed(
         Reason.CRASH_LOOP,
         f"The container keeps exiting ({exited}, {times}); its last output: {_quote(evidence)}",
-        _HINTS[Reason.CRASH_LOOP],
     )
 
 
@@ -839,11 +833,10 @@ def _startup_timeout(status: Mapping[str, Any], now: datetime, allowance: int) -
     if (now - started).total_seconds() <= allowance:
         return None
     # The start time, not the time waited, so that the message stays the same while it waits.
-    return Diagnosis(
+    return _diagnosed(
         Reason.STARTUP_TIMEOUT,
         f"The container started at {started.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} and is not ready "
         f"after the startup allowance of {_duration(allowance)}.",
-        _HINTS[Reason.STARTUP_TIMEOUT],
     )
 
 

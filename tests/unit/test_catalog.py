@@ -118,9 +118,9 @@ def test_production_branch_releases_come_from_a_repository_of_their_own() -> Non
 
 
 def test_every_llm_release_line_of_the_catalog_is_current() -> None:
-    """NIM for LLMs is at 2.1.x: Nano, Super and Ultra have a 2.1 Feature Branch release, which
+    """NIM for LLMs is at 2.1.x: every Nemotron 3 model has a 2.1 Feature Branch release, which
     is the keyless default; Nano lists its Production Branch release."""
-    for name in ("nemotron-3-nano", "nemotron-3-super", "nemotron-3-ultra"):
+    for name in ("nemotron-3-nano", "nemotron-3-super", "nemotron-3-ultra", "nemotron-3-nano-omni"):
         model = CATALOG.models[name]
         newest = model.newest_release()
         assert newest.parsed is not None and newest.parsed.version >= (2, 1, 0), name
@@ -139,8 +139,13 @@ def test_default_release_is_the_newest_feature_branch_one_shipping_the_precision
     assert older_only.newest_release("fp8").tag == "1.7.0"
     ultra = CATALOG.models["nemotron-3-ultra"]
     assert ultra.newest_release("nvfp4").tag == "2.1.5"  # not the Day-0 2.0.5-variant
-    omni = CATALOG.models["nemotron-3-nano-omni"]
-    assert omni.newest_release().tag == "1.7.0-variant"  # no Feature Branch release at all
+    only_day0 = [r for r in NANO.releases if r.tag == "2.1.5"]
+    day0 = NANO.model_copy(
+        update={"releases": (only_day0[0].model_copy(update={"tag": "2.2.0-variant"}),)}
+    )
+    assert day0.newest_release().tag == "2.2.0-variant"  # no Feature Branch release at all
+    production = NANO.model_copy(update={"releases": [NANO.release("2.0.4-pb6.0")]})
+    assert production.newest_release().tag == "2.0.4-pb6.0"
 
 
 # --- overrides -------------------------------------------------------------------------------
