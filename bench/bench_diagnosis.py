@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from benchkit import REPO, local_cluster_with_crd
+from benchkit import REPO, create_nemotron_deployment, local_cluster_with_crd, percentile
 from kubernetes import client, watch
+from tests.e2e.conftest import OperatorProcess
 from tests.e2e.fake_kubelet import FakeKubelet
 
 from nemotron_operator import names
@@ -55,11 +52,6 @@ CAUSES: list[tuple[Callable[[FakeKubelet, str, int], None], str]] = [
     (lambda k, pod, n: k.config_error(pod, 'secret "hf-token" not found'), "SecretNotFound"),
     (lambda k, pod, n: k.image_pull_failed(pod, message=MANIFEST_UNKNOWN), "ImageNotFound"),
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class ConditionLog:
@@ -124,36 +116,6 @@ class ConditionLog:
         self.stream.stop()
 
 
-def start_operator(kubeconfig: Path, prefix: str) -> subprocess.Popen[bytes]:
-    port = 19000 + os.getpid() % 1000
-    log = open(REPO / ".cluster" / f"{prefix}-operator.log", "wb")  # noqa: SIM115
-    operator = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "nemotron-operator"),
-            "run",
-            f"--namespace={prefix}-*",
-            f"--liveness=http://127.0.0.1:{port}/healthz",
-        ],
-        # no registry: the pre-flight check says Unknown, which does not block anything
-        env={
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "NEMOTRON_NGC_REGISTRY_URL": "http://127.0.0.1:9",
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return operator
-        except OSError:
-            if time.monotonic() > deadline or operator.poll() is not None:
-                raise
-            time.sleep(0.2)
-
-
 def wait(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := check()):
@@ -170,10 +132,16 @@ def main() -> int:
     args = parser.parse_args()
 
     kubeconfig, api = local_cluster_with_crd()
-    core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    core = client.CoreV1Api(api)
     prefix = f"benchdiag{uuid.uuid4().hex[:4]}"
     namespace = f"{prefix}-nim"
-    operator = start_operator(kubeconfig, prefix)
+    operator = OperatorProcess(
+        kubeconfig,
+        REPO / ".cluster" / f"{prefix}-operator.log",
+        {"NEMOTRON_NGC_REGISTRY_URL": "http://127.0.0.1:9"},  # no registry: checks say Unknown
+        namespaces=(f"{prefix}-*",),
+    )
+    operator.start()
     failures_ms: list[float] = []
     recoveries_ms: list[float] = []
     try:
@@ -187,18 +155,7 @@ def main() -> int:
             "the default ServiceAccount",
         )
         log = ConditionLog(api, namespace, "nano")
-        objects.create_namespaced_custom_object(
-            names.GROUP,
-            names.VERSION,
-            namespace,
-            names.PLURAL,
-            {
-                "apiVersion": names.API_VERSION,
-                "kind": names.KIND,
-                "metadata": {"name": "nano"},
-                "spec": SPEC,
-            },
-        )
+        create_nemotron_deployment(api, namespace, "nano", SPEC)
         log.first(0, lambda degraded, ready: ready == "True")
         pod = wait(
             lambda: [
@@ -233,8 +190,7 @@ def main() -> int:
                 recoveries_ms.append((seen - sent) * 1000)
         log.stop()
     finally:
-        operator.terminate()
-        operator.wait(30)
+        operator.stop()
         with contextlib.suppress(client.ApiException):
             core.delete_namespace(namespace)
 

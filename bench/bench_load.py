@@ -38,6 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchkit import create_nemotron_deployment  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 from tests.e2e.conftest import OperatorProcess  # noqa: E402
 from tests.standins.registry import (  # noqa: E402
@@ -193,17 +194,8 @@ def main() -> int:
         cpu_at_start = operator.cpu_seconds()
         started = time.time()
         for index in range(args.objects):
-            objects.create_namespaced_custom_object(
-                names.GROUP,
-                names.VERSION,
-                spaces[index % len(spaces)],
-                names.PLURAL,
-                {
-                    "apiVersion": names.API_VERSION,
-                    "kind": names.KIND,
-                    "metadata": {"name": f"nd-{index:03d}"},
-                    "spec": spec_for(index),
-                },
+            create_nemotron_deployment(
+                api, spaces[index % len(spaces)], f"nd-{index:03d}", spec_for(index)
             )
         figures["created in (s)"] = round(time.time() - started, 1)
         apps = client.AppsV1Api(api)

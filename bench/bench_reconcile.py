@@ -19,18 +19,13 @@ import time
 import uuid
 from pathlib import Path
 
-from benchkit import REPO, local_cluster_with_crd
+from benchkit import REPO, create_nemotron_deployment, local_cluster_with_crd, percentile
 from kubernetes import client, watch
 from tests.e2e.conftest import OperatorProcess
 
 from nemotron_operator import names
 
 SPEC = {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}, "replicas": 0}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def watch_added(
@@ -78,18 +73,7 @@ def main() -> int:
     try:
 
         def create(namespace: str, name: str) -> None:
-            objects.create_namespaced_custom_object(
-                names.GROUP,
-                names.VERSION,
-                namespace,
-                names.PLURAL,
-                {
-                    "apiVersion": names.API_VERSION,
-                    "kind": names.KIND,
-                    "metadata": {"name": name},
-                    "spec": SPEC,
-                },
-            )
+            create_nemotron_deployment(api, namespace, name, SPEC)
 
         # 1. one at a time: NemotronDeployment -> Deployment, and Deployment -> ReplicaSet
         namespace = f"{prefix}-latency"

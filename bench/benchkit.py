@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client, config
 
@@ -13,6 +14,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "hack" / "cluster"))
 
 import cluster as local_cluster  # noqa: E402
+
+from nemotron_operator import names  # noqa: E402
 
 
 def local_cluster_with_crd() -> tuple[Path, client.ApiClient]:
@@ -36,3 +39,26 @@ def local_cluster_with_crd() -> tuple[Path, client.ApiClient]:
         capture_output=True,
     )
     return kubeconfig, config.new_client_from_config(config_file=str(kubeconfig))
+
+
+def create_nemotron_deployment(
+    api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]
+) -> None:
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        names.GROUP,
+        names.VERSION,
+        namespace,
+        names.PLURAL,
+        {
+            "apiVersion": names.API_VERSION,
+            "kind": names.KIND,
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The value below which a fraction q of the values lie (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
