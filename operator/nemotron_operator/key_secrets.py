@@ -26,7 +26,7 @@ from . import kube
 
 log = logging.getLogger(__name__)
 
-WATCH_SECONDS = 300  # the API server ends each watch after this; it is then resumed
+WATCH_SECONDS = 60  # the API server ends each watch after this; it is resumed if still needed
 RETRY_SECONDS = 5  # after a lost connection
 FORBIDDEN_RETRY_SECONDS = 300  # after a 403: RBAC changes rarely
 METADATA_ONLY = "application/json;as=PartialObjectMetadata{list};g=meta.k8s.io;v=v1"
@@ -34,13 +34,17 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadata{list};g=meta.k8s.io;v
 # Called with (namespace, secret name), or (namespace, None) when the watch may have missed
 # changes (it resumed after a gap) and every key Secret of the namespace should be looked at.
 OnChange = Callable[[str, str | None], None]
+# Whether a namespace still has a NemotronDeployment that reads its key from a Secret.
+Needed = Callable[[str], bool]
 
 
 class KeySecretWatches:
-    """One metadata-only watch of Secrets per namespace it is asked to follow."""
+    """One metadata-only watch of Secrets per namespace it is asked to follow, for as long as the
+    namespace needs it (a watch ends within WATCH_SECONDS of the last such deployment going)."""
 
-    def __init__(self, on_change: OnChange) -> None:
+    def __init__(self, on_change: OnChange, needed: Needed) -> None:
         self._on_change = on_change
+        self._needed = needed
         self._followed: set[str] = set()
         self._guard = threading.Lock()
         self._stop = threading.Event()
@@ -61,7 +65,7 @@ class KeySecretWatches:
     def _watch(self, namespace: str) -> None:
         version: str | None = None  # where the watch resumes; None: list first
         told_forbidden = False
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self._still_needed(namespace):
             try:
                 if version is None:
                     version = _list_version(namespace)
@@ -89,6 +93,18 @@ class KeySecretWatches:
             except Exception as error:  # the API server away, a connection cut
                 log.debug("Secret watch in %s: %s; resuming", namespace, type(error).__name__)
                 self._stop.wait(RETRY_SECONDS)
+
+    def _still_needed(self, namespace: str) -> bool:
+        with self._guard:  # follow() decides under the same lock: no request falls between
+            if self._needed(namespace):
+                return True
+            self._followed.discard(namespace)
+            return False
+
+    @property
+    def followed(self) -> set[str]:
+        with self._guard:
+            return set(self._followed)
 
     def _follow_events(self, namespace: str, version: str) -> str | None:
         """Follow the watch until the API server ends it; the version to resume from (None:

@@ -294,17 +294,26 @@ def follow_key_secret(body: Mapping[str, Any]) -> None:
         _key_secret_watches.follow(namespace)
 
 
+def _key_readers(world: World, namespace: str, secret: str | None) -> list[str]:
+    """The NemotronDeployments of `namespace` that read their key from `secret` (None: any)."""
+    return [
+        name
+        for (ns, name), bodies in world.entries(world.deployments)
+        if ns == namespace
+        for body in bodies
+        if key_secret_name(body) is not None and secret in (None, key_secret_name(body))
+    ]
+
+
+def key_secrets_needed(namespace: str) -> bool:
+    return any(_key_readers(world, namespace, None) for world in _world_seen)
+
+
 def key_secret_changed(namespace: str, secret: str | None) -> None:
     """Secret `secret` of `namespace` was created, changed or deleted (None: any may have been):
     converge the NemotronDeployments that read their key from it."""
     for world in _world_seen:
-        readers = [
-            name
-            for (ns, name), bodies in world.entries(world.deployments)
-            if ns == namespace
-            for body in bodies
-            if key_secret_name(body) is not None and secret in (None, key_secret_name(body))
-        ]
+        readers = _key_readers(world, namespace, secret)
         if not readers or not peering.active([namespace]):
             continue
         for name in readers:
@@ -316,7 +325,7 @@ def key_secret_changed(namespace: str, secret: str | None) -> None:
                 )
 
 
-_key_secret_watches = KeySecretWatches(key_secret_changed)
+_key_secret_watches = KeySecretWatches(key_secret_changed, key_secrets_needed)
 
 
 def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from nemotron_operator import reconcile
+from nemotron_operator.key_secrets import KeySecretWatches
 
 
 def deployment(namespace: str, name: str, ngc: dict[str, Any] | None) -> dict[str, Any]:
@@ -63,3 +65,14 @@ def test_after_a_gap_in_the_watch_every_reader_in_the_namespace_is_converged(
 ) -> None:
     reconcile.key_secret_changed("team-a", None)
     assert converged == [("team-a", "reads-ngc"), ("team-a", "reads-other")]
+
+
+def test_a_namespace_whose_deployments_no_longer_read_a_key_is_not_watched() -> None:
+    changes: list[tuple[str, str | None]] = []
+    watches = KeySecretWatches(lambda ns, secret: changes.append((ns, secret)), lambda ns: False)
+    watches.follow("team-a")
+    deadline = time.monotonic() + 5
+    while watches.followed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert watches.followed == set()  # the watch ended before asking the API server anything
+    assert changes == []
