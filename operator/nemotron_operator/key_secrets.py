@@ -5,7 +5,9 @@ Kopf is not used for this: it would list and watch every Secret of every served 
 and all, and keep them in memory. Here one watch runs per namespace whose NemotronDeployments
 name a key Secret, and it asks the API server for metadata only (PartialObjectMetadata): names
 and resourceVersions, never a Secret's data. What changed is then read the usual way
-(`kube.read_secret_value`) by the converge it triggers.
+(`kube.read_secret_value`) by the converge it triggers. While a namespace's watch runs, it also
+knows each Secret's resourceVersion (`version`): a converge that finds the key's version
+unchanged uses the registry's answer it has for that version, and reads nothing.
 
 Where the operator may not list or watch Secrets (RBAC: the chart grants it in secretNamespaces
 only), the watch says so once in the log and tries again every few minutes; the resync loop
@@ -30,6 +32,7 @@ WATCH_SECONDS = 60  # the API server ends each watch after this; it is resumed i
 RETRY_SECONDS = 5  # after a lost connection
 FORBIDDEN_RETRY_SECONDS = 300  # after a 403: RBAC changes rarely
 METADATA_ONLY = "application/json;as=PartialObjectMetadata{list};g=meta.k8s.io;v=v1"
+LIST_LIMIT = 500  # Secrets listed at most; one beyond has no known version and is read each time
 
 # Called with (namespace, secret name), or (namespace, None) when the watch may have missed
 # changes (it resumed after a gap) and every key Secret of the namespace should be looked at.
@@ -46,6 +49,7 @@ class KeySecretWatches:
         self._on_change = on_change
         self._needed = needed
         self._followed: set[str] = set()
+        self._versions: dict[str, dict[str, str]] = {}  # namespace -> Secret -> resourceVersion
         self._guard = threading.Lock()
         self._stop = threading.Event()
 
@@ -62,19 +66,45 @@ class KeySecretWatches:
     def stop(self) -> None:
         self._stop.set()
 
+    def version(self, namespace: str, name: str) -> str | None:
+        """The Secret's resourceVersion as the running watch last saw it; None when unknown (not
+        watched, the watch interrupted, the Secret not seen: read it)."""
+        with self._guard:
+            return self._versions.get(namespace, {}).get(name)
+
+    def _seen(self, namespace: str, versions: dict[str, str] | None) -> None:
+        """Replace what is known of the namespace's Secrets (None: nothing is known now)."""
+        with self._guard:
+            if versions is None:
+                self._versions.pop(namespace, None)
+            else:
+                self._versions[namespace] = versions
+
+    def _changed(self, namespace: str, name: str, version: str | None) -> None:
+        with self._guard:
+            known = self._versions.get(namespace)
+            if known is None:
+                return
+            if version is None:
+                known.pop(name, None)
+            else:
+                known[name] = version
+
     def _watch(self, namespace: str) -> None:
         version: str | None = None  # where the watch resumes; None: list first
         told_forbidden = False
         while not self._stop.is_set() and self._still_needed(namespace):
             try:
                 if version is None:
-                    version = _list_version(namespace)
+                    version, versions = _list(namespace)
+                    self._seen(namespace, versions)
                     # what changed before the list (since the converge that asked to follow
                     # this namespace, or in a gap of the watch) was not seen: look at it all
                     self._on_change(namespace, None)
                 version = self._follow_events(namespace, version)
                 told_forbidden = False
             except ApiException as error:
+                self._seen(namespace, None)
                 if error.status == 410:  # too old to resume from
                     version = None
                     continue
@@ -91,8 +121,10 @@ class KeySecretWatches:
                 log.debug("Secret watch in %s: HTTP %s; resuming", namespace, error.status)
                 self._stop.wait(RETRY_SECONDS)
             except Exception as error:  # the API server away, a connection cut
+                self._seen(namespace, None)
                 log.debug("Secret watch in %s: %s; resuming", namespace, type(error).__name__)
                 self._stop.wait(RETRY_SECONDS)
+        self._seen(namespace, None)
 
     def _still_needed(self, namespace: str) -> bool:
         with self._guard:  # follow() decides under the same lock: no request falls between
@@ -114,21 +146,29 @@ class KeySecretWatches:
                 return version
             kind, meta = event.get("type"), (event.get("object") or {}).get("metadata") or {}
             if kind == "ERROR":  # 410 Gone: the version was compacted away
+                self._seen(namespace, None)
                 return None
             version = meta.get("resourceVersion") or version
             if kind in ("ADDED", "MODIFIED", "DELETED") and meta.get("name"):
-                self._on_change(namespace, str(meta["name"]))
+                name = str(meta["name"])
+                self._changed(namespace, name, version if kind != "DELETED" else None)
+                self._on_change(namespace, name)
         return version
 
 
-def _list_version(namespace: str) -> str:
-    """The resourceVersion to watch from: a list of the Secrets' metadata, one item long."""
-    answer = _request(namespace, {"limit": "1"}, METADATA_ONLY.format(list="List"), None)
+def _list(namespace: str) -> tuple[str, dict[str, str]]:
+    """The resourceVersion to watch from, and each Secret's (metadata only, LIST_LIMIT at most)."""
+    query = {"limit": str(LIST_LIMIT)}
+    answer = _request(namespace, query, METADATA_ONLY.format(list="List"), None)
     try:
         body = json.loads(answer.read())
     finally:
         answer.release_conn()
-    return str(body["metadata"]["resourceVersion"])
+    versions = {
+        str(item["metadata"]["name"]): str(item["metadata"]["resourceVersion"])
+        for item in body.get("items") or ()
+    }
+    return str(body["metadata"]["resourceVersion"]), versions
 
 
 def _watch_events(namespace: str, version: str) -> Iterator[dict[str, Any]]:

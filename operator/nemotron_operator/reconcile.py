@@ -156,6 +156,7 @@ def stable(read: Callable[[], T]) -> T:
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
 _credential_checks: dict[tuple[Any, ...], tuple[float, ngc.CredentialCheck]] = {}
+_credential_checks_guard = threading.Lock()
 _last_inventory: list[Any] = [None]
 
 
@@ -539,6 +540,13 @@ def _credentials(
             lambda: ngc.check_anonymous_pull(image.repository, tag=image.tag),
         )
         return fact(check.valid, check.reason, check.message)
+    # The Secret as the key Secret watch last saw it: an answer for that very version needs no
+    # read (without it, every converge of an object being created read the Secret again).
+    version = _key_secret_watches.version(namespace, secret.name)
+    seen_version = ("secret", namespace, secret.name, secret.key, version, str(plan["image"]))
+    known = _remembered(seen_version) if version is not None else None
+    if known is not None:
+        return fact(known.valid, known.reason, known.message)
     value, why_not = kube.read_secret_value(namespace, secret.name, secret.key)
     if value is None:
         return fact(
@@ -549,18 +557,43 @@ def _credentials(
     check = _cached(
         ("key", str(plan["image"]), hash(value)),
         lambda: ngc.check_image_credentials(str(plan["image"]), ngc.ApiKey(value)),
+        also_under=seen_version if version is not None else None,
     )
     return fact(check.valid, check.reason, check.message)
 
 
-def _cached(key: tuple[Any, ...], ask: Callable[[], ngc.CredentialCheck]) -> ngc.CredentialCheck:
-    """The registry's answer, asked again every few minutes (and at once for a new key)."""
-    cached = _credential_checks.get(key)
+def _remembered(key: tuple[Any, ...]) -> ngc.CredentialCheck | None:
+    """The registry's answer kept under `key`, unless it is due to be asked again."""
+    with _credential_checks_guard:
+        cached = _credential_checks.get(key)
     if cached and time.monotonic() - cached[0] < CREDENTIALS_RECHECK_SECONDS:
         return cached[1]
-    answer = ask()
-    _credential_checks[key] = (time.monotonic(), answer)
-    return answer
+    return None
+
+
+def _cached(
+    key: tuple[Any, ...],
+    ask: Callable[[], ngc.CredentialCheck],
+    also_under: tuple[Any, ...] | None = None,
+) -> ngc.CredentialCheck:
+    """The registry's answer, asked again every few minutes (and at once for a new key); kept
+    under `key` and, when given, `also_under`, with the same age."""
+    with _credential_checks_guard:
+        cached = _credential_checks.get(key)
+    now = time.monotonic()
+    if cached is None or now - cached[0] >= CREDENTIALS_RECHECK_SECONDS:
+        cached = (now, ask())
+    with _credential_checks_guard:
+        for stale in [
+            k
+            for k, (at, _) in _credential_checks.items()
+            if now - at >= CREDENTIALS_RECHECK_SECONDS
+        ]:
+            del _credential_checks[stale]  # answers due again (old keys, old Secret versions)
+        _credential_checks[key] = cached
+        if also_under is not None:
+            _credential_checks[also_under] = cached
+    return cached[1]
 
 
 def _apply_children(
