@@ -23,9 +23,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from benchkit import REPO, create_nemotron_deployment, local_cluster_with_crd, percentile
+from benchkit import (
+    create_nemotron_deployment,
+    local_cluster_with_crd,
+    percentile,
+    started_operator,
+)
 from kubernetes import client, watch
-from tests.e2e.conftest import OperatorProcess
 from tests.e2e.fake_kubelet import FakeKubelet
 
 from nemotron_operator import names
@@ -135,13 +139,7 @@ def main() -> int:
     core = client.CoreV1Api(api)
     prefix = f"benchdiag{uuid.uuid4().hex[:4]}"
     namespace = f"{prefix}-nim"
-    operator = OperatorProcess(
-        kubeconfig,
-        REPO / ".cluster" / f"{prefix}-operator.log",
-        {"NEMOTRON_NGC_REGISTRY_URL": "http://127.0.0.1:9"},  # no registry: checks say Unknown
-        namespaces=(f"{prefix}-*",),
-    )
-    operator.start()
+    operator = started_operator(kubeconfig, prefix)
     failures_ms: list[float] = []
     recoveries_ms: list[float] = []
     try:

@@ -19,9 +19,13 @@ import time
 import uuid
 from pathlib import Path
 
-from benchkit import REPO, create_nemotron_deployment, local_cluster_with_crd, percentile
+from benchkit import (
+    create_nemotron_deployment,
+    local_cluster_with_crd,
+    percentile,
+    started_operator,
+)
 from kubernetes import client, watch
-from tests.e2e.conftest import OperatorProcess
 
 from nemotron_operator import names
 
@@ -63,13 +67,7 @@ def main() -> int:
     kubeconfig, api = local_cluster_with_crd()
     core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
     prefix = f"bench{uuid.uuid4().hex[:4]}"
-    operator = OperatorProcess(
-        kubeconfig,
-        REPO / ".cluster" / f"{prefix}-operator.log",
-        {"NEMOTRON_NGC_REGISTRY_URL": "http://127.0.0.1:9"},  # no registry: checks say Unknown
-        namespaces=(f"{prefix}-*",),
-    )
-    operator.start()
+    operator = started_operator(kubeconfig, prefix)
     try:
 
         def create(namespace: str, name: str) -> None:

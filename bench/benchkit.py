@@ -14,6 +14,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "hack" / "cluster"))
 
 import cluster as local_cluster  # noqa: E402
+from tests.e2e.conftest import OperatorProcess  # noqa: E402
 
 from nemotron_operator import names  # noqa: E402
 
@@ -62,3 +63,16 @@ def percentile(values: list[float], q: float) -> float:
     """The value below which a fraction q of the values lie (nearest rank)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def started_operator(kubeconfig: Path, prefix: str) -> OperatorProcess:
+    """The operator, as the tests run it, serving only the namespaces named `<prefix>-*`, with no
+    registry to ask (its credentials checks say Unknown, which blocks nothing); log in .cluster/."""
+    operator = OperatorProcess(
+        kubeconfig,
+        REPO / ".cluster" / f"{prefix}-operator.log",
+        {"NEMOTRON_NGC_REGISTRY_URL": "http://127.0.0.1:9"},
+        namespaces=(f"{prefix}-*",),
+    )
+    operator.start()
+    return operator
