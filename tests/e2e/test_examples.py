@@ -27,6 +27,7 @@ LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
 EXPECTED = {
     "nano": (1, 1, None, "Ready"),
     "nano-airgapped": (1, 1, None, "Ready"),
+    "nano-pb": (1, 1, "NVIDIA-L40S", "Ready"),
     "embedqa": (1, 1, None, "Ready"),
     "rerankqa": (1, 1, None, "Ready"),
     "llama-8b": (1, 1, None, "Ready"),
@@ -179,6 +180,9 @@ def test_examples_plan_as_documented_and_single_node_ones_become_ready(
     apps = client.AppsV1Api(cluster.api)
     created = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
     assert created == {n for n, (*_, outcome) in EXPECTED.items() if outcome == "Ready"}
+    production = nds.get("nano-pb")["status"]["plan"]
+    assert production["image"] == "nvcr.io/nim/nvidia/nemotron-3-nano-pb6:2.0.4-pb6.0"
+    assert production["keyRequired"] is True
 
 
 def test_a_replica_across_nodes_becomes_a_leaderworkerset(
