@@ -1,14 +1,18 @@
 """How fast a failing NIM pod shows on its NemotronDeployment: the time from the kubelet's write
 of a pod status (played by the e2e fake kubelet) to the NemotronDeployment's Degraded condition
-naming the cause, as a client watching the NemotronDeployment sees it.
+naming the cause, as a client watching the NemotronDeployment sees it. Beside it, in the same
+run, how fast a changed NGC key shows: the time from the write of the key Secret to the
+NemotronDeployment saying NGCNotEntitled (or Ready again), checked with the registry stand-in.
 
-    .venv/bin/python bench/bench_diagnosis.py [--changes 120] [--recover-every 6]
+    .venv/bin/python bench/bench_diagnosis.py [--changes 120] [--recover-every 6] [--rotations 40]
 
 Uses the local cluster (started when it is not running) and its own operator process serving
 only the namespace it creates. One NIM pod goes through a cycle of causes (each different from
 the one before, so every write is news); every `--recover-every` changes it becomes ready again,
 and the time to Ready=True is measured too (that path also waits for kube-controller-manager to
-count the ready pod in the Deployment's status). Prints p50/p99 of both.
+count the ready pod in the Deployment's status). A second NemotronDeployment reads its key
+from a Secret that is rewritten `--rotations` times, alternately with a key the registry
+stand-in refuses (not entitled) and one it accepts. Prints p50/p99 of each.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from benchkit import (
 )
 from kubernetes import client, watch
 from tests.e2e.fake_kubelet import FakeKubelet
+from tests.standins.registry import UNENTITLED_KEY, VALID_KEY, RegistryStandin, catalog_config
 
 from nemotron_operator import names
 
+KEY_SECRET = "ngc-api"
 SPEC = {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}
 CUDA_OOM = (
     '{"level": "ERROR", "message": "torch.OutOfMemoryError: CUDA out of memory. Tried to '
@@ -120,6 +126,19 @@ class ConditionLog:
         self.stream.stop()
 
 
+def put_key(core: client.CoreV1Api, namespace: str, key: str) -> None:
+    """Create or rewrite the key Secret (what a person rotating the key does)."""
+    secret = client.V1Secret(
+        metadata=client.V1ObjectMeta(name=KEY_SECRET), string_data={"NGC_API_KEY": key}
+    )
+    try:
+        core.create_namespaced_secret(namespace, secret)
+    except client.ApiException as error:
+        if error.status != 409:
+            raise
+        core.replace_namespaced_secret(KEY_SECRET, namespace, secret)
+
+
 def wait(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := check()):
@@ -133,15 +152,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--changes", type=int, default=120, help="failures to measure (>= 100)")
     parser.add_argument("--recover-every", type=int, default=6)
+    parser.add_argument("--rotations", type=int, default=40, help="key Secret rewrites")
     args = parser.parse_args()
 
     kubeconfig, api = local_cluster_with_crd()
     core = client.CoreV1Api(api)
     prefix = f"benchdiag{uuid.uuid4().hex[:4]}"
     namespace = f"{prefix}-nim"
-    operator = started_operator(kubeconfig, prefix)
+    registry = RegistryStandin(catalog_config()).start()
+    operator = started_operator(kubeconfig, prefix, registry.url)
     failures_ms: list[float] = []
     recoveries_ms: list[float] = []
+    refused_ms: list[float] = []
+    accepted_ms: list[float] = []
     try:
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         wait(
@@ -187,15 +210,37 @@ def main() -> int:
                 seen = log.first(sent, lambda degraded, ready: ready == "True" and not degraded)
                 recoveries_ms.append((seen - sent) * 1000)
         log.stop()
+
+        put_key(core, namespace, VALID_KEY)
+        keyed = ConditionLog(api, namespace, "keyed")
+        create_nemotron_deployment(
+            api, namespace, "keyed", {**SPEC, "ngc": {"apiKeySecret": {"name": KEY_SECRET}}}
+        )
+        keyed.first(0, lambda degraded, ready: ready == "True")
+        for i in range(args.rotations):
+            refused = i % 2 == 0
+            sent = time.monotonic()
+            put_key(core, namespace, UNENTITLED_KEY if refused else VALID_KEY)
+            if refused:
+                seen = keyed.first(sent, lambda degraded, ready: degraded == "NGCNotEntitled")
+                refused_ms.append((seen - sent) * 1000)
+            else:
+                seen = keyed.first(sent, lambda degraded, ready: ready == "True")
+                accepted_ms.append((seen - sent) * 1000)
+        keyed.stop()
     finally:
         operator.stop()
+        registry.stop()
         with contextlib.suppress(client.ApiException):
             core.delete_namespace(namespace)
 
     print(f"pod status change -> NemotronDeployment condition, one NIM pod, {len(CAUSES)} causes")
+    print("key Secret rewritten -> NemotronDeployment condition (registry stand-in on loopback)")
     for label, values in (
         ("failure -> Degraded=True with its reason", failures_ms),
         ("ready again -> Ready=True (via the Deployment)", recoveries_ms),
+        ("key not entitled -> Degraded=True NGCNotEntitled", refused_ms),
+        ("entitled key again -> Ready=True", accepted_ms),
     ):
         print(
             f"  {label:48s} n={len(values):4d}  p50 {percentile(values, 0.5):7.1f} ms   "

@@ -65,13 +65,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def started_operator(kubeconfig: Path, prefix: str) -> OperatorProcess:
-    """The operator, as the tests run it, serving only the namespaces named `<prefix>-*`, with no
-    registry to ask (its credentials checks say Unknown, which blocks nothing); log in .cluster/."""
+def started_operator(
+    kubeconfig: Path, prefix: str, registry_url: str = "http://127.0.0.1:9"
+) -> OperatorProcess:
+    """The operator, as the tests run it, serving only the namespaces named `<prefix>-*`; by
+    default with no registry to ask (its credentials checks say Unknown, which blocks nothing).
+    Its log goes to .cluster/."""
     operator = OperatorProcess(
         kubeconfig,
         REPO / ".cluster" / f"{prefix}-operator.log",
-        {"NEMOTRON_NGC_REGISTRY_URL": "http://127.0.0.1:9"},
+        {"NEMOTRON_NGC_REGISTRY_URL": registry_url},
         namespaces=(f"{prefix}-*",),
     )
     operator.start()
