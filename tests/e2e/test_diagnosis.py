@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from nemotron_operator import names
 from tests.standins.registry import VALID_KEY
 
-from .conftest import Cluster, OperatorProcess, local_cluster, wait_until
+from .conftest import Cluster, OperatorProcess, wait_until
 from .fake_kubelet import FakeKubelet
+from .harness import gpu_node_manifest
 from .nemotron import NemotronDeployments
 from .observed import KEY_SECRET, failing, nim_pod, posted_once, put_key_secret, recovered
 from .private_operator import PrivateOperator, private_operator
@@ -374,31 +374,20 @@ def private_h100_node(cluster: Cluster, namespace: str, tmp_path: Path) -> Itera
     """An H100 node of this test's own: labelled and tainted so that only this namespace's
     NemotronDeployment (which selects and tolerates it) goes there. Yields the pool label."""
     pool = f"diag-{uuid.uuid4().hex[:6]}"
-    pools = tmp_path / "pools.yaml"
-    pools.write_text(
-        yaml.safe_dump(
-            {
-                "gpuTaint": {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
-                "pools": [
-                    {
-                        "name": pool,
-                        "count": 1,
-                        "cpu": "208",
-                        "memory": "2Ti",
-                        "gpu": {
-                            "product": H100,
-                            "count": 4,
-                            "memoryMiB": 81559,
-                            "computeMajor": 9,
-                            "computeMinor": 0,
-                            "family": "hopper",
-                        },
-                    }
-                ],
-            }
-        )
+    node = gpu_node_manifest(
+        tmp_path,
+        pool,
+        {
+            "product": H100,
+            "count": 4,
+            "memoryMiB": 81559,
+            "computeMajor": 9,
+            "computeMinor": 0,
+            "family": "hopper",
+        },
+        cpu="208",
+        memory="2Ti",
     )
-    node = local_cluster.node_manifests(pools)[0]
     node["spec"]["taints"].append(
         {"key": "e2e.nemotron.dev/private", "value": pool, "effect": "NoSchedule"}
     )

@@ -6,11 +6,11 @@ import signal
 import time
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import Cluster, OperatorProcess, local_cluster, operator_writes, wait_until
+from .conftest import Cluster, OperatorProcess, operator_writes, wait_until
+from .harness import gpu_node_manifest
 from .nemotron import NemotronDeployments
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -216,31 +216,20 @@ def test_a_deployment_waiting_for_gpus_is_planned_when_a_gpu_node_joins(
     nds.create("nano", {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA-GB200"}})
     nds.wait_condition("nano", "Planned", "False", "GPUProductNotFound")
     pool = f"gb200-{namespace[:6]}"
-    pools = tmp_path / "pools.yaml"
-    pools.write_text(
-        yaml.safe_dump(
-            {
-                "gpuTaint": {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
-                "pools": [
-                    {
-                        "name": pool,
-                        "count": 1,
-                        "cpu": "144",
-                        "memory": "1Ti",
-                        "gpu": {
-                            "product": "NVIDIA-GB200",
-                            "count": 4,
-                            "memoryMiB": 189471,
-                            "computeMajor": 10,
-                            "computeMinor": 0,
-                            "family": "blackwell",
-                        },
-                    }
-                ],
-            }
-        )
+    node = gpu_node_manifest(
+        tmp_path,
+        pool,
+        {
+            "product": "NVIDIA-GB200",
+            "count": 4,
+            "memoryMiB": 189471,
+            "computeMajor": 10,
+            "computeMinor": 0,
+            "family": "blackwell",
+        },
+        cpu="144",
+        memory="1Ti",
     )
-    node = local_cluster.node_manifests(pools)[0]
     core = client.CoreV1Api(cluster.api)
     core.create_node(node)
     try:
