@@ -37,6 +37,7 @@ from .conftest import (
 )
 from .fake_kubelet import FakeKubelet
 from .nemotron import NemotronDeployments
+from .observed import put_key_secret
 
 CHART = REPO / "charts" / "nemotron-operator"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
@@ -593,15 +594,6 @@ def gone(read: Callable[[], Any]) -> bool:
     return False
 
 
-def create_key_secret(cluster: Cluster, namespace: str, key: str = VALID_KEY) -> None:
-    client.CoreV1Api(cluster.api).create_namespaced_secret(
-        namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name="ngc-api"), string_data={"NGC_API_KEY": key}
-        ),
-    )
-
-
 def test_the_service_account_may_read_secrets_only_where_listed(
     cluster: Cluster, installed: ChartInstall
 ) -> None:
@@ -618,7 +610,7 @@ def test_the_service_account_may_read_secrets_only_where_listed(
 
 def test_create_then_scale_under_the_charts_rbac(cluster: Cluster, installed: ChartInstall) -> None:
     nds = NemotronDeployments(cluster, installed.keys)
-    create_key_secret(cluster, installed.keys)
+    put_key_secret(cluster, installed.keys, VALID_KEY)
     nds.create("nano", {**NANO_ON_H100, "ngc": {"apiKeySecret": {"name": "ngc-api"}}})
 
     nds.wait_condition("nano", "Planned", "True", timeout=60)
@@ -641,20 +633,12 @@ def test_a_rotated_key_is_acted_on_at_once_under_the_charts_rbac(
     """The chart lets the operator watch Secrets in secretNamespaces: a key rotated under a
     Ready deployment (which no resync looks at for minutes) shows within seconds."""
     namespace = installed.keys
-    core = client.CoreV1Api(cluster.api)
-    core.create_namespaced_secret(
-        namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name="rotated"), string_data={"NGC_API_KEY": VALID_KEY}
-        ),
-    )
+    put_key_secret(cluster, namespace, VALID_KEY, name="rotated")
     nds = NemotronDeployments(cluster, namespace)
     nds.create("rotated", {**NANO_ON_H100, "ngc": {"apiKeySecret": {"name": "rotated"}}})
     nds.wait_condition("rotated", "Ready", "True", timeout=60)
 
-    core.patch_namespaced_secret(
-        namespace=namespace, name="rotated", body={"stringData": {"NGC_API_KEY": UNENTITLED_KEY}}
-    )
+    put_key_secret(cluster, namespace, UNENTITLED_KEY, name="rotated")
 
     nds.wait_condition("rotated", "CredentialsValid", "False", "NGCNotEntitled", timeout=10)
     assert_nothing_forbidden(cluster, installed)
@@ -707,7 +691,7 @@ def test_a_secret_the_operator_may_not_read_stops_the_deployment(
     cluster: Cluster, installed: ChartInstall
 ) -> None:
     namespace = installed.no_keys  # served, but not in secretNamespaces
-    create_key_secret(cluster, namespace)
+    put_key_secret(cluster, namespace, VALID_KEY)
     nds = NemotronDeployments(cluster, namespace)
     nds.create("keyed", {**NANO_ON_H100, "ngc": {"apiKeySecret": {"name": "ngc-api"}}})
 
