@@ -505,6 +505,7 @@ EXPECTED_EXAMPLES = {
     "embedqa": (True, "NVIDIA-A100-SXM4-40GB", 1),
     "rerankqa": (True, "NVIDIA-A100-SXM4-40GB", 1),
     "nano-airgapped": (True, "NVIDIA-L40S", 1),
+    "nano-pb": (True, "NVIDIA-L40S", 1),
     "ultra-bf16-4gpu": (False, None, None),
     "super-unentitled": (True, H100, 2),
 }
