@@ -102,13 +102,9 @@ kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS, id="children_deploy
 )
 kopf.index("v1", "services", labels=CHILD_LABELS, id="children_services")(_child_index)
 kopf.index("v1", "persistentvolumeclaims", labels=CHILD_LABELS, id="children_claims")(_child_index)
-kopf.index(
-    "leaderworkerset.x-k8s.io",
-    "v1",
-    "leaderworkersets",
-    labels=CHILD_LABELS,
-    id="children_leaderworkersets",
-)(_child_index)
+
+# LeaderWorkerSets are not watched by Kopf: their API comes and goes with its CRD, which Kopf
+# handles badly (namespace_watches says how). reconcile follows them with a watch of its own.
 
 
 def _world(kwargs: Mapping[str, Any]) -> reconcile.World:
@@ -124,7 +120,6 @@ def _world(kwargs: Mapping[str, Any]) -> reconcile.World:
                 kwargs["children_deployments"],
                 kwargs["children_services"],
                 kwargs["children_claims"],
-                kwargs["children_leaderworkersets"],
             ],
         )
     )
@@ -146,7 +141,6 @@ def nemotron_deployment_changed(
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 @kopf.on.event("v1", "services", labels=CHILD_LABELS)
 @kopf.on.event("v1", "persistentvolumeclaims", labels=CHILD_LABELS)
-@kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=CHILD_LABELS)
 def owned_object_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
     if namespace is not None:  # always: every kind here is namespaced
         reconcile.converge(namespace, labels[names.DEPLOYMENT_LABEL], _world(kwargs))

@@ -27,6 +27,7 @@ from .conditions import Condition, same_conditions
 from .drift import matches
 from .inventory import gpu_pools
 from .key_secrets import KeySecretWatches
+from .leaderworkersets import LeaderWorkerSetChildren
 from .status import Blocker, Observed, changed_reasons, desired_status
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ class World:
         return stable(lambda: [(key, list(values)) for key, values in index.items()])
 
     def child(self, namespace: str, deployment: str, kind: str) -> Mapping[str, Any] | None:
+        if kind == "LeaderWorkerSet":  # kept by a watch of its own, not by Kopf
+            return _leaderworkersets.get(namespace, deployment)
         for index in self.children:
             found = self.one(index, (namespace, deployment, kind))
             if found is not None:
@@ -271,9 +274,11 @@ def start_resync() -> None:
 
 
 def stop_background_work() -> None:
-    """Stop the resync loop and the key Secret watches (the operator is shutting down)."""
+    """Stop the resync loop and the watches of key Secrets and LeaderWorkerSets (the operator is
+    shutting down)."""
     _resync_stop.set()
     _key_secret_watches.stop()
+    _leaderworkersets.stop()
 
 
 # --- key Secrets: a key created, fixed, rotated or deleted is acted on at once ----------------
@@ -329,6 +334,60 @@ def key_secret_changed(namespace: str, secret: str | None) -> None:
 _key_secret_watches = KeySecretWatches(key_secret_changed, key_secrets_needed)
 
 
+# --- LeaderWorkerSets: watched apart from Kopf (namespace_watches says why) --------------------
+
+# NemotronDeployments whose plan spans nodes, or whose status last said so (a LeaderWorkerSet of
+# theirs may exist), by the converge that saw it.
+_spanning: set[tuple[str, str]] = set()
+
+
+def _follow_leaderworkersets(namespace: str, name: str, spans: bool) -> None:
+    if spans:
+        _spanning.add((namespace, name))
+        _leaderworkersets.follow(namespace)
+    else:
+        _spanning.discard((namespace, name))
+
+
+def _spans_nodes(plan: Mapping[str, Any] | None) -> bool:
+    return int((plan or {}).get("nodesPerReplica") or 1) > 1
+
+
+def _status_plan(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return ((body.get("status") or {}).get("plan")) or None
+
+
+def leaderworkersets_needed(namespace: str) -> bool:
+    needed = False
+    for ns, name in [key for key in list(_spanning) if key[0] == namespace]:
+        if any(world.one(world.deployments, (ns, name)) for world in _world_seen):
+            needed = True
+        else:
+            _spanning.discard((ns, name))  # deleted
+    return needed
+
+
+def leaderworkerset_changed(namespace: str, deployment: str | None) -> None:
+    """A LeaderWorkerSet of `deployment` changed (None: the namespace was listed again):
+    converge its NemotronDeployment (all that have or may have one)."""
+    if deployment is not None:
+        owners = [deployment]
+    else:
+        spanning = {name for ns, name in list(_spanning) if ns == namespace}
+        owners = sorted(spanning | set(_leaderworkersets.owners(namespace)))
+    if not owners or not peering.active([namespace]):
+        return
+    for world in _world_seen:
+        for name in owners:
+            try:
+                converge(namespace, name, world)
+            except Exception:
+                log.exception("converge of %s/%s failed; resync retries", namespace, name)
+
+
+_leaderworkersets = LeaderWorkerSetChildren(leaderworkerset_changed, leaderworkersets_needed)
+
+
 def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -344,6 +403,9 @@ def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
         )
     else:
         plan_status, credentials, blocker = _decide(namespace, spec_model, world.pools(pods))
+    _follow_leaderworkersets(
+        namespace, name, _spans_nodes(plan_status) or _spans_nodes(_status_plan(body))
+    )
 
     spec = spec_model.model_dump(by_alias=True, mode="json") if spec_model else {}
     if blocker is None and plan_status is not None:
@@ -354,9 +416,7 @@ def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
         except kube.ChildRejected as error:
             blocker = Blocker(names.ConditionType.PROGRESSING, Why.CHILD_REJECTED, str(error))
 
-    workload_kind = (
-        "LeaderWorkerSet" if (plan_status or {}).get("nodesPerReplica", 1) > 1 else "Deployment"
-    )
+    workload_kind = "LeaderWorkerSet" if _spans_nodes(plan_status) else "Deployment"
     workload = world.child(namespace, name, workload_kind)
     diagnosis = None
     if blocker is None and pods:
@@ -475,7 +535,7 @@ def _decide(
             credentials,
             Blocker(names.ConditionType.CREDENTIALS_VALID, credentials.reason, credentials.message),
         )
-    if int(plan_status["nodesPerReplica"]) > 1 and not kube.leaderworkerset_installed():
+    if _spans_nodes(plan_status) and not kube.leaderworkerset_installed():
         return (
             plan_status,
             credentials,
@@ -629,6 +689,8 @@ def _apply_children(
             applied = None  # e.g. the rendered port beside a hand-made one of the same name
         if applied is None or not matches(child, applied):
             kube.merge_patch(child)
-    stale = "Deployment" if int(plan["nodesPerReplica"]) > 1 else "LeaderWorkerSet"
+    stale = "Deployment" if _spans_nodes(plan) else "LeaderWorkerSet"
     if world.child(owner.namespace, owner.name, stale) is not None:
         kube.delete_workload(stale, owner.namespace, owner.name)
+        if stale == "LeaderWorkerSet":  # gone now, or already (with its CRD: no event says so)
+            _leaderworkersets.forget(owner.namespace, owner.name)

@@ -122,10 +122,18 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
 
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = create_namespace(cluster, request.node.name)
+    yield name
+    client.CoreV1Api(cluster.api).delete_namespace(name, propagation_policy="Background")
+
+
+def create_namespace(cluster: Cluster, what: str, prefix: str = SESSION_PREFIX) -> str:
+    """A new namespace named <prefix>-<what>-<random> (the session's operator serves those of
+    SESSION_PREFIX), with the default ServiceAccount pods need."""
     core = client.CoreV1Api(cluster.api)
-    stem = request.node.name.lower().replace("_", "-")
+    stem = what.lower().replace("_", "-")
     stem = "".join(ch for ch in stem if ch.isalnum() or ch == "-")[:40].strip("-")
-    name = f"{SESSION_PREFIX}-{stem}-{uuid.uuid4().hex[:4]}".replace("--", "-")
+    name = f"{prefix}-{stem}-{uuid.uuid4().hex[:4]}".replace("--", "-")
     core.create_namespace(
         client.V1Namespace(
             metadata=client.V1ObjectMeta(name=name, labels={"nemotron.dev/test": "true"})
@@ -139,8 +147,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
         "default ServiceAccount",
         30,
     )
-    yield name
-    core.delete_namespace(name, propagation_policy="Background")
+    return name
 
 
 @pytest.fixture

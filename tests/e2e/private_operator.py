@@ -8,14 +8,13 @@ namespaces come from `namespace()`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from kubernetes import client
 
-from .conftest import SESSION_PREFIX, Cluster, OperatorProcess, wait_until
+from .conftest import SESSION_PREFIX, Cluster, OperatorProcess, create_namespace
 
 
 class PrivateOperator:
@@ -29,26 +28,8 @@ class PrivateOperator:
 
     def namespace(self, test_name: str) -> str:
         """A fresh namespace this operator (and no other) serves; deleted at close()."""
-        core = client.CoreV1Api(self.cluster.api)
-        stem = "".join(
-            ch for ch in test_name.lower().replace("_", "-") if ch.isalnum() or ch == "-"
-        )
-        name = f"{self.prefix}-{stem[:40].strip('-')}-{uuid.uuid4().hex[:4]}".replace("--", "-")
-        core.create_namespace(
-            client.V1Namespace(
-                metadata=client.V1ObjectMeta(name=name, labels={"nemotron.dev/test": "true"})
-            )
-        )
+        name = create_namespace(self.cluster, test_name, self.prefix)
         self._namespaces.append(name)
-        wait_until(
-            lambda: bool(
-                core.list_namespaced_service_account(
-                    name, field_selector="metadata.name=default"
-                ).items
-            ),
-            "default ServiceAccount",
-            30,
-        )
         return name
 
     def logs(self) -> str:
