@@ -37,9 +37,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.execution.max_workers = 8
-    # Kopf waits this long for more events of one object before handling them; every handler
-    # here converges to the latest state anyway, so a short window only saves latency.
-    settings.batching.batch_window = 0.02
     reconcile.configure_from_environment()
     reconcile.start_resync()
 
