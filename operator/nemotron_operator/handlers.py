@@ -129,8 +129,11 @@ def _world(kwargs: Mapping[str, Any]) -> reconcile.World:
 def nemotron_deployment_changed(
     body: kopf.Body, namespace: str | None, name: str, type: str | None, **kwargs: Any
 ) -> None:
-    if namespace is not None and type != "DELETED":
-        reconcile.follow_key_secret(body)
+    if namespace is None:
+        return
+    if type == "DELETED":
+        reconcile.forget(namespace, name)
+    else:
         reconcile.converge(namespace, name, _world(kwargs), body=plain(body))
 
 

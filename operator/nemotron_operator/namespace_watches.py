@@ -104,13 +104,14 @@ class NamespaceWatches:
 
     def _watch(self, namespace: str) -> None:
         version: str | None = None  # where the watch resumes; None: list first
-        told_forbidden = False
+        told_forbidden = told_absent = False
         # every failure below is a gap: the listener hears of it, and the next round lists
         while not self._stop.is_set() and self._still_needed(namespace):
             try:
                 if version is None:
                     version, items = self._list(namespace)
                     self._listener.listed(namespace, items)
+                    told_absent = False
                 version = self._follow_events(namespace, version)
                 told_forbidden = False
             except ApiException as error:
@@ -119,7 +120,9 @@ class NamespaceWatches:
                 if error.status == 410:  # too old to resume from: list again
                     continue
                 if error.status == 404:  # the API is not served (no CRD): none exist
-                    self._listener.listed(namespace, [])
+                    if not told_absent:  # once, not at every retry
+                        self._listener.listed(namespace, [])
+                        told_absent = True
                     self._stop.wait(ABSENT_RETRY_SECONDS)
                     continue
                 if error.status == 403:

@@ -181,6 +181,16 @@ def inventory_changed(world: World) -> bool:
 _failed: set[tuple[str, str]] = set()
 
 
+def forget(namespace: str, name: str) -> None:
+    """A NemotronDeployment was deleted: drop what the shell kept about it."""
+    key = (namespace, name)
+    _failed.discard(key)
+    _written.pop(key, None)
+    _spanning.discard(key)
+    with _locks_guard:
+        _locks.pop(key, None)
+
+
 def converge(
     namespace: str, name: str, world: World, body: Mapping[str, Any] | None = None
 ) -> None:
@@ -293,13 +303,6 @@ def key_secret_name(body: Mapping[str, Any]) -> str | None:
     return str(name) if name else None
 
 
-def follow_key_secret(body: Mapping[str, Any]) -> None:
-    """Watch the Secrets of the object's namespace when it reads a key from one."""
-    namespace = (body.get("metadata") or {}).get("namespace")
-    if namespace and key_secret_name(body):
-        _key_secret_watches.follow(namespace)
-
-
 def _key_readers(world: World, namespace: str, secret: str | None) -> list[str]:
     """The NemotronDeployments of `namespace` that read their key from `secret` (None: any)."""
     return [
@@ -403,6 +406,9 @@ def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
         )
     else:
         plan_status, credentials, blocker = _decide(namespace, spec_model, world.pools(pods))
+    # the watches this object needs (here, not in a handler: the resync loop repairs them)
+    if key_secret_name(body):
+        _key_secret_watches.follow(namespace)
     _follow_leaderworkersets(
         namespace, name, _spans_nodes(plan_status) or _spans_nodes(_status_plan(body))
     )
@@ -640,16 +646,16 @@ def _cached(
     under `key` and, when given, `also_under`, with the same age."""
     with _credential_checks_guard:
         cached = _credential_checks.get(key)
-    now = time.monotonic()
-    if cached is None or now - cached[0] >= CREDENTIALS_RECHECK_SECONDS:
-        cached = (now, ask())
+    if cached is None or time.monotonic() - cached[0] >= CREDENTIALS_RECHECK_SECONDS:
+        cached = (time.monotonic(), ask())  # outside the lock: the registry may be slow
+        with _credential_checks_guard:  # a moment to forget every other answer due again
+            for due in [
+                k
+                for k, (at, _) in _credential_checks.items()
+                if cached[0] - at >= CREDENTIALS_RECHECK_SECONDS
+            ]:
+                del _credential_checks[due]
     with _credential_checks_guard:
-        for stale in [
-            k
-            for k, (at, _) in _credential_checks.items()
-            if now - at >= CREDENTIALS_RECHECK_SECONDS
-        ]:
-            del _credential_checks[stale]  # answers due again (old keys, old Secret versions)
         _credential_checks[key] = cached
         if also_under is not None:
             _credential_checks[also_under] = cached
