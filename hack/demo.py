@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -58,22 +59,8 @@ def log(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-class Kubectl:
-    def __init__(self, binary: Path, kubeconfig: Path) -> None:
-        self.binary = binary
-        self.kubeconfig = kubeconfig
-
-    def __call__(self, *args: str, stdin: str | None = None) -> str:
-        result = subprocess.run(
-            [str(self.binary), "--kubeconfig", str(self.kubeconfig), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise SystemExit(f"kubectl {' '.join(args)} failed:\n{result.stderr.strip()}")
-        return result.stdout
+# kubectl against the local cluster: cluster.py's, with the cluster's binaries and state bound
+Kubectl = Callable[..., str]
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float) -> Any:
@@ -85,12 +72,6 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float) -> Any:
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.25)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def answers(url: str) -> bool:
@@ -137,7 +118,7 @@ def start_registry(state: Path) -> str:
     config = state / "registry.json"
     config.write_text(json.dumps(catalog_config(), indent=2))
     local_cluster.stop(state, "registry")
-    port = free_port()
+    port = local_cluster.free_port()
     # The port of the run before, when it is free again: the URL shows in status messages.
     previous = state / "registry.port"
     if previous.exists():
@@ -166,7 +147,7 @@ def start_registry(state: Path) -> str:
 
 def start_operator(state: Path, kubeconfig: Path, registry_url: str) -> Path:
     log_path = state / "operator.log"
-    port = free_port()
+    port = local_cluster.free_port()
     process = start_background(
         state,
         "operator",
@@ -350,8 +331,8 @@ def main() -> int:
 
     local_cluster.up(state, local_cluster.DEFAULT_NODES)
     kubeconfig = state / "kubeconfig"
-    kubectl_binary = local_cluster.binaries()["kubectl"]
-    kubectl = Kubectl(kubectl_binary, kubeconfig)
+    binaries = local_cluster.binaries()
+    kubectl = functools.partial(local_cluster.kubectl, binaries, state)
 
     log("installing the CRD (server-side apply of crds/)")
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
@@ -382,7 +363,7 @@ def main() -> int:
     width = shutil.get_terminal_size((120, 40)).columns
     print(f"\nNemotronDeployments in namespace {NAMESPACE} (fake GPU nodes: kwok):\n")
     print(table([items[name] for name in names], width))
-    kubectl_dir = kubectl_binary.parent
+    kubectl_dir = binaries["kubectl"].parent
     stop = "make cluster-down"
     if state != local_cluster.DEFAULT_STATE:
         stop = f"{sys.executable} hack/cluster/cluster.py down --state-dir {state}"
@@ -406,4 +387,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as error:  # a kubectl that failed: its message, not a traceback
+        sys.exit(str(error))

@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from tests.standins.registry import RegistryStandin, catalog_config
 
 from .fake_kubelet import FakeKubelet
 from .harness import local_cluster
+
+free_port = local_cluster.free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # Every namespace of this test session starts with this, and the session's operator serves only
@@ -175,12 +176,6 @@ CRD_FILE = REPO / "crds" / "nemotron.dev_nemotrondeployments.yaml"
 OPERATOR_USER_AGENTS = ("nemotron-operator", "kopf/")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class OperatorProcess:
     """`nemotron-operator run` as a person runs it, against the test cluster.
 
@@ -202,7 +197,7 @@ class OperatorProcess:
         self.args = tuple(args)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait: bool = True) -> None:
+    def start(self) -> None:
         port = free_port()
         scope = (
             ["--all-namespaces"]
@@ -233,8 +228,7 @@ class OperatorProcess:
             except OSError:
                 return False
 
-        if wait:
-            wait_until(alive, "the operator's liveness endpoint", 60)
+        wait_until(alive, "the operator's liveness endpoint", 60)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
