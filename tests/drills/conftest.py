@@ -15,7 +15,6 @@ measured. They reuse the e2e fixtures (`cluster`, `crd_installed`, `registry`) a
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -192,7 +191,7 @@ def handled_errors(log: str) -> Counter[str]:
 
 
 class DrillOperator(OperatorProcess):
-    """An operator process that also reports its pid, memory and CPU."""
+    """An operator process that also reports its pid and whether it crashed."""
 
     @property
     def pid(self) -> int:
@@ -201,17 +200,6 @@ class DrillOperator(OperatorProcess):
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
-
-    def peak_memory_mib(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmHWM")
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of the process (all its threads), in seconds."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def assert_never_crashed(self) -> None:
         assert self.alive(), f"the operator exited:\n{self.logs()[-3000:]}"
@@ -239,7 +227,6 @@ def operators(
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
         name: str = "operator",
-        wait: bool = True,
     ) -> DrillOperator:
         process = DrillOperator(
             kubeconfig or cluster.kubeconfig,
@@ -253,7 +240,7 @@ def operators(
             args=args,
         )
         started.append(process)
-        process.start(wait=wait)
+        process.start()
         return process
 
     yield start
@@ -283,9 +270,8 @@ class OwnCluster(Cluster):
             return False
 
 
-def own_cluster_up(state: Path, audit_reads: bool = False) -> OwnCluster:
-    args = [sys.executable, str(HARNESS), "up", "--state-dir", str(state)]
-    subprocess.run([*args, *(["--audit-reads"] if audit_reads else [])], check=True)
+def own_cluster_up(state: Path) -> OwnCluster:
+    subprocess.run([sys.executable, str(HARNESS), "up", "--state-dir", str(state)], check=True)
     kubeconfig = state / "kubeconfig"
     own = OwnCluster(
         kubeconfig=kubeconfig,
@@ -417,24 +403,6 @@ def census(api: client.ApiClient, namespaces: Sequence[str]) -> ChildCensus:
                 else:
                     per_owner[(namespace, owner, kind)] += 1
     return ChildCensus(dict(per_owner), orphans, unowned)
-
-
-def audit_entries(state_or_kubeconfig_dir: Path, since: float = 0.0) -> list[dict[str, Any]]:
-    """Every audit entry (one per request: the ResponseComplete stage, or ResponseStarted of a
-    watch that did not end yet) since `since` (epoch seconds)."""
-    import datetime as dt
-
-    entries: dict[str, dict[str, Any]] = {}
-    path = state_or_kubeconfig_dir / "audit.log"
-    with path.open() as lines:
-        for line in lines:
-            entry = json.loads(line)
-            stamp = dt.datetime.fromisoformat(
-                entry["requestReceivedTimestamp"].replace("Z", "+00:00")
-            ).timestamp()
-            if stamp >= since:
-                entries[entry["auditID"]] = entry
-    return list(entries.values())
 
 
 def poll(check: Callable[[], Any], what: str, timeout: float, interval: float = 1.0) -> float:

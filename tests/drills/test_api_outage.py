@@ -15,6 +15,7 @@ from kubernetes import client
 
 from nemotron_operator import names
 from tests.e2e.fake_kubelet import FakeKubelet
+from tests.e2e.harness import local_cluster
 
 from .conftest import (
     OwnCluster,
@@ -81,14 +82,6 @@ def kubelets_report_ready_again(own: OwnCluster, namespace: str) -> int:
     return played
 
 
-def api_answers(own: OwnCluster) -> bool:
-    try:
-        client.CoreV1Api(own.api).list_namespace(limit=1, _request_timeout=2)
-    except Exception:
-        return False
-    return True
-
-
 def repaired_after_a_hand_deletion(own: OwnCluster, namespace: str, name: str) -> float:
     """Delete a child Service by hand: the repair proves the watches are live again."""
     core = client.CoreV1Api(own.api)
@@ -119,10 +112,13 @@ def outage_drill(
     done_before = sum(1 for b in list_nds(own.api, namespace) if converged(b))
     stopped_at = time.monotonic()
     own.stop_component(component)
+    assert local_cluster.running_pid(own.state, component) is None, f"{component} still runs"
+    if component == "kube-apiserver":  # (with etcd away it may answer from its cache a while)
+        assert not own.api_ready(), "the API still answers with kube-apiserver stopped"
     time.sleep(max(0.0, down_for - (time.monotonic() - stopped_at)))
     own.start_component(component)
     restarted_at = time.monotonic()
-    poll(lambda: api_answers(own), f"the API to answer after {component} restarted", 120, 0.2)
+    poll(lambda: own.api_ready(), f"the API to answer after {component} restarted", 120, 0.2)
     api_back_at = time.monotonic()
 
     def planned_with_children() -> bool:

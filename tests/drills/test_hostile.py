@@ -424,11 +424,20 @@ def test_objects_deleted_while_their_first_reconcile_is_in_flight_leave_nothing(
                 names.GROUP, names.VERSION, namespace, names.PLURAL, name
             )
 
-    workers = [threading.Thread(target=churn, args=(w,)) for w in range(4)]
+    errors: list[BaseException] = []
+
+    def churning(worker: int) -> None:
+        try:
+            churn(worker)
+        except BaseException as error:  # reported below: a thread's exception is lost otherwise
+            errors.append(error)
+
+    workers = [threading.Thread(target=churning, args=(w,)) for w in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(600)
+    assert errors == [] and not any(w.is_alive() for w in workers), errors
     # one survivor per name, created last
     survivors = [f"churn-0-{i}" for i in range(5)]
     for name in survivors:

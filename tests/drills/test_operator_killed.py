@@ -98,6 +98,7 @@ def test_sigkill_while_creating_200_then_restart_converges_without_duplicates(
     )
     before_kill = census(cluster.api, spaces)
     existing_at_kill = sum(len(v) for v in names_by_ns.values())
+    assert existing_at_kill < OBJECTS, "the objects were all created before the kill"
     operator.stop(signal.SIGKILL)
     killed_at = time.monotonic()
     creator.join(300)

@@ -245,6 +245,9 @@ def test_no_secret_of_another_namespace_can_be_read_or_used(
     assert secret_paths and all(f"/namespaces/{mine}/secrets/" in p for p in secret_paths)
     assert outcome["same-name"].startswith("SecretNotFound")
     assert outcome["dotted-name"].startswith("SecretNotFound")
+    # a reference that names another namespace builds no Deployment at all
+    assert outcome["env-slash"].startswith("ChildRejected")
+    assert outcome["env-namespace-field"].startswith("ChildRejected")
     for _, ref in references:
         assert set(ref) <= {"name", "key", "optional"} and "/" not in ref["name"]
     operator.assert_never_crashed()

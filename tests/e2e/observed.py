@@ -84,8 +84,13 @@ def posted_once(cluster: Cluster, namespace: str, name: str, reason: str) -> Non
     assert sum(e.reason == reason for e in events) == 1, "\n".join(shown)
 
 
+# How long a cause or a recovery may take to reach the status: well under the resync period
+# (reconcile.RESYNC_SECONDS, 30 s), so that it must come through the watches.
+EVENT_WAIT = 10.0
+
+
 def failing(
-    nds: NemotronDeployments, name: str, reason: str, timeout: float = 30
+    nds: NemotronDeployments, name: str, reason: str, timeout: float = EVENT_WAIT
 ) -> dict[str, Any]:
     """Wait for Degraded=True with `reason`; Ready must then be False with the same reason and
     message. Returns the Degraded condition."""
@@ -97,7 +102,7 @@ def failing(
     return degraded
 
 
-def recovered(nds: NemotronDeployments, name: str, timeout: float = 30) -> None:
+def recovered(nds: NemotronDeployments, name: str, timeout: float = EVENT_WAIT) -> None:
     nds.wait_condition(name, "Ready", "True", "Ready", timeout=timeout)
     degraded = nds.condition(name, "Degraded")
     assert degraded is not None and degraded["status"] == "False", degraded

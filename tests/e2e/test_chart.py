@@ -9,7 +9,6 @@ request it sends is forbidden. That it is not more than the code uses is the tab
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -28,11 +27,11 @@ from nemotron_operator import names
 from tests.standins.registry import UNENTITLED_KEY, VALID_KEY
 
 from .conftest import (
-    OPERATOR_USER_AGENTS,
     REPO,
     SESSION_PREFIX,
     Cluster,
     OperatorProcess,
+    operator_writes,
     wait_until,
 )
 from .fake_kubelet import FakeKubelet
@@ -538,30 +537,24 @@ def installed(
 FORBIDDEN = re.compile(r"\b403\b|Forbidden|forbidden|Not enough permissions")
 
 
-def audited_requests(cluster: Cluster, username: str) -> list[dict[str, Any]]:
-    """The writes the operator sent as this user, from the API server's audit log."""
-    audit = cluster.kubeconfig.parent / "audit.log"
-    if not audit.exists():
-        pytest.skip("this cluster keeps no audit log")
-    found = []
-    with audit.open() as lines:
-        for line in lines:
-            if username in line:
-                entry = json.loads(line)
-                if entry.get("user", {}).get("username") == username and entry.get(
-                    "userAgent", ""
-                ).startswith(OPERATOR_USER_AGENTS):  # not this module's `kubectl auth can-i`
-                    found.append(entry)
-    return found
+@pytest.fixture
+def started() -> float:
+    """When the test began: what the operator wrote since then is this test's doing."""
+    return time.time()
 
 
-def assert_nothing_forbidden(cluster: Cluster, install: ChartInstall) -> None:
+def assert_nothing_forbidden(cluster: Cluster, install: ChartInstall, since: float) -> None:
     """No request of the operator was refused: nothing in its log, no refused write audited,
-    and it wrote only in the namespaces it serves (and never the NemotronDeployments' spec)."""
+    and it wrote only in the namespaces it serves (and never the NemotronDeployments' spec).
+    The writes are those since `since` (the test's own), sent as the chart's ServiceAccount."""
     forbidden = [line for line in install.operator.logs().splitlines() if FORBIDDEN.search(line)]
     assert not forbidden, "\n".join(forbidden[:20])
-    writes = audited_requests(cluster, install.username)
-    assert writes, "the operator under the chart's ServiceAccount wrote nothing"
+    writes = [
+        w
+        for w in operator_writes(cluster, since)
+        if w.get("user", {}).get("username") == install.username
+    ]
+    assert writes, "the operator under the chart's ServiceAccount wrote nothing in this test"
     refused = [w for w in writes if w.get("responseStatus", {}).get("code") == 403]
     assert not refused, [w["requestURI"] for w in refused]
     elsewhere = [
@@ -608,7 +601,9 @@ def test_the_service_account_may_read_secrets_only_where_listed(
     assert not can_i(cluster, kubeconfig, "patch", names.PLURAL, "-n", installed.keys)
 
 
-def test_create_then_scale_under_the_charts_rbac(cluster: Cluster, installed: ChartInstall) -> None:
+def test_create_then_scale_under_the_charts_rbac(
+    cluster: Cluster, installed: ChartInstall, started: float
+) -> None:
     nds = NemotronDeployments(cluster, installed.keys)
     put_key_secret(cluster, installed.keys, VALID_KEY)
     nds.create("nano", {**NANO_ON_H100, "ngc": {"apiKeySecret": {"name": "ngc-api"}}})
@@ -624,11 +619,11 @@ def test_create_then_scale_under_the_charts_rbac(cluster: Cluster, installed: Ch
     nds.wait_condition("nano", "Ready", "True", timeout=60)
     assert nds.get("nano")["status"]["readyReplicas"] == 2
     assert len(pods_of(cluster, installed.keys, "nano")) == 2
-    assert_nothing_forbidden(cluster, installed)
+    assert_nothing_forbidden(cluster, installed, started)
 
 
 def test_a_rotated_key_is_acted_on_at_once_under_the_charts_rbac(
-    cluster: Cluster, installed: ChartInstall
+    cluster: Cluster, installed: ChartInstall, started: float
 ) -> None:
     """The chart lets the operator watch Secrets in secretNamespaces: a key rotated under a
     Ready deployment (which no resync looks at for minutes) shows within seconds."""
@@ -641,11 +636,11 @@ def test_a_rotated_key_is_acted_on_at_once_under_the_charts_rbac(
     put_key_secret(cluster, namespace, UNENTITLED_KEY, name="rotated")
 
     nds.wait_condition("rotated", "CredentialsValid", "False", "NGCNotEntitled", timeout=10)
-    assert_nothing_forbidden(cluster, installed)
+    assert_nothing_forbidden(cluster, installed, started)
 
 
 def test_a_crash_loop_is_diagnosed_under_the_charts_rbac(
-    cluster: Cluster, installed: ChartInstall
+    cluster: Cluster, installed: ChartInstall, started: float
 ) -> None:
     namespace = installed.no_keys
     nds = NemotronDeployments(cluster, namespace)
@@ -660,11 +655,11 @@ def test_a_crash_loop_is_diagnosed_under_the_charts_rbac(
     assert "CUDA out of memory" in degraded["message"]
     ready = nds.wait_condition("crashing", "Ready", "False", timeout=30)
     assert ready["reason"] == "InsufficientGPUMemory"
-    assert_nothing_forbidden(cluster, installed)
+    assert_nothing_forbidden(cluster, installed, started)
 
 
 def test_deleting_garbage_collects_children_under_the_charts_rbac(
-    cluster: Cluster, installed: ChartInstall
+    cluster: Cluster, installed: ChartInstall, started: float
 ) -> None:
     namespace = installed.no_keys
     nds = NemotronDeployments(cluster, namespace)
@@ -684,7 +679,7 @@ def test_deleting_garbage_collects_children_under_the_charts_rbac(
     ):
         wait_until(lambda r=read: gone(r), f"the {what} to be garbage-collected", 60)
     wait_until(lambda: not pods_of(cluster, namespace, "dropped"), "the pods to go", 60)
-    assert_nothing_forbidden(cluster, installed)
+    assert_nothing_forbidden(cluster, installed, started)
 
 
 def test_a_secret_the_operator_may_not_read_stops_the_deployment(

@@ -266,7 +266,7 @@ def test_the_leaderworkerset_api_coming_and_going_holds_nothing_back(
     """The LeaderWorkerSet CRD installed and removed while the operator runs holds nothing back
     (namespace_watches says why Kopf does not watch that kind). With Kopf watching it, a
     deployment in a namespace made afterwards was planned only by the resync loop, 23 s late,
-    in 4 runs of 4 (an index on it never let go), and in 1 of 16 once that index was gone (a
+    in 4 runs of 4 (an index on it never let go), and in 2 of about 22 once that index was gone (a
     watcher's 404 stopped Kopf's orchestrator). Seen with namespaces served from the operator's
     start: hence an operator of this test's own."""
     # no registry to ask: the credentials check answers at once (Unknown), never a slow nvcr.io

@@ -37,6 +37,8 @@ NANO_ON_H100 = {"model": "nemotron-3-nano", "gpu": {"product": H100}}
 NANO = "nim/nvidia/nemotron-3-nano"
 DEFAULT_TAG = "2.1.5"
 PUBLISHED_FP8_ONE_GPU_GB = 78.0
+SLOW_SECONDS = 20  # how long the stand-in takes to answer in its "timeout" mode
+PLANNED_WAIT = 15  # the operator's Metadata API timeout (ngc, 5 s) and the rest of a converge
 BROKEN = {"2.0.12": "timeout", "2.0.9": "bad-request", "2.0.8": "malformed", "2.0.5": None}
 
 
@@ -62,7 +64,7 @@ def metadata_api() -> Iterator[RegistryStandin]:
             **{tag: mode for tag, mode in BROKEN.items() if mode is not None},
         }
     }
-    config["slow_seconds"] = 20
+    config["slow_seconds"] = SLOW_SECONDS
     with RegistryStandin(config) as standin:
         yield standin
 
@@ -163,7 +165,9 @@ def test_a_broken_metadata_api_never_blocks_a_deployment(
     put_key_secret(cluster, namespace, VALID_KEY)  # releases before 2.0.10 need one
     spec = {**NANO_ON_H100, "version": tag, "ngc": {"apiKeySecret": {"name": KEY_SECRET}}}
     nds.create("nano", spec)
-    nds.wait_condition("nano", "Planned", "True", timeout=45)
+    # sooner than the stand-in's slow answer (slow_seconds): the operator gave up waiting on it
+    assert PLANNED_WAIT < SLOW_SECONDS
+    nds.wait_condition("nano", "Planned", "True", timeout=PLANNED_WAIT)
     plan = nds.get("nano")["status"]["plan"]
     assert asked_about(metadata_api, tag)
     # the static catalog's plan, saying where its figure came from

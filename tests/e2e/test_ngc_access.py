@@ -28,6 +28,7 @@ from .conftest import Cluster, OperatorProcess, free_port
 from .fake_kubelet import FakeKubelet
 from .nemotron import NemotronDeployments
 from .observed import (
+    EVENT_WAIT,
     KEY_SECRET,
     everything_in,
     failing,
@@ -48,7 +49,7 @@ NANO_REPOSITORY = "nim/nvidia/nemotron-3-nano"
 PB_TAG = "2.0.4-pb6.0"  # Nano's Production Branch 6 release: never keyless
 PB_REPOSITORY = "nemotron-3-nano-pb6"  # where Production Branch 6 publishes Nano
 OLD_TAG = "2.0.9"  # before 2.0.10, the first keyless release
-KEY_CHANGE_WAIT = 10  # seconds: the Secret watch, not the resync loop (30 s, 600 s when Ready)
+KEY_CHANGE_WAIT = EVENT_WAIT  # the Secret watch, not the resync loop (30 s, 600 s when Ready)
 
 
 @pytest.fixture
