@@ -432,7 +432,23 @@ _UNSCHEDULABLE_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-def _unschedulable_hint(pod: Mapping[str, Any], message: str, plan: Mapping | None) -> str:
+def _unschedulable_causes(message: str) -> list[tuple[re.Pattern[str], str]]:
+    """The known causes the scheduler's message names (a selector that leaves out some nodes
+    while others match is the selector doing its job, not a cause)."""
+    return [
+        (found, text)
+        for found, text in _UNSCHEDULABLE_CAUSES
+        if found.search(message)
+        and not (found is _SELECTOR_MISMATCH and _some_nodes_match(message))
+    ]
+
+
+def _unschedulable_hint(
+    pod: Mapping[str, Any],
+    message: str,
+    causes: list[tuple[re.Pattern[str], str]],
+    plan: Mapping | None,
+) -> str:
     gpus = sum(
         _count(_gpu_request(c)) for c in _mappings(_field(pod, "spec", "containers"))
     ) or _plan_number(plan, "gpusPerReplica")
@@ -447,15 +463,9 @@ def _unschedulable_hint(pod: Mapping[str, Any], message: str, plan: Mapping | No
             else ""
         ),
     }
-    causes = [
-        text.format(**details)
-        for found, text in _UNSCHEDULABLE_CAUSES
-        if found.search(message)
-        and not (found is _SELECTOR_MISMATCH and _some_nodes_match(message))
-    ]
     if not causes:
         return "No node satisfies the pod's requirements; the scheduler's message says which."
-    joined = "; ".join(causes)
+    joined = "; ".join(text.format(**details) for _, text in causes)
     return joined[0].upper() + joined[1:] + "."
 
 
@@ -639,7 +649,9 @@ def _unschedulable(
     if not messages and not unschedulable:
         return None
     message = (messages[0] if messages else "") or _text(_field(scheduled, "message"))
-    if _waits_for_its_claim(message) and _age_seconds(pod, now) < CLAIM_BINDING_GRACE_SECONDS:
+    causes = _unschedulable_causes(message)
+    waits_for_its_claim = [found for found, _ in causes] == [_UNBOUND_CLAIM]
+    if waits_for_its_claim and _age_seconds(pod, now) < CLAIM_BINDING_GRACE_SECONDS:
         return None  # the cache volume is being provisioned: not a failure yet
     # "0/9 nodes are available: <why, per node>." then, in newer schedulers, DRA and
     # preemption notes ("no new claims to deallocate, preemption: ...") that explain nothing
@@ -650,14 +662,8 @@ def _unschedulable(
     return Diagnosis(
         Reason.UNSCHEDULABLE,
         f"No node can run the pod: {_quote(first_sentence or 'Unschedulable')}",
-        _unschedulable_hint(pod, message, plan),
+        _unschedulable_hint(pod, message, causes, plan),
     )
-
-
-def _waits_for_its_claim(message: str) -> bool:
-    """The scheduler waits only for a PersistentVolumeClaim to be bound."""
-    causes = [found for found, _ in _UNSCHEDULABLE_CAUSES if found.search(message)]
-    return causes == [_UNBOUND_CLAIM]
 
 
 def _age_seconds(pod: Mapping[str, Any], now: datetime) -> float:

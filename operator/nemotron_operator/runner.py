@@ -17,11 +17,15 @@ def run_operator(
 ) -> None:
     """Run until SIGTERM/SIGINT. No namespaces: the whole cluster. No peering: standalone (one
     replica, `Recreate`); with a peering name, several processes elect the one that acts."""
-    from . import handlers  # noqa: F401 - registers the handlers with Kopf
+    from . import (
+        handlers,  # noqa: F401 - registers the handlers with Kopf
+        kopf_workarounds,
+    )
     from . import peering as peers
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    kopf_workarounds.apply()
     identity = None
     if peering is not None:  # the resync loop pauses when Kopf does (peering.py)
         identity = peers.configure(peering, priority, clusterwide=not namespaces)

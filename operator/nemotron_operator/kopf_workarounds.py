@@ -1,0 +1,72 @@
+"""Mends for a Kopf bug that would silence the whole operator, applied before `kopf.run`.
+
+Kopf holds back every handler until each index has seen its first full listing: each watcher of
+an indexed (resource, namespace) gets a hold, and so does each object met before the operator
+was first fully indexed; the hold is released when the listing ends, or when the object's
+indexers have run. A watcher stopped earlier never releases its holds (kopf 1.45.2,
+`orchestration.spawn_missing_watchers` and `queueing.watcher`). That happens when a namespace
+that matches `--namespace` globs goes away while its watchers are starting (a short-lived CI or
+preview namespace, or one already Terminating when the operator starts): from then on no handler
+runs at all, in any namespace, until a restart. Nothing is logged, and /healthz stays green.
+
+The mend wraps Kopf's watcher: when it ends, however it ends, the holds it was given or made are
+released. A namespace no longer served has no index entries left to wait for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class _RecordedHolds:
+    """Kopf's set of index holds, as one watcher sees it: the holds it makes are remembered."""
+
+    def __init__(self, holds: Any) -> None:
+        self._holds = holds
+        self.made: list[Any] = []
+
+    async def make_toggle(self, *args: Any, **kwargs: Any) -> Any:
+        hold = await self._holds.make_toggle(*args, **kwargs)
+        self.made.append(hold)
+        return hold
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._holds, name)
+
+
+def watcher_releasing_its_holds(kopf_watcher: Any) -> Any:
+    """Kopf's `queueing.watcher`, but releasing its index holds when it ends."""
+
+    async def watcher(
+        *, operator_indexed: Any = None, resource_indexed: Any = None, **kwargs: Any
+    ) -> None:
+        if operator_indexed is None:
+            await kopf_watcher(resource_indexed=resource_indexed, **kwargs)
+            return
+        recorded = _RecordedHolds(operator_indexed)
+        try:
+            await kopf_watcher(
+                operator_indexed=recorded, resource_indexed=resource_indexed, **kwargs
+            )
+        finally:
+            held = [h for h in (resource_indexed, *recorded.made) if h is not None]
+            # shielded: the watcher is usually ending because it was cancelled
+            await asyncio.shield(operator_indexed.drop_toggles(held))
+
+    watcher.__wrapped__ = kopf_watcher  # type: ignore[attr-defined]
+    return watcher
+
+
+def apply() -> None:
+    """Wrap Kopf's watcher, once. Another Kopf layout is left alone, with a warning."""
+    try:
+        from kopf._core.reactor import queueing
+    except ImportError:
+        log.warning("Kopf's watcher was not found; its index holds are not mended")
+        return
+    if not hasattr(queueing.watcher, "__wrapped__"):
+        queueing.watcher = watcher_releasing_its_holds(queueing.watcher)
