@@ -22,11 +22,10 @@ from .conftest import (
     wait_until,
 )
 from .nemotron import NemotronDeployments
-from .private_operator import PrivateOperator
+from .private_operator import NO_REGISTRY, PrivateOperator
 
 EXAMPLES = REPO / "examples"
 LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
-NO_REGISTRY = "http://127.0.0.1:9"  # nothing listens there: refused at once
 
 # name -> (GPUs per replica, nodes per replica, product or None, what the status ends with)
 EXPECTED = {
@@ -269,7 +268,6 @@ def test_the_leaderworkerset_api_coming_and_going_holds_nothing_back(
     in 4 runs of 4 (an index on it never let go), and in 2 of about 22 once that index was gone (a
     watcher's 404 stopped Kopf's orchestrator). Seen with namespaces served from the operator's
     start: hence an operator of this test's own."""
-    # no registry to ask: the credentials check answers at once (Unknown), never a slow nvcr.io
     operator = PrivateOperator(cluster, "lws", tmp_path, {"NEMOTRON_NGC_REGISTRY_URL": NO_REGISTRY})
     try:
         for i in range(3):
