@@ -101,7 +101,8 @@ kopf.index("v1", "services", labels=CHILD_LABELS, id="children_services")(_child
 kopf.index("v1", "persistentvolumeclaims", labels=CHILD_LABELS, id="children_claims")(_child_index)
 
 # LeaderWorkerSets are not watched by Kopf: their API comes and goes with its CRD, which Kopf
-# handles badly (namespace_watches says how). reconcile follows them with a watch of its own.
+# handles badly (namespace_watches says how). reconcile follows them with a watch of its own,
+# and its LEADERWORKERSET_INDEX joins the children below.
 
 
 def _world(kwargs: Mapping[str, Any]) -> reconcile.World:
@@ -117,6 +118,7 @@ def _world(kwargs: Mapping[str, Any]) -> reconcile.World:
                 kwargs["children_deployments"],
                 kwargs["children_services"],
                 kwargs["children_claims"],
+                reconcile.LEADERWORKERSET_INDEX,
             ],
         )
     )

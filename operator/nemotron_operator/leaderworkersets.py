@@ -8,12 +8,13 @@ listed again converges every NemotronDeployment there that has or may have one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from . import names
 from .namespace_watches import NamespaceWatches, WatchedKind
 
+KIND = "LeaderWorkerSet"
 LEADERWORKERSETS = WatchedKind(
     plural="LeaderWorkerSets",
     api=f"apis/{names.LWS_API_VERSION}",
@@ -35,6 +36,7 @@ class LeaderWorkerSetChildren:
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}
         self._guard = threading.Lock()
         self._watches = NamespaceWatches(LEADERWORKERSETS, self)
+        self.index = _ChildIndex(self)
 
     def follow(self, namespace: str) -> None:
         self._watches.follow(namespace)
@@ -53,8 +55,12 @@ class LeaderWorkerSetChildren:
             self._objects.pop((namespace, deployment), None)
 
     def owners(self, namespace: str) -> list[str]:
+        return [name for ns, name in self.all_owners() if ns == namespace]
+
+    def all_owners(self) -> list[tuple[str, str]]:
+        """(namespace, NemotronDeployment) of every LeaderWorkerSet seen."""
         with self._guard:
-            return [name for ns, name in self._objects if ns == namespace]
+            return list(self._objects)
 
     # --- namespace_watches.Listener ---
 
@@ -85,6 +91,32 @@ class LeaderWorkerSetChildren:
     def lost(self, namespace: str) -> None:
         """Keep what was seen: the objects rarely change in a gap, and the next list corrects
         them (forgetting them would report a running NIM as being created)."""
+
+
+ChildKey = tuple[str, str, str]  # (namespace, NemotronDeployment, kind), as Kopf's child indexes
+
+
+class _ChildIndex(Mapping[ChildKey, list[dict[str, Any]]]):
+    """The children as a live index shaped like Kopf's child indexes, for reconcile.World."""
+
+    def __init__(self, children: LeaderWorkerSetChildren) -> None:
+        self._children = children
+
+    def __getitem__(self, key: ChildKey) -> list[dict[str, Any]]:
+        namespace, deployment, kind = key
+        found = self._children.get(namespace, deployment) if kind == KIND else None
+        if found is None:
+            raise KeyError(key)
+        return [found]
+
+    def _keys(self) -> list[ChildKey]:
+        return [(ns, name, KIND) for ns, name in self._children.all_owners()]
+
+    def __iter__(self) -> Iterator[ChildKey]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
 
 
 def _owner(obj: dict[str, Any]) -> str | None:

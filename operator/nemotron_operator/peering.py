@@ -15,6 +15,8 @@ import datetime as dt
 import logging
 import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,6 +39,9 @@ class Peering:
 
 
 _peering: list[Peering] = []
+ANSWER_SECONDS = 5.0  # how long a peering object's answer is used (Kopf's keep-alive: 60 s)
+_answers: dict[str | None, tuple[float, bool]] = {}  # namespace (None: cluster) -> (when, allowed)
+_answers_guard = threading.Lock()
 
 
 def configure(name: str, priority: int, clusterwide: bool) -> str:
@@ -45,6 +50,8 @@ def configure(name: str, priority: int, clusterwide: bool) -> str:
         f"nemotron-operator@{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
     )
     _peering[:] = [Peering(name, priority, identity, clusterwide)]
+    with _answers_guard:
+        _answers.clear()
     return identity
 
 
@@ -69,31 +76,47 @@ def peers_allow(
     return True
 
 
-def active(namespaces: Iterable[str]) -> bool:
-    """May this process act now? Always, without peering (standalone)."""
+def acting_in(namespaces: Iterable[str]) -> set[str]:
+    """The namespaces, among `namespaces`, where this process may act now: all of them without
+    peering (standalone). With namespaced peering each has a peering object of its own, so one
+    that cannot be read holds back only its namespace."""
+    wanted = set(namespaces)
     if not _peering:
-        return True
+        return wanted
     peering = _peering[0]
+    if peering.clusterwide:
+        return wanted if _allowed(peering, None) else set()
+    return {namespace for namespace in wanted if _allowed(peering, namespace)}
+
+
+def _allowed(peering: Peering, namespace: str | None) -> bool:
+    """The answer for one peering object (None: the cluster-wide one), read at most every
+    ANSWER_SECONDS: the resync loop and the watches ask on every round and every change."""
+    now = time.monotonic()
+    with _answers_guard:
+        asked = _answers.get(namespace)
+        if asked is not None and now - asked[0] < ANSWER_SECONDS:
+            return asked[1]
+    answer = _read_allowed(peering, namespace)
+    with _answers_guard:
+        _answers[namespace] = (now, answer)
+    return answer
+
+
+def _read_allowed(peering: Peering, namespace: str | None) -> bool:
     objects = client.CustomObjectsApi(kube.api())
-    now = dt.datetime.now(dt.UTC)
-    bodies: list[Any]
+    body: Any
     try:
-        if peering.clusterwide:
-            bodies = [
-                objects.get_cluster_custom_object(
-                    GROUP, VERSION, "clusterkopfpeerings", peering.name
-                )
-            ]
-        else:  # Kopf keeps one peering object per served namespace
-            bodies = [
-                objects.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, "kopfpeerings", peering.name
-                )
-                for namespace in sorted(set(namespaces))
-            ]
+        if namespace is None:
+            body = objects.get_cluster_custom_object(
+                GROUP, VERSION, "clusterkopfpeerings", peering.name
+            )
+        else:
+            body = objects.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "kopfpeerings", peering.name
+            )
     except Exception as error:  # no peering object, or no answer: Kopf is paused too
-        log.debug("peering %s unreadable (%s): the resync loop waits", peering.name, error)
+        log.debug("peering %s unreadable (%s): the operator waits", peering.name, error)
         return False
-    return all(
-        peers_allow(body.get("status"), peering.identity, peering.priority, now) for body in bodies
-    )
+    now = dt.datetime.now(dt.UTC)
+    return peers_allow(body.get("status"), peering.identity, peering.priority, now)

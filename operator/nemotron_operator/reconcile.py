@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from . import api, diagnose, kube, names, ngc, peering, planner, render
+from . import api, diagnose, kube, leaderworkersets, names, ngc, peering, planner, render
 from .catalog import Catalog, load_catalog
 from .conditions import Condition, same_conditions
 from .drift import matches
@@ -92,7 +92,7 @@ def settings() -> Settings:
 
 @dataclass
 class World:
-    """The indexes Kopf keeps: key -> collection of plain dicts."""
+    """The indexes Kopf keeps (and LEADERWORKERSET_INDEX): key -> collection of plain dicts."""
 
     deployments: Mapping[Any, Iterable[Any]]
     gpu_nodes: Mapping[Any, Iterable[Any]]
@@ -112,8 +112,6 @@ class World:
         return stable(lambda: [(key, list(values)) for key, values in index.items()])
 
     def child(self, namespace: str, deployment: str, kind: str) -> Mapping[str, Any] | None:
-        if kind == "LeaderWorkerSet":  # kept by a watch of its own, not by Kopf
-            return _leaderworkersets.get(namespace, deployment)
         for index in self.children:
             found = self.one(index, (namespace, deployment, kind))
             if found is not None:
@@ -266,10 +264,10 @@ def _resync_loop() -> None:
         full = rounds % (CREDENTIALS_RECHECK_SECONDS // RESYNC_SECONDS) == 0
         for world in _world_seen:
             entries = world.entries(world.deployments)
-            if not peering.active(namespace for (namespace, _), _ in entries):
-                continue  # a peer acts: Kopf's watches are paused, and so is this loop
+            # where a peer acts, Kopf's watches are paused, and so is this loop
+            acting = peering.acting_in(namespace for (namespace, _), _ in entries)
             for (namespace, name), bodies in entries:
-                for body in bodies:
+                for body in bodies if namespace in acting else ():
                     if not resync_due(body, full):
                         continue
                     try:
@@ -323,7 +321,7 @@ def key_secret_changed(namespace: str, secret: str | None) -> None:
     converge the NemotronDeployments that read their key from it."""
     for world in _world_seen:
         readers = _key_readers(world, namespace, secret)
-        if not readers or not peering.active([namespace]):
+        if not readers or namespace not in peering.acting_in([namespace]):
             continue
         for name in readers:
             try:
@@ -378,7 +376,7 @@ def leaderworkerset_changed(namespace: str, deployment: str | None) -> None:
     else:
         spanning = {name for ns, name in list(_spanning) if ns == namespace}
         owners = sorted(spanning | set(_leaderworkersets.owners(namespace)))
-    if not owners or not peering.active([namespace]):
+    if not owners or namespace not in peering.acting_in([namespace]):
         return
     for world in _world_seen:
         for name in owners:
@@ -389,6 +387,8 @@ def leaderworkerset_changed(namespace: str, deployment: str | None) -> None:
 
 
 _leaderworkersets = LeaderWorkerSetChildren(leaderworkerset_changed, leaderworkersets_needed)
+# one more index of children for the World the handlers build: a watch of its own keeps it
+LEADERWORKERSET_INDEX = _leaderworkersets.index
 
 
 def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
@@ -422,7 +422,7 @@ def _converge(body: Mapping[str, Any], world: World, now: dt.datetime) -> None:
         except kube.ChildRejected as error:
             blocker = Blocker(names.ConditionType.PROGRESSING, Why.CHILD_REJECTED, str(error))
 
-    workload_kind = "LeaderWorkerSet" if _spans_nodes(plan_status) else "Deployment"
+    workload_kind = leaderworkersets.KIND if _spans_nodes(plan_status) else "Deployment"
     workload = world.child(namespace, name, workload_kind)
     diagnosis = None
     if blocker is None and pods:
@@ -695,8 +695,8 @@ def _apply_children(
             applied = None  # e.g. the rendered port beside a hand-made one of the same name
         if applied is None or not matches(child, applied):
             kube.merge_patch(child)
-    stale = "Deployment" if _spans_nodes(plan) else "LeaderWorkerSet"
+    stale = "Deployment" if _spans_nodes(plan) else leaderworkersets.KIND
     if world.child(owner.namespace, owner.name, stale) is not None:
         kube.delete_workload(stale, owner.namespace, owner.name)
-        if stale == "LeaderWorkerSet":  # gone now, or already (with its CRD: no event says so)
+        if stale == leaderworkersets.KIND:  # gone now, or already (with its CRD: no event says so)
             _leaderworkersets.forget(owner.namespace, owner.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nemotron_operator import names
+from nemotron_operator import names, reconcile
 from nemotron_operator.leaderworkersets import LeaderWorkerSetChildren
 
 
@@ -63,3 +63,19 @@ def test_an_object_without_the_owner_label_is_not_a_child() -> None:
     stray["metadata"]["labels"] = {}
     kept.changed("a", "ADDED", stray)
     assert kept.owners("a") == [] and told == []
+
+
+def test_the_world_finds_them_among_the_children_like_any_other_kind() -> None:
+    kept, _ = children()
+    kept.listed("a", [lws("ultra")])
+    deployment = {"kind": "Deployment", "metadata": {"name": "nano"}}
+    world = reconcile.World(
+        {}, {}, {}, {}, {}, children=[{("a", "nano", "Deployment"): [deployment]}, kept.index]
+    )
+    assert world.child("a", "ultra", "LeaderWorkerSet") == lws("ultra")
+    assert world.child("a", "ultra", "Deployment") is None
+    assert world.child("a", "nano", "Deployment") == deployment
+    assert world.child("b", "ultra", "LeaderWorkerSet") is None
+    assert world.entries(kept.index) == [(("a", "ultra", "LeaderWorkerSet"), [lws("ultra")])]
+    kept.forget("a", "ultra")
+    assert world.child("a", "ultra", "LeaderWorkerSet") is None  # a live view, not a copy

@@ -1,9 +1,15 @@
-"""Kopf's peering rule, as the resync loop applies it (peering.peers_allow)."""
+"""Kopf's peering rule, as the resync loop and the watches apply it (peering.peers_allow), and
+where they may act (peering.acting_in), with the API answers stood in for."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
+import pytest
+
+from nemotron_operator import peering
 from nemotron_operator.peering import peers_allow
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -32,3 +38,60 @@ def test_a_peer_whose_lifetime_ran_out_is_dead() -> None:
 
 def test_entries_kopf_could_not_read_either_are_skipped() -> None:
     assert peers_allow({"odd": "x", "bad": {"lastseen": "yesterday"}}, "me", 50, NOW)
+
+
+# --- acting_in: which namespaces, and how often the peering objects are read ------------------
+
+
+@dataclass
+class PeeringObjects:
+    """Stands in for the API: each read, by namespace (None: the cluster-wide object), and a
+    clock. In "paused-*" namespaces a live peer ranks above this process; "unreadable-*" fail."""
+
+    reads: list[str | None] = field(default_factory=list)
+    now: float = 1000.0
+
+    def read_allowed(self, _: peering.Peering, namespace: str | None) -> bool:
+        self.reads.append(namespace)
+        return not (namespace or "").startswith(("paused-", "unreadable-"))
+
+
+@pytest.fixture
+def objects(monkeypatch: pytest.MonkeyPatch) -> Iterator[PeeringObjects]:
+    stand_in = PeeringObjects()
+    monkeypatch.setattr(peering, "_read_allowed", stand_in.read_allowed)
+    monkeypatch.setattr(peering.time, "monotonic", lambda: stand_in.now)
+    yield stand_in
+    peering._peering.clear()
+    peering._answers.clear()
+
+
+def test_a_standalone_operator_acts_everywhere_without_reading_anything(
+    objects: PeeringObjects,
+) -> None:
+    assert peering.acting_in(["a", "b"]) == {"a", "b"}
+    assert objects.reads == []
+
+
+def test_namespaced_peering_holds_back_only_the_namespaces_a_peer_or_an_error_holds(
+    objects: PeeringObjects,
+) -> None:
+    peering.configure("ops", 10, clusterwide=False)
+    assert peering.acting_in(["a", "paused-b", "unreadable-c", "a"]) == {"a"}
+    assert sorted(objects.reads, key=str) == ["a", "paused-b", "unreadable-c"]
+
+
+def test_cluster_wide_peering_is_one_answer_for_all(objects: PeeringObjects) -> None:
+    peering.configure("ops", 10, clusterwide=True)
+    assert peering.acting_in(["a", "b"]) == {"a", "b"}
+    assert objects.reads == [None]
+
+
+def test_an_answer_is_used_for_a_few_seconds_then_read_again(objects: PeeringObjects) -> None:
+    peering.configure("ops", 10, clusterwide=False)
+    for _ in range(20):  # e.g. a burst of Secret events
+        assert peering.acting_in(["a"]) == {"a"}
+    assert objects.reads == ["a"]
+    objects.now += peering.ANSWER_SECONDS
+    peering.acting_in(["a"])
+    assert objects.reads == ["a", "a"]
