@@ -119,7 +119,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, str, str]]] = 
     "catalog-absurd-size": (
         {"model": "broken-absurd-size"},
         {},
-        ("Planned", "False", ""),
+        ("Planned", "False", "InsufficientGPUMemory"),
     ),
     "secret-without-the-key": (
         {
@@ -165,7 +165,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, str, str]]] = 
             "ngc": KEY,
         },
         {},
-        ("Planned", "False", ""),
+        ("Planned", "False", "InsufficientGPUMemory"),
     ),
     "affinity-the-api-refuses": (
         {
@@ -246,7 +246,7 @@ def test_specs_that_pass_the_schema_but_cannot_work_say_why_and_build_nothing(
         return bool(
             found
             and found["status"] == expected[1]
-            and (not expected[2] or found["reason"] == expected[2])
+            and found["reason"] == expected[2]
             and not stale_conditions(body)
         )
 

@@ -14,7 +14,7 @@ from kubernetes.client.rest import ApiException
 from .conftest import Cluster, OperatorProcess, operator_writes, wait_until
 from .harness import gpu_node_manifest
 from .nemotron import NemotronDeployments
-from .observed import EVENT_WAIT
+from .observed import EVENT_WAIT, workload
 from .private_operator import NO_REGISTRY, PrivateOperator
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -27,15 +27,7 @@ def nds(cluster: Cluster, namespace: str, operator: OperatorProcess) -> Nemotron
 
 
 def read_deployment(cluster: Cluster, namespace: str, name: str) -> client.V1Deployment:
-    def found() -> client.V1Deployment | None:
-        try:
-            return client.AppsV1Api(cluster.api).read_namespaced_deployment(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
-    return wait_until(found, f"Deployment {name}")
+    return wait_until(lambda: workload(cluster, namespace, name), f"Deployment {name}")
 
 
 def gone(read) -> bool:  # type: ignore[no-untyped-def]
