@@ -84,26 +84,6 @@ def ngc_secret(
 # --- namespaces ---------------------------------------------------------------------------------
 
 
-def create_namespace(api: client.ApiClient, name: str, wait_for_account: bool = False) -> str:
-    core = client.CoreV1Api(api)
-    core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name, labels={"nemotron.dev/test": "true"})
-        )
-    )
-    if wait_for_account:  # pods need it; the controller-manager creates it
-        wait_until(
-            lambda: bool(
-                core.list_namespaced_service_account(
-                    name, field_selector="metadata.name=default"
-                ).items
-            ),
-            f"the default ServiceAccount of {name}",
-            60,
-        )
-    return name
-
-
 @pytest.fixture
 def drill_prefix() -> str:
     """This test's own namespace prefix: its operators serve `<prefix>-*` only, so an operator
@@ -118,8 +98,7 @@ def drill_namespaces(cluster: Cluster, drill_prefix: str) -> Iterator[Callable[.
 
     def make(stem: str, api: client.ApiClient | None = None, wait_for_account: bool = True) -> str:
         api = api or cluster.api
-        name = f"{drill_prefix}-{stem}-{uuid.uuid4().hex[:4]}"
-        create_namespace(api, name, wait_for_account)
+        name = e2e.create_namespace(api, stem, drill_prefix, wait_for_account)
         made.append((api, name))
         return name
 

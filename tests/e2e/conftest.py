@@ -123,15 +123,18 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
 
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = create_namespace(cluster, request.node.name)
+    name = create_namespace(cluster.api, request.node.name)
     yield name
     client.CoreV1Api(cluster.api).delete_namespace(name, propagation_policy="Background")
 
 
-def create_namespace(cluster: Cluster, what: str, prefix: str = SESSION_PREFIX) -> str:
+def create_namespace(
+    api: client.ApiClient, what: str, prefix: str = SESSION_PREFIX, wait_for_account: bool = True
+) -> str:
     """A new namespace named <prefix>-<what>-<random> (the session's operator serves those of
-    SESSION_PREFIX), with the default ServiceAccount pods need."""
-    core = client.CoreV1Api(cluster.api)
+    SESSION_PREFIX), labelled as a test's; by default with the default ServiceAccount pods need,
+    which the controller-manager creates."""
+    core = client.CoreV1Api(api)
     stem = what.lower().replace("_", "-")
     stem = "".join(ch for ch in stem if ch.isalnum() or ch == "-")[:40].strip("-")
     name = f"{prefix}-{stem}-{uuid.uuid4().hex[:4]}".replace("--", "-")
@@ -140,14 +143,16 @@ def create_namespace(cluster: Cluster, what: str, prefix: str = SESSION_PREFIX) 
             metadata=client.V1ObjectMeta(name=name, labels={"nemotron.dev/test": "true"})
         )
     )
-    # Pods need the namespace's default ServiceAccount, which the controller-manager creates.
-    wait_until(
-        lambda: bool(
-            core.list_namespaced_service_account(name, field_selector="metadata.name=default").items
-        ),
-        "default ServiceAccount",
-        30,
-    )
+    if wait_for_account:
+        wait_until(
+            lambda: bool(
+                core.list_namespaced_service_account(
+                    name, field_selector="metadata.name=default"
+                ).items
+            ),
+            f"the default ServiceAccount of {name}",
+            60,
+        )
     return name
 
 

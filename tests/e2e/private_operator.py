@@ -32,7 +32,7 @@ class PrivateOperator:
 
     def namespace(self, test_name: str) -> str:
         """A fresh namespace this operator (and no other) serves; deleted at close()."""
-        name = create_namespace(self.cluster, test_name, self.prefix)
+        name = create_namespace(self.cluster.api, test_name, self.prefix)
         self._namespaces.append(name)
         return name
 

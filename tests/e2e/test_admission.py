@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from kubernetes.client.rest import ApiException
 from nemotron_operator import names
 from nemotron_operator.api import GpuSelection, NemotronDeploymentSpec
 
-from .conftest import REPO, SESSION_PREFIX, Cluster, OperatorProcess, wait_until
+from .conftest import REPO, Cluster, OperatorProcess, create_namespace, wait_until
 from .nemotron import NemotronDeployments
 
 CORPUS_FILE = Path(__file__).with_name("invalid_nemotrondeployments.yaml")
@@ -42,15 +41,9 @@ PRINTER_COLUMNS = ["NAME", "MODEL", "PRECISION", "GPUS", "GPU", "READY", "REASON
 @pytest.fixture(scope="module")
 def dry_run_namespace(cluster: Cluster, crd_installed: None) -> Iterator[str]:
     """One namespace for the dry runs of this module: nothing is stored in it."""
-    core = client.CoreV1Api(cluster.api)
-    name = f"{SESSION_PREFIX}-admission-{uuid.uuid4().hex[:4]}"
-    core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name, labels={"nemotron.dev/test": "true"})
-        )
-    )
+    name = create_namespace(cluster.api, "admission", wait_for_account=False)
     yield name
-    core.delete_namespace(name, propagation_policy="Background")
+    client.CoreV1Api(cluster.api).delete_namespace(name, propagation_policy="Background")
 
 
 def nemotron_deployment(spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from .conftest import (
     SESSION_PREFIX,
     Cluster,
     OperatorProcess,
+    create_namespace,
     operator_writes,
     wait_until,
 )
@@ -170,14 +171,8 @@ def more_namespaces(cluster: Cluster) -> Iterator[Callable[[str], str]]:
     made: list[str] = []
 
     def make(what: str) -> str:
-        name = f"{PREFIX}-{what}-{uuid.uuid4().hex[:4]}"
-        core.create_namespace(
-            client.V1Namespace(
-                metadata=client.V1ObjectMeta(name=name, labels={"nemotron.dev/test": "true"})
-            )
-        )
-        made.append(name)
-        return name
+        made.append(create_namespace(cluster.api, what, PREFIX, wait_for_account=False))
+        return made[-1]
 
     yield make
     for name in made:
@@ -471,26 +466,7 @@ def uninstall_rbac(cluster: Cluster, rbac: Sequence[dict[str, Any]]) -> None:
 
 
 def make_namespaces(cluster: Cluster, *whats: str) -> list[str]:
-    core = client.CoreV1Api(cluster.api)
-    made = []
-    for what in whats:
-        name = f"{PREFIX}-{what}-{uuid.uuid4().hex[:4]}"
-        core.create_namespace(
-            client.V1Namespace(
-                metadata=client.V1ObjectMeta(name=name, labels={"nemotron.dev/test": "true"})
-            )
-        )
-        made.append(name)
-    for name in made:  # pods need the default ServiceAccount, which the controller-manager makes
-        wait_until(
-            lambda n=name: bool(
-                core.list_namespaced_service_account(
-                    n, field_selector="metadata.name=default"
-                ).items
-            ),
-            f"the default ServiceAccount of {name}",
-        )
-    return made
+    return [create_namespace(cluster.api, what, PREFIX) for what in whats]
 
 
 def delete_namespaces(cluster: Cluster, namespaces: Sequence[str]) -> None:

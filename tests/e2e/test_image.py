@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from .conftest import REPO, SESSION_PREFIX, Cluster, free_port, wait_until
+from .conftest import REPO, SESSION_PREFIX, Cluster, create_namespace, free_port, wait_until
 from .harness import local_cluster
 from .nemotron import NemotronDeployments
 
@@ -187,15 +186,9 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def image_namespace(cluster: Cluster) -> Iterator[str]:
-    core = client.CoreV1Api(cluster.api)
-    name = f"{PREFIX}-image-{uuid.uuid4().hex[:4]}"
-    core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name, labels={"nemotron.dev/test": "true"})
-        )
-    )
+    name = create_namespace(cluster.api, "image", PREFIX, wait_for_account=False)
     yield name
-    core.delete_namespace(name, propagation_policy="Background")
+    client.CoreV1Api(cluster.api).delete_namespace(name, propagation_policy="Background")
 
 
 @pytest.mark.slow
