@@ -23,7 +23,6 @@ Exits 1 when an object does not converge, or when the idle period saw a write or
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import shutil
@@ -40,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from benchkit import create_nemotron_deployment  # noqa: E402
 from kubernetes import client, config  # noqa: E402
-from tests.e2e.conftest import OperatorProcess  # noqa: E402
+from tests.e2e.conftest import OperatorProcess, operator_requests  # noqa: E402
 from tests.standins.registry import (  # noqa: E402
     VALID_KEY,
     RegistryStandin,
@@ -51,7 +50,6 @@ from nemotron_operator import names  # noqa: E402
 
 HARNESS = REPO / "hack" / "cluster" / "cluster.py"
 CRDS = REPO / "crds"
-OPERATOR_AGENTS = ("nemotron-operator", "kopf/")
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 PRODUCTS = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-L40S", "NVIDIA-H200", "NVIDIA-B200")
 MODELS = ("nemotron-3-nano", "llama-3.2-nv-embedqa-1b-v2", "llama-3.2-nv-rerankqa-1b-v2")
@@ -67,24 +65,6 @@ def spec_for(index: int) -> dict[str, Any]:
     if index % 25 == 0:
         spec |= {"model": "llama-3.2-nv-embedqa-1b-v2", "replicas": 1}
     return spec
-
-
-def stamp(entry: dict[str, Any]) -> float:
-    text = entry["requestReceivedTimestamp"].replace("Z", "+00:00")
-    return dt.datetime.fromisoformat(text).timestamp()
-
-
-def operator_requests(audit: Path, since: float, until: float) -> list[dict[str, Any]]:
-    """The operator's requests received in [since, until), one entry per request."""
-    found: dict[str, dict[str, Any]] = {}
-    with audit.open() as lines:
-        for line in lines:
-            entry = json.loads(line)
-            if not entry.get("userAgent", "").startswith(OPERATOR_AGENTS):
-                continue
-            if since <= stamp(entry) < until:
-                found[entry["auditID"]] = entry
-    return list(found.values())
 
 
 def breakdown(requests: list[dict[str, Any]]) -> Counter[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import signal
 import subprocess
@@ -280,17 +281,28 @@ def operator(
     process.stop()
 
 
+def operator_requests(
+    audit: Path, since: float = 0.0, until: float = math.inf
+) -> list[dict[str, Any]]:
+    """The operator's requests in the API server's audit log `audit`, received in [since, until)
+    (epoch seconds): one entry per request (a watch is logged when it starts and when it ends).
+    The local cluster logs writes, and reads too when started with --audit-reads."""
+    found: dict[str, dict[str, Any]] = {}
+    with audit.open() as lines:
+        for line in lines:
+            entry = json.loads(line)
+            if not entry.get("userAgent", "").startswith(OPERATOR_USER_AGENTS):
+                continue
+            received = entry["requestReceivedTimestamp"].replace("Z", "+00:00")
+            if since <= dt.datetime.fromisoformat(received).timestamp() < until:
+                found[entry["auditID"]] = entry
+    return list(found.values())
+
+
 def operator_writes(cluster: Cluster, since: float = 0.0) -> list[dict[str, Any]]:
-    """The write requests the operator sent since `since` (epoch seconds), from the API
-    server's audit log; only the local cluster keeps one."""
+    """The write requests the operator sent since `since` (epoch seconds); only the local
+    cluster keeps an audit log to find them in."""
     audit = cluster.kubeconfig.parent / "audit.log"
     if not audit.exists():
         pytest.skip("this cluster keeps no audit log to count requests in")
-    writes = []
-    for line in audit.read_text().splitlines():
-        entry = json.loads(line)
-        agent = entry.get("userAgent", "")
-        stamp = dt.datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
-        if agent.startswith(OPERATOR_USER_AGENTS) and stamp.timestamp() >= since:
-            writes.append(entry)
-    return writes
+    return operator_requests(audit, since)
