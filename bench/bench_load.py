@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchkit import create_nemotron_deployment  # noqa: E402
+from benchkit import cpu_seconds, create_nemotron_deployment, memory_mib  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 from tests.e2e.conftest import OperatorProcess, operator_requests  # noqa: E402
 from tests.standins.registry import (  # noqa: E402
@@ -85,20 +84,13 @@ class Operator(OperatorProcess):
         return self.process.pid
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def peak_mib(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return memory_mib(self.pid, "VmHWM")
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return memory_mib(self.pid, "VmRSS")
 
 
 def converged(body: dict[str, Any]) -> bool:

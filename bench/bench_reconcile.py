@@ -17,11 +17,11 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 from benchkit import (
     create_nemotron_deployment,
     local_cluster_with_crd,
+    memory_mib,
     percentile,
     started_operator,
 )
@@ -124,18 +124,7 @@ def main() -> int:
                 raise RuntimeError(f"only {planned}/{args.burst} Planned after 600 s")
             time.sleep(0.5)
         burst_s = time.monotonic() - start
-        peak_mib = (
-            int(
-                next(
-                    line.split()[1]
-                    for line in Path(f"/proc/{operator.process.pid}/status")
-                    .read_text()
-                    .splitlines()
-                    if line.startswith("VmHWM")
-                )
-            )
-            / 1024
-        )
+        peak_mib = memory_mib(operator.process.pid, "VmHWM")
     finally:
         operator.stop()
         for ns in (f"{prefix}-latency", f"{prefix}-burst"):
