@@ -54,8 +54,12 @@ def watcher_releasing_its_holds(kopf_watcher: Any) -> Any:
             )
         finally:
             held = [h for h in (resource_indexed, *recorded.made) if h is not None]
-            # shielded: the watcher is usually ending because it was cancelled
-            await asyncio.shield(operator_indexed.drop_toggles(held))
+            try:  # shielded: the watcher is usually ending because it was cancelled
+                await asyncio.shield(operator_indexed.drop_toggles(held))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # another Kopf's holds: never fail Kopf's task because of the mend
+                log.exception("could not release the index holds of a stopped Kopf watcher")
 
     watcher.__wrapped__ = kopf_watcher  # type: ignore[attr-defined]
     return watcher
