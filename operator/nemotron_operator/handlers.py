@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
 
-from . import names, reconcile
+from . import kopf_workarounds, names, reconcile
 from .inventory import gpus_requested_by_node
 
+log = logging.getLogger(__name__)
 ND = (names.GROUP, names.VERSION, names.PLURAL)
 MANAGED = {names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE}
 # What marks a child (and a pod) of a NemotronDeployment.
@@ -44,6 +46,21 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.cleanup()
 def stop_background_work(**_: Any) -> None:
     reconcile.stop_background_work()
+
+
+@kopf.on.probe(id="handlers")
+async def handlers_not_held_back(**_: Any) -> str:
+    """Liveness: fails when Kopf has held every handler back for minutes (kopf_workarounds), so
+    that Kubernetes restarts an operator that would otherwise look alive and do nothing."""
+    held = kopf_workarounds.oldest_hold_seconds(time.monotonic())
+    if held > kopf_workarounds.HOLD_LIMIT_SECONDS:
+        message = (
+            f"every handler has waited {held:.0f} s for an index listing that never ended: "
+            "the operator needs a restart"
+        )
+        log.error(message)
+        raise kopf.PermanentError(message)
+    return "running"
 
 
 # --- indexes: the operator's picture of the cluster, kept current by watches -----------------

@@ -11,6 +11,10 @@ runs at all, in any namespace, until a restart. Nothing is logged, and /healthz 
 
 The mend wraps Kopf's watcher: when it ends, however it ends, the holds it was given or made are
 released. A namespace no longer served has no index entries left to wait for.
+
+In case another path leaves a hold behind, `oldest_hold_seconds` says for how long the same hold
+has held every handler back; the liveness probe (handlers.handlers_not_held_back) fails past
+HOLD_LIMIT_SECONDS, so that Kubernetes restarts the operator instead of leaving it silent.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ import logging
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+HOLD_LIMIT_SECONDS = 300.0  # a first listing takes seconds, even of a large cluster
+_holds_seen: list[Any] = []  # Kopf's set of index holds, once a watcher has been given it
+_first_seen: dict[Any, float] = {}  # hold -> when oldest_hold_seconds first found it held
 
 
 class _RecordedHolds:
@@ -47,6 +55,7 @@ def watcher_releasing_its_holds(kopf_watcher: Any) -> Any:
         if operator_indexed is None:
             await kopf_watcher(resource_indexed=resource_indexed, **kwargs)
             return
+        _holds_seen[:] = [operator_indexed]
         recorded = _RecordedHolds(operator_indexed)
         try:
             await kopf_watcher(
@@ -74,3 +83,14 @@ def apply() -> None:
         return
     if not hasattr(queueing.watcher, "__wrapped__"):
         queueing.watcher = watcher_releasing_its_holds(queueing.watcher)
+
+
+def oldest_hold_seconds(now: float) -> float:
+    """For how long (seconds on the `now` clock, between calls) the oldest of Kopf's index holds
+    has been held: 0 when none is. Call it from the event loop, where Kopf changes the holds."""
+    held = [hold for holds in _holds_seen for hold in holds if hold.is_off()]
+    for gone in set(_first_seen) - set(held):
+        del _first_seen[gone]
+    for hold in held:
+        _first_seen.setdefault(hold, now)
+    return max((now - since for since in _first_seen.values()), default=0.0)

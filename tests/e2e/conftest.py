@@ -202,9 +202,11 @@ class OperatorProcess:
         self.namespaces = tuple(namespaces)
         self.args = tuple(args)
         self.process: subprocess.Popen[bytes] | None = None
+        self.health_url = ""  # the liveness endpoint, once started
 
     def start(self) -> None:
         port = free_port()
+        self.health_url = f"http://127.0.0.1:{port}/healthz"
         scope = (
             ["--all-namespaces"]
             if self.namespaces == ("*",)
@@ -215,7 +217,7 @@ class OperatorProcess:
             "run",
             *scope,
             "--liveness",
-            f"http://127.0.0.1:{port}/healthz",
+            self.health_url,
             *self.args,
         ]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
@@ -229,7 +231,7 @@ class OperatorProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"the operator exited:\n{self.logs()[-3000:]}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                with urllib.request.urlopen(self.health_url, timeout=1) as r:
                     return bool(r.status == 200)
             except OSError:
                 return False

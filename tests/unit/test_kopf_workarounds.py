@@ -1,4 +1,5 @@
-"""Kopf's watcher, stopped before its first listing, must not hold back every handler.
+"""Kopf's watcher, stopped before its first listing, must not hold back every handler; and a
+hold that stays for minutes fails the liveness probe.
 
 Run against the installed Kopf's own watcher code; only the API stream is replaced, by one that
 never finishes listing (a namespace deleted while its watchers start). `operator_indexed.is_on()`
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import kopf
@@ -19,6 +21,7 @@ from kopf._cogs.clients import watching
 from kopf._cogs.structs import references
 from kopf._core.reactor import queueing
 
+from nemotron_operator import handlers, kopf_workarounds
 from nemotron_operator.kopf_workarounds import watcher_releasing_its_holds
 
 PODS = references.Resource(group="", version="v1", plural="pods", namespaced=True)
@@ -40,30 +43,40 @@ async def processor_that_never_indexes(**_: Any) -> None:
     await asyncio.Event().wait()  # the object's indexers never get to run
 
 
+async def watching_a_namespace(watcher: Any) -> tuple[asyncio.Task[None], Any]:
+    """`watcher` started for a namespace's pods, mid-listing; and Kopf's set of holds."""
+    settings = kopf.OperatorSettings()
+    settings.queueing.exit_timeout = 0.1
+    holds = aiotoggles.ToggleSet(all)
+    hold = await holds.make_toggle(name="pods@gone")
+    task = asyncio.create_task(
+        watcher(
+            settings=settings,
+            resource=PODS,
+            namespace="gone",
+            processor=processor_that_never_indexes,
+            operator_indexed=holds,
+            resource_indexed=hold,
+        )
+    )
+    await asyncio.sleep(0.2)
+    assert holds.is_off(), "the listing is not over: handlers must still wait"
+    return task, holds
+
+
+async def stopped(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def holds_released_after_stopping(watcher: Any) -> bool:
-    """Start `watcher` for a namespace's pods, stop it mid-listing: is the operator indexed?"""
+    """Start `watcher`, stop it mid-listing: is the operator indexed?"""
 
     async def scenario() -> bool:
-        settings = kopf.OperatorSettings()
-        settings.queueing.exit_timeout = 0.1
-        holds = aiotoggles.ToggleSet(all)
-        hold = await holds.make_toggle(name="pods@gone")
-        task = asyncio.create_task(
-            watcher(
-                settings=settings,
-                resource=PODS,
-                namespace="gone",
-                processor=processor_that_never_indexes,
-                operator_indexed=holds,
-                resource_indexed=hold,
-            )
-        )
-        await asyncio.sleep(0.2)
-        assert holds.is_off(), "the listing is not over: handlers must still wait"
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return holds.is_on()
+        task, holds = await watching_a_namespace(watcher)
+        await stopped(task)
+        return bool(holds.is_on())
 
     return asyncio.run(scenario())
 
@@ -76,3 +89,24 @@ def test_kopf_alone_still_keeps_them(stream_that_never_lists: None) -> None:
     """The bug the mend is for. When a Kopf release fixes it, this fails: drop the mend."""
     unwrapped = getattr(queueing.watcher, "__wrapped__", queueing.watcher)
     assert not holds_released_after_stopping(unwrapped)
+
+
+def test_a_hold_kept_for_minutes_fails_the_liveness_probe(
+    stream_that_never_lists: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]  # the probe's clock only: asyncio's must go on
+    monkeypatch.setattr(handlers, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    async def scenario() -> None:
+        task, _ = await watching_a_namespace(watcher_releasing_its_holds(queueing.watcher))
+        assert await handlers.handlers_not_held_back() == "running"  # a listing takes a while
+        clock[0] += kopf_workarounds.HOLD_LIMIT_SECONDS - 1
+        assert await handlers.handlers_not_held_back() == "running"
+        clock[0] += 2
+        with pytest.raises(kopf.PermanentError, match="needs a restart"):
+            await handlers.handlers_not_held_back()
+        await stopped(task)  # the namespace is gone: its holds with it
+        assert kopf_workarounds.oldest_hold_seconds(clock[0]) == 0.0
+        assert await handlers.handlers_not_held_back() == "running"
+
+    asyncio.run(scenario())
