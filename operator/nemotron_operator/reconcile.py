@@ -262,18 +262,25 @@ def _resync_loop() -> None:
     while not _resync_stop.wait(RESYNC_SECONDS):
         rounds += 1
         full = rounds % (CREDENTIALS_RECHECK_SECONDS // RESYNC_SECONDS) == 0
-        for world in _world_seen:
-            entries = world.entries(world.deployments)
-            # where a peer acts, Kopf's watches are paused, and so is this loop
-            acting = peering.acting_in(namespace for (namespace, _), _ in entries)
-            for (namespace, name), bodies in entries:
-                for body in bodies if namespace in acting else ():
-                    if not resync_due(body, full):
-                        continue
-                    try:
-                        converge(namespace, name, world)
-                    except Exception:
-                        log.exception("resync of %s/%s failed; next round retries", namespace, name)
+        try:
+            _resync_round(full)
+        except Exception:  # the loop must outlive any round: nothing else would restart it
+            log.exception("a resync round failed; the next one starts in %s s", RESYNC_SECONDS)
+
+
+def _resync_round(full: bool) -> None:
+    for world in _world_seen:
+        entries = world.entries(world.deployments)
+        # where a peer acts, Kopf's watches are paused, and so is this loop
+        acting = peering.acting_in(namespace for (namespace, _), _ in entries)
+        for (namespace, name), bodies in entries:
+            for body in bodies if namespace in acting else ():
+                if not resync_due(body, full):
+                    continue
+                try:
+                    converge(namespace, name, world)
+                except Exception:
+                    log.exception("resync of %s/%s failed; next round retries", namespace, name)
 
 
 def start_resync() -> None:

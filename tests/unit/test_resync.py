@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -65,3 +66,25 @@ def test_scaled_to_zero_waits_for_an_event_or_the_full_round() -> None:
 
 def test_scaled_to_zero_with_an_unanswered_credentials_check_asks_again() -> None:
     assert reconcile.resync_due(scaled_to_zero("Unknown"), full=False)
+
+
+def test_the_loop_outlives_a_round_that_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing would restart the loop: a round that raises (an index read, the peering check)
+    is logged, and the next round runs."""
+    rounds: list[bool] = []
+
+    def round_(full: bool) -> None:
+        rounds.append(full)
+        if len(rounds) == 1:
+            raise RuntimeError("Set changed size during iteration")
+
+    monkeypatch.setattr(reconcile, "RESYNC_SECONDS", 0.01)
+    monkeypatch.setattr(reconcile, "_resync_round", round_)
+    reconcile.start_resync()
+    try:
+        deadline = time.monotonic() + 5
+        while len(rounds) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        reconcile._resync_stop.set()
+    assert len(rounds) >= 3
