@@ -7,7 +7,7 @@ indexers have run. A watcher stopped earlier never releases its holds (kopf 1.45
 `orchestration.spawn_missing_watchers` and `queueing.watcher`). That happens when a namespace
 that matches `--namespace` globs goes away while its watchers are starting (a short-lived CI or
 preview namespace, or one already Terminating when the operator starts): from then on no handler
-runs at all, in any namespace, until a restart. Nothing is logged, and /healthz stays green.
+runs at all, in any namespace, until a restart; Kopf alone logs nothing, and /healthz stays green.
 
 The mend wraps Kopf's watcher: when it ends, however it ends, the holds it was given or made are
 released. A namespace no longer served has no index entries left to wait for.
