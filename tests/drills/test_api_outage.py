@@ -6,6 +6,7 @@ Runs on a cluster of its own (`own_cluster`): the shared one must never lose its
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from typing import Any
@@ -82,6 +83,30 @@ def kubelets_report_ready_again(own: OwnCluster, namespace: str) -> int:
     return played
 
 
+def operator_part_of_ready(own: OwnCluster, namespace: str) -> str:
+    """Over the NemotronDeployments with pods: the longest wait from the last of its pods
+    becoming Ready to its own Ready condition (timestamps in whole seconds), what the operator
+    adds once the cluster has done its part; and how many were Ready since before that pod."""
+    pods = client.CoreV1Api(own.api).list_namespaced_pod(namespace).items
+    pods_ready: dict[str, float] = {}
+    for pod in pods:
+        owner = (pod.metadata.labels or {}).get(names.DEPLOYMENT_LABEL)
+        for c in pod.status.conditions or ():
+            if owner and c.type == "Ready" and c.status == "True":
+                at = c.last_transition_time.timestamp()
+                pods_ready[owner] = max(pods_ready.get(owner, at), at)
+    waits = []
+    for body in list_nds(own.api, namespace):
+        ready = condition(body, "Ready") or {}
+        name = body["metadata"]["name"]
+        if name in pods_ready and ready.get("status") == "True":
+            at = dt.datetime.fromisoformat(ready["lastTransitionTime"].replace("Z", "+00:00"))
+            waits.append(at.timestamp() - pods_ready[name])
+    earlier = sum(1 for wait in waits if wait < 0)
+    most = max(waits, default=0.0)
+    return f"{most:.0f} s at most, over {len(waits)} ({earlier} Ready since before)"
+
+
 def repaired_after_a_hand_deletion(own: OwnCluster, namespace: str, name: str) -> float:
     """Delete a child Service by hand: the repair proves the watches are live again."""
     core = client.CoreV1Api(own.api)
@@ -148,6 +173,9 @@ def outage_drill(
         "objects converged when it went down": f"{done_before}/{2 * BATCH}",
         "planned, children there, after the API returned (s)": planned_s,
         "converged (Ready where replicas > 0) after the API returned (s)": planned_s + converge_s,
+        "of which the operator's part (Ready after its last pod's Ready)": (
+            operator_part_of_ready(own, namespace)
+        ),
         "a hand-deleted Service recreated after (s)": repair_s,
         "pods the drill re-reported Ready (kubelet's part)": replayed[0],
         "duplicates / orphans": f"{len(children.duplicates())} / {len(children.orphans)}",
