@@ -83,10 +83,11 @@ def kubelets_report_ready_again(own: OwnCluster, namespace: str) -> int:
     return played
 
 
-def operator_part_of_ready(own: OwnCluster, namespace: str) -> str:
+def operator_part_of_ready(own: OwnCluster, namespace: str, api_back: float) -> str:
     """Over the NemotronDeployments with pods: the longest wait from the last of its pods
-    becoming Ready to its own Ready condition (timestamps in whole seconds), what the operator
-    adds once the cluster has done its part; and how many were Ready since before that pod."""
+    becoming Ready (or from `api_back`, epoch seconds, when the operator could write again, if
+    later) to its own Ready condition (timestamps in whole seconds), what the operator adds once
+    the cluster has done its part; and how many were Ready since before that pod."""
     pods = client.CoreV1Api(own.api).list_namespaced_pod(namespace).items
     pods_ready: dict[str, float] = {}
     for pod in pods:
@@ -101,7 +102,7 @@ def operator_part_of_ready(own: OwnCluster, namespace: str) -> str:
         name = body["metadata"]["name"]
         if name in pods_ready and ready.get("status") == "True":
             at = dt.datetime.fromisoformat(ready["lastTransitionTime"].replace("Z", "+00:00"))
-            waits.append(at.timestamp() - pods_ready[name])
+            waits.append(at.timestamp() - max(pods_ready[name], api_back))
     earlier = sum(1 for wait in waits if wait < 0)
     most = max(waits, default=0.0)
     return f"{most:.0f} s at most, over {len(waits)} ({earlier} Ready since before)"
@@ -144,7 +145,7 @@ def outage_drill(
     own.start_component(component)
     restarted_at = time.monotonic()
     poll(lambda: own.api_ready(), f"the API to answer after {component} restarted", 120, 0.2)
-    api_back_at = time.monotonic()
+    api_back_at, api_back_epoch = time.monotonic(), time.time()
 
     def planned_with_children() -> bool:
         bodies = list_nds(own.api, namespace)
@@ -173,8 +174,8 @@ def outage_drill(
         "objects converged when it went down": f"{done_before}/{2 * BATCH}",
         "planned, children there, after the API returned (s)": planned_s,
         "converged (Ready where replicas > 0) after the API returned (s)": planned_s + converge_s,
-        "of which the operator's part (Ready after its last pod's Ready)": (
-            operator_part_of_ready(own, namespace)
+        "of which the operator's part (Ready after its last pod's Ready, or the API's return)": (
+            operator_part_of_ready(own, namespace, api_back_epoch)
         ),
         "a hand-deleted Service recreated after (s)": repair_s,
         "pods the drill re-reported Ready (kubelet's part)": replayed[0],
