@@ -79,10 +79,12 @@ def apply() -> None:
     try:
         from kopf._core.reactor import queueing
     except ImportError:
+        queueing = None  # type: ignore[assignment]
+    kopf_watcher = getattr(queueing, "watcher", None)
+    if kopf_watcher is None:
         log.warning("Kopf's watcher was not found; its index holds are not mended")
-        return
-    if not hasattr(queueing.watcher, "__wrapped__"):
-        queueing.watcher = watcher_releasing_its_holds(queueing.watcher)
+    elif not hasattr(kopf_watcher, "__wrapped__"):
+        queueing.watcher = watcher_releasing_its_holds(kopf_watcher)
 
 
 def oldest_hold_seconds(now: float) -> float:

@@ -89,6 +89,11 @@ def acting_in(namespaces: Iterable[str]) -> set[str]:
     return {namespace for namespace in wanted if _allowed(peering, namespace)}
 
 
+def acts_in(namespace: str) -> bool:
+    """May this process act in `namespace` now (acting_in, for one namespace)?"""
+    return namespace in acting_in([namespace])
+
+
 def _allowed(peering: Peering, namespace: str | None) -> bool:
     """The answer for one peering object (None: the cluster-wide one), read at most every
     ANSWER_SECONDS: the resync loop and the watches ask on every round and every change."""

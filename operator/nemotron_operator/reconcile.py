@@ -275,12 +275,17 @@ def _resync_round(full: bool) -> None:
         acting = peering.acting_in(namespace for (namespace, _), _ in entries)
         for (namespace, name), bodies in entries:
             for body in bodies if namespace in acting else ():
-                if not resync_due(body, full):
-                    continue
-                try:
-                    converge(namespace, name, world)
-                except Exception:
-                    log.exception("resync of %s/%s failed; next round retries", namespace, name)
+                if resync_due(body, full):
+                    _converge_logged(namespace, name, world, "resync")
+
+
+def _converge_logged(namespace: str, name: str, world: World, occasion: str) -> None:
+    """converge, for triggers of our own (not Kopf's handlers): a failure is logged, and the
+    next resync round (which retries failed objects) tries again."""
+    try:
+        converge(namespace, name, world)
+    except Exception:
+        log.exception("%s of %s/%s failed; the resync loop retries", occasion, namespace, name)
 
 
 def start_resync() -> None:
@@ -328,15 +333,10 @@ def key_secret_changed(namespace: str, secret: str | None) -> None:
     converge the NemotronDeployments that read their key from it."""
     for world in _world_seen:
         readers = _key_readers(world, namespace, secret)
-        if not readers or namespace not in peering.acting_in([namespace]):
+        if not readers or not peering.acts_in(namespace):
             continue
         for name in readers:
-            try:
-                converge(namespace, name, world)
-            except Exception:
-                log.exception(
-                    "converge of %s/%s on a key change failed; resync retries", namespace, name
-                )
+            _converge_logged(namespace, name, world, "a key change's converge")
 
 
 _key_secret_watches = KeySecretWatches(key_secret_changed, key_secrets_needed)
@@ -383,14 +383,11 @@ def leaderworkerset_changed(namespace: str, deployment: str | None) -> None:
     else:
         spanning = {name for ns, name in list(_spanning) if ns == namespace}
         owners = sorted(spanning | set(_leaderworkersets.owners(namespace)))
-    if not owners or namespace not in peering.acting_in([namespace]):
+    if not owners or not peering.acts_in(namespace):
         return
     for world in _world_seen:
         for name in owners:
-            try:
-                converge(namespace, name, world)
-            except Exception:
-                log.exception("converge of %s/%s failed; resync retries", namespace, name)
+            _converge_logged(namespace, name, world, "a LeaderWorkerSet change's converge")
 
 
 _leaderworkersets = LeaderWorkerSetChildren(leaderworkerset_changed, leaderworkersets_needed)
@@ -635,13 +632,19 @@ def _credentials(
     return fact(check.valid, check.reason, check.message)
 
 
-def _remembered(key: tuple[Any, ...]) -> ngc.CredentialCheck | None:
-    """The registry's answer kept under `key`, unless it is due to be asked again."""
+def _fresh(key: tuple[Any, ...]) -> tuple[float, ngc.CredentialCheck] | None:
+    """(when asked, the registry's answer) kept under `key`, unless it is due to be asked again."""
     with _credential_checks_guard:
         cached = _credential_checks.get(key)
     if cached and time.monotonic() - cached[0] < CREDENTIALS_RECHECK_SECONDS:
-        return cached[1]
+        return cached
     return None
+
+
+def _remembered(key: tuple[Any, ...]) -> ngc.CredentialCheck | None:
+    """The registry's answer kept under `key`, unless it is due to be asked again."""
+    fresh = _fresh(key)
+    return fresh[1] if fresh else None
 
 
 def _cached(
@@ -651,9 +654,8 @@ def _cached(
 ) -> ngc.CredentialCheck:
     """The registry's answer, asked again every few minutes (and at once for a new key); kept
     under `key` and, when given, `also_under`, with the same age."""
-    with _credential_checks_guard:
-        cached = _credential_checks.get(key)
-    if cached is None or time.monotonic() - cached[0] >= CREDENTIALS_RECHECK_SECONDS:
+    cached = _fresh(key)
+    if cached is None:
         cached = (time.monotonic(), ask())  # outside the lock: the registry may be slow
         with _credential_checks_guard:  # a moment to forget every other answer due again
             for due in [

@@ -110,3 +110,12 @@ def test_a_hold_kept_for_minutes_fails_the_liveness_probe(
         assert await handlers.handlers_not_held_back() == "running"
 
     asyncio.run(scenario())
+
+
+def test_another_kopf_layout_is_left_alone_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delattr(queueing, "watcher")
+    kopf_workarounds.apply()  # the operator still starts, unmended
+    assert not hasattr(queueing, "watcher")
+    assert "index holds are not mended" in caplog.text
