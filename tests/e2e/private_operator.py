@@ -25,8 +25,14 @@ class PrivateOperator:
     def __init__(self, cluster: Cluster, tag: str, log_dir: Path, env: Mapping[str, str]) -> None:
         self.cluster = cluster
         self.prefix = f"{SESSION_PREFIX}{tag}"
+        # --verbose: Kopf's own steps (watch streams started, indexes listed) are in the log,
+        # for a run where this operator stalls (seen in CI; the cause is not known yet)
         self.process = OperatorProcess(
-            cluster.kubeconfig, log_dir / "operator.log", env, namespaces=(f"{self.prefix}-*",)
+            cluster.kubeconfig,
+            log_dir / "operator.log",
+            env,
+            namespaces=(f"{self.prefix}-*",),
+            args=("--verbose",),
         )
         self._namespaces: list[str] = []
 
