@@ -1,6 +1,14 @@
-"""Mends for a Kopf bug that would silence the whole operator, applied before `kopf.run`.
+"""Mends for two Kopf bugs that leave the operator alive and idle, applied before `kopf.run`.
 
-Kopf holds back every handler until each index has seen its first full listing: each watcher of
+1. A namespace created while the operator starts is never served (kopf 1.45.2,
+`observation.namespace_observer`). With `--namespace` globs Kopf lists the namespaces, then
+starts a watch that lists them again and follows events from there; a namespace made between the
+two lists shows only in the second, whose entries Kopf ignores
+(`process_discovered_namespace_event` skips events without a type), and no event follows for it.
+The mend lets listed namespaces count. Seen in the e2e suite: a private operator, started and
+given a namespace at once, never acted.
+
+2. Kopf holds back every handler until each index has seen its first full listing: each watcher of
 an indexed (resource, namespace) gets a hold, and so does each object met before the operator
 was first fully indexed; the hold is released when the listing ends, or when the object's
 indexers have run. A watcher stopped earlier never releases its holds (kopf 1.45.2,
@@ -74,17 +82,36 @@ def watcher_releasing_its_holds(kopf_watcher: Any) -> Any:
     return watcher
 
 
+async def namespace_event_including_listed(
+    *, raw_event: Any, namespaces: Any, insights: Any, **_: Any
+) -> None:
+    """Kopf's `process_discovered_namespace_event`, but a listed namespace (an event without a
+    type, from the watch's own list) counts like an added one."""
+    from kopf._core.reactor import observation
+
+    async with insights.revised:
+        observation.revise_namespaces(
+            raw_events=[raw_event], insights=insights, namespaces=namespaces
+        )
+        insights.revised.notify_all()
+
+
 def apply() -> None:
-    """Wrap Kopf's watcher, once. Another Kopf layout is left alone, with a warning."""
+    """Mend Kopf, once. Another Kopf layout is left alone, with a warning."""
     try:
-        from kopf._core.reactor import queueing
+        from kopf._core.reactor import observation, queueing
     except ImportError:
-        queueing = None  # type: ignore[assignment]
+        observation = queueing = None  # type: ignore[assignment]
     kopf_watcher = getattr(queueing, "watcher", None)
-    if kopf_watcher is None:
+    if kopf_watcher is None or not hasattr(observation, "process_discovered_namespace_event"):
         log.warning("Kopf's watcher was not found; its index holds are not mended")
-    elif not hasattr(kopf_watcher, "__wrapped__"):
+        return
+    if not hasattr(kopf_watcher, "__wrapped__"):
         queueing.watcher = watcher_releasing_its_holds(kopf_watcher)
+    kopf_processor = observation.process_discovered_namespace_event
+    if kopf_processor is not namespace_event_including_listed:
+        namespace_event_including_listed.__wrapped__ = kopf_processor  # type: ignore[attr-defined]
+        observation.process_discovered_namespace_event = namespace_event_including_listed
 
 
 def oldest_hold_seconds(now: float) -> float:

@@ -19,7 +19,7 @@ import pytest
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.clients import watching
 from kopf._cogs.structs import references
-from kopf._core.reactor import queueing
+from kopf._core.reactor import observation, queueing
 
 from nemotron_operator import handlers, kopf_workarounds
 from nemotron_operator.kopf_workarounds import watcher_releasing_its_holds
@@ -119,3 +119,26 @@ def test_another_kopf_layout_is_left_alone_with_a_warning(
     kopf_workarounds.apply()  # the operator still starts, unmended
     assert not hasattr(queueing, "watcher")
     assert "index holds are not mended" in caplog.text
+
+
+def namespace_known_after_listing(processor: Any) -> bool:
+    """A namespace matching the operator's glob, seen only in the namespace watch's own list
+    (an event without a type): is it served?"""
+
+    async def scenario() -> bool:
+        insights = references.Insights()
+        listed = {"type": None, "object": {"metadata": {"name": "team-a"}}}
+        await processor(raw_event=listed, namespaces=["team-*"], insights=insights)
+        return "team-a" in insights.namespaces
+
+    return asyncio.run(scenario())
+
+
+def test_a_namespace_made_while_the_operator_starts_is_served() -> None:
+    assert namespace_known_after_listing(kopf_workarounds.namespace_event_including_listed)
+
+
+def test_kopf_alone_ignores_it() -> None:
+    """The bug the mend is for. When a Kopf release fixes it, this fails: drop the mend."""
+    processor = observation.process_discovered_namespace_event
+    assert not namespace_known_after_listing(getattr(processor, "__wrapped__", processor))
