@@ -900,6 +900,13 @@ class PlanStatus(ApiObject):
         default=None,
         description="Size of the model cache claim (omitted with cache.existingClaim).",
     )
+    download_gib: float | None = Field(
+        default=None,
+        alias="downloadGiB",
+        ge=0,
+        description="GiB of model files NIM downloads for this precision; the startup probe "
+        "allows for downloading and loading them.",
+    )
 
 
 class NemotronDeploymentStatus(ApiObject):

@@ -34,8 +34,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-CATALOG_OVERRIDES_ENV = "NEMOTRON_CATALOG_OVERRIDES"
-
 Precision = Literal["nvfp4", "fp8", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 ModelKind = Literal["llm", "embedding", "reranking", "guardrail"]
@@ -310,12 +308,12 @@ def parse_catalog(
 
 
 def load_catalog(overrides_path: str | os.PathLike[str] | None = None) -> Catalog:
-    """The built-in catalog plus the overrides file at `overrides_path`, else at
-    $NEMOTRON_CATALOG_OVERRIDES when set. Raises CatalogError naming the file and field."""
+    """The built-in catalog plus the overrides file at `overrides_path`, when given. Raises
+    CatalogError naming the file and field."""
     data = resources.files("nemotron_operator") / "catalog_data"
     models_yaml = (data / "models.yaml").read_text(encoding="utf-8")
     gpus_yaml = (data / "gpus.yaml").read_text(encoding="utf-8")
-    path = overrides_path or os.environ.get(CATALOG_OVERRIDES_ENV) or None
+    path = overrides_path or None
     if path is None:
         return parse_catalog(models_yaml, gpus_yaml)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from nemotron_operator.diagnose import (
 )
 from nemotron_operator.inventory import GpuPool, gpu_pools, gpus_requested_by_node
 from nemotron_operator.planner import plan
+from nemotron_operator.settings import CATALOG_OVERRIDES_ENV, Settings
 
 
 class UsageError(Exception):
@@ -54,8 +56,9 @@ def _add_catalog_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--catalog-overrides",
         metavar="FILE",
+        default=os.environ.get(CATALOG_OVERRIDES_ENV) or None,
         help="YAML file adding or overriding catalog models, releases and GPUs "
-        "(default: $NEMOTRON_CATALOG_OVERRIDES)",
+        f"(default: ${CATALOG_OVERRIDES_ENV})",
     )
 
 
@@ -272,13 +275,18 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from nemotron_operator.runner import run_operator
 
-    run_operator(
-        namespaces=args.namespace or (),
-        liveness_endpoint=args.liveness,
-        peering=args.peering,
-        priority=args.priority,
-        verbose=args.verbose,
-    )
+    try:
+        settings = Settings.build(
+            os.environ,
+            namespaces=args.namespace or (),
+            peering=args.peering,
+            priority=args.priority,
+            liveness_endpoint=args.liveness,
+            verbose=args.verbose,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    run_operator(settings)
     return 0
 
 

@@ -1,23 +1,32 @@
-"""The Kopf shell: what the operator watches, and what makes it converge a NemotronDeployment.
+"""The Kopf shell: what the operator watches, and which NemotronDeployment a change is about.
 
 Level-based: every trigger (the object itself, its children, its pods, their Events, a GPU node
-joining, a periodic check) calls `reconcile.converge` for the NemotronDeployment concerned, which
-reads the indexes below, calls the pure core, and writes only what differs. Handlers here only
-find which NemotronDeployment a change is about.
+joining) enqueues the NemotronDeployment concerned in the controller's work queue; a worker
+converges it from the indexes below (controller.py). The handlers are coroutines: they run on
+Kopf's event loop, where the indexes change, so what they read of them cannot race.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from . import kopf_workarounds, names, reconcile
+from . import kopf_workarounds, kube, names, ngc
+from .catalog import load_catalog
+from .controller import Controller, KopfIndexes
+from .converge import Converger
+from .credentials import Credentials, NgcRegistry
 from .inventory import gpus_requested_by_node
+from .key_secrets import KeySecretWatches
+from .peering import PeeringGate
+from .settings import Settings
+from .world import EventLoopReads
 
 log = logging.getLogger(__name__)
 ND = (names.GROUP, names.VERSION, names.PLURAL)
@@ -27,7 +36,8 @@ CHILD_LABELS: dict[str, Any] = {names.DEPLOYMENT_LABEL: kopf.PRESENT, **MANAGED}
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes: Any) -> None:
+    """Kopf's settings, and the controller (kept in Kopf's memo for the handlers below)."""
     settings.persistence.finalizer = names.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -39,13 +49,65 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.execution.max_workers = 8
-    reconcile.configure_from_environment()
-    reconcile.start_resync()
+    memo.controller = operator_controller(memo.settings, indexes, asyncio.get_running_loop())
+    memo.controller.start()
+
+
+def operator_controller(
+    operator_settings: Settings, indexes: Mapping[str, Any], loop: asyncio.AbstractEventLoop
+) -> Controller:
+    """The controller on the cluster, fed by the indexes declared below."""
+    catalog = load_catalog(operator_settings.catalog_overrides)
+    key_secrets: list[KeySecretWatches] = []  # the controller makes the watch; credentials ask it
+
+    def secret_version(namespace: str, name: str) -> str | None:
+        return key_secrets[0].version(namespace, name) if key_secrets else None
+
+    def key_secret_watches(on_change: Any, needed: Any) -> KeySecretWatches:
+        key_secrets.append(KeySecretWatches(on_change, needed))
+        return key_secrets[0]
+
+    credentials = Credentials(
+        NgcRegistry(operator_settings.registry_url),
+        kube.read_secret_value,
+        secret_version,
+        operator_settings.credentials_recheck_seconds,
+    )
+    converger = Converger(
+        catalog,
+        credentials,
+        kube,
+        published_profiles=ngc.PublishedProfileCache(operator_settings.metadata_api_url)
+        if operator_settings.live_catalog
+        else None,
+        startup_allowance_seconds=operator_settings.startup_allowance_seconds,
+    )
+    return Controller(
+        KopfIndexes(
+            deployments=indexes["nemotron_deployments"],
+            gpu_nodes=indexes["gpu_nodes"],
+            gpu_requests=indexes["gpu_requests"],
+            owned_pods=indexes["owned_pods"],
+            pod_warnings=indexes["pod_warnings"],
+            children=(
+                indexes["children_deployments"],
+                indexes["children_services"],
+                indexes["children_claims"],
+            ),
+        ),
+        converger,
+        EventLoopReads(loop),
+        PeeringGate(operator_settings.peering),
+        workers=operator_settings.workers,
+        resync_seconds=operator_settings.resync_seconds,
+        key_secret_watches=key_secret_watches,
+    )
 
 
 @kopf.on.cleanup()
-def stop_background_work(**_: Any) -> None:
-    reconcile.stop_background_work()
+def stop_background_work(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "controller", None) is not None:
+        memo.controller.stop()
 
 
 @kopf.on.probe(id="handlers")
@@ -118,77 +180,45 @@ kopf.index("v1", "services", labels=CHILD_LABELS, id="children_services")(_child
 kopf.index("v1", "persistentvolumeclaims", labels=CHILD_LABELS, id="children_claims")(_child_index)
 
 # LeaderWorkerSets are not watched by Kopf: their API comes and goes with its CRD, which Kopf
-# handles badly (namespace_watches says how). reconcile follows them with a watch of its own,
-# and its LEADERWORKERSET_INDEX joins the children below.
+# handles badly (namespace_watches says how). The controller follows them with a watch of its
+# own, whose index joins the children above.
 
 
-def _world(kwargs: Mapping[str, Any]) -> reconcile.World:
-    """The indexes as the core's World; also handed to the resync loop (they are live views)."""
-    return reconcile.remember_world(
-        reconcile.World(
-            deployments=kwargs["nemotron_deployments"],
-            gpu_nodes=kwargs["gpu_nodes"],
-            gpu_requests=kwargs["gpu_requests"],
-            owned_pods=kwargs["owned_pods"],
-            pod_warnings=kwargs["pod_warnings"],
-            children=[
-                kwargs["children_deployments"],
-                kwargs["children_services"],
-                kwargs["children_claims"],
-                reconcile.LEADERWORKERSET_INDEX,
-            ],
-        )
-    )
-
-
-# --- triggers --------------------------------------------------------------------------------
+# --- triggers: each finds the NemotronDeployment a change is about, and enqueues it -----------
 
 
 @kopf.on.event(*ND)
-def nemotron_deployment_changed(
-    body: kopf.Body, namespace: str | None, name: str, type: str | None, **kwargs: Any
+async def nemotron_deployment_changed(
+    body: kopf.Body, namespace: str | None, name: str, type: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
     if namespace is None:
         return
     if type == "DELETED":
-        reconcile.forget(namespace, name)
+        memo.controller.deployment_deleted((namespace, name))
     else:
-        reconcile.converge(namespace, name, _world(kwargs), body=plain(body))
+        memo.controller.deployment_changed((namespace, name), plain(body))
 
 
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 @kopf.on.event("v1", "services", labels=CHILD_LABELS)
 @kopf.on.event("v1", "persistentvolumeclaims", labels=CHILD_LABELS)
-def owned_object_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+async def owned_object_changed(
+    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+) -> None:
     if namespace is not None:  # always: every kind here is namespaced
-        reconcile.converge(namespace, labels[names.DEPLOYMENT_LABEL], _world(kwargs))
+        memo.controller.enqueue((namespace, labels[names.DEPLOYMENT_LABEL]))
 
 
 @kopf.on.event("v1", "events", when=_warning_about_a_pod)
-def pod_warning_posted(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
+async def pod_warning_posted(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any
+) -> None:
     for deployment in kwargs["pod_owners"].get((namespace, body["involvedObject"]["name"]), ()):
-        reconcile.converge(str(namespace), deployment, _world(kwargs))
+        memo.controller.enqueue((str(namespace), deployment))
 
 
 @kopf.on.event("v1", "nodes", labels={names.GPU_PRODUCT_LABEL: kopf.PRESENT})
-def gpu_node_changed(**kwargs: Any) -> None:
+async def gpu_node_changed(memo: kopf.Memo, **_: Any) -> None:
     """A GPU node joined, left or changed: re-plan what waits for GPUs."""
-    world = _world(kwargs)
-    if not reconcile.inventory_changed(world):
-        return
-    for namespace, name in waiting_for_gpus(world.entries(world.deployments)):
-        reconcile.converge(namespace, name, world)
-
-
-def waiting_for_gpus(deployments: Iterable[tuple[tuple[str, str], Any]]) -> list[tuple[str, str]]:
-    waiting = []
-    for key, bodies in deployments:
-        for body in bodies:
-            conditions = (body.get("status") or {}).get("conditions") or []
-            planned = next(
-                (c for c in conditions if c.get("type") == names.ConditionType.PLANNED), None
-            )
-            if planned is None or planned.get("status") != "True":
-                waiting.append(key)
-    return waiting
+    memo.controller.gpu_nodes_changed()

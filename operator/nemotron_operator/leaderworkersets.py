@@ -97,7 +97,7 @@ ChildKey = tuple[str, str, str]  # (namespace, NemotronDeployment, kind), as Kop
 
 
 class _ChildIndex(Mapping[ChildKey, list[dict[str, Any]]]):
-    """The children as a live index shaped like Kopf's child indexes, for reconcile.World."""
+    """The children as a live index shaped like Kopf's child indexes, for world.World."""
 
     def __init__(self, children: LeaderWorkerSetChildren) -> None:
         self._children = children

@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -40,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from cachetools import TLRUCache
 
 from nemotron_operator import names
 
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REGISTRY_URL = "https://nvcr.io"
 DEFAULT_METADATA_API_URL = "https://api.ngc.nvidia.com"
-REGISTRY_URL_ENV = "NEMOTRON_NGC_REGISTRY_URL"
-METADATA_API_URL_ENV = "NEMOTRON_NGC_METADATA_URL"
 DEFAULT_TIMEOUT_SECONDS = 5.0
 NGC_USERNAME = "$oauthtoken"
 MANIFEST_MEDIA_TYPES = (
@@ -122,7 +120,7 @@ def check_credentials(
     ``NGCAuthenticationFailed`` / ``NGCNotEntitled`` / ``ImageNotFound``; Unknown
     ``RegistryUnreachable`` / ``UnexpectedRegistryResponse``."""
     key = api_key if isinstance(api_key, ApiKey) else ApiKey(api_key)
-    registry = _base_url(registry_url, REGISTRY_URL_ENV, DEFAULT_REGISTRY_URL)
+    registry = _base_url(registry_url, DEFAULT_REGISTRY_URL)
     image = f"{_shown(registry)}/{repository}:{tag}"
     credentials = base64.b64encode(f"{NGC_USERNAME}:{key.reveal()}".encode()).decode("ascii")
     result = _probe(
@@ -161,7 +159,7 @@ def check_image_credentials(
     ``nvcr.io/nim/nvidia/nemotron-3-nano:2.0.12``, asking ``registry_url`` when given, else the
     image's own registry."""
     reference = ImageReference.parse(image)
-    registry = registry_url or _base_url(None, REGISTRY_URL_ENV, f"https://{reference.registry}")
+    registry = _base_url(registry_url, f"https://{reference.registry}")
     return check_credentials(reference.repository, reference.tag, api_key, registry, timeout)
 
 
@@ -174,7 +172,7 @@ def check_anonymous_pull(
     """Whether ``repository`` (and ``tag``, when given) can be pulled with no key: True
     ``AnonymousPullAllowed``; False ``NGCKeyRequired`` / ``ImageNotFound``; Unknown when the
     registry cannot be reached or answers something else."""
-    registry = _base_url(registry_url, REGISTRY_URL_ENV, DEFAULT_REGISTRY_URL)
+    registry = _base_url(registry_url, DEFAULT_REGISTRY_URL)
     image = f"{_shown(registry)}/{repository}" + (f":{tag}" if tag else "")
     key_required = CredentialCheck(
         False,
@@ -295,8 +293,8 @@ def _unreachable(registry: str, what_happened: str) -> CredentialCheck:
     )
 
 
-def _base_url(explicit: str | None, env: str, default: str) -> str:
-    return (explicit or os.environ.get(env) or default).rstrip("/")
+def _base_url(explicit: str | None, default: str) -> str:
+    return (explicit or default).rstrip("/")
 
 
 def _shown(url: str) -> str:
@@ -446,7 +444,7 @@ def fetch_published_profiles(
     """The profiles NVIDIA publishes for ``repository:tag`` (``repository`` as in the image,
     e.g. ``nim/nvidia/nemotron-3-nano``), or None on any failure: the caller falls back to the
     static catalog and the estimate."""
-    api = _base_url(api_url, METADATA_API_URL_ENV, DEFAULT_METADATA_API_URL)
+    api = _base_url(api_url, DEFAULT_METADATA_API_URL)
     where = f"{_shown(api)} for {repository}:{tag}"
     try:
         answer = requests.get(
@@ -484,20 +482,21 @@ class PublishedProfileCache:
     ) -> None:
         self._api_url = api_url
         self._timeout = timeout
-        self._ttl = ttl_seconds
-        self._retry = retry_seconds
-        self._clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], tuple[float, tuple[PublishedProfile, ...] | None]] = {}
+
+        def keep_until(_: object, profiles: object, now: float) -> float:
+            return now + (ttl_seconds if profiles is not None else retry_seconds)
+
+        self._entries: TLRUCache[tuple[str, str], tuple[PublishedProfile, ...] | None] = TLRUCache(
+            4096, keep_until, timer=clock
+        )
 
     def get(self, repository: str, tag: str) -> tuple[PublishedProfile, ...] | None:
         key = (repository, tag)
         with self._lock:
-            entry = self._entries.get(key)
-        if entry is not None and self._clock() < entry[0]:
-            return entry[1]
+            if key in self._entries:
+                return self._entries[key]
         profiles = fetch_published_profiles(repository, tag, self._api_url, self._timeout)
-        keep = self._ttl if profiles is not None else self._retry
         with self._lock:
-            self._entries[key] = (self._clock() + keep, profiles)
+            self._entries[key] = profiles
         return profiles

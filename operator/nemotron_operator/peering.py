@@ -1,58 +1,35 @@
-"""Is this operator the active one of its Kopf peering? For what runs beside Kopf's handlers.
+"""Is this operator the active one of its Kopf peering? The one gate for what runs beside
+Kopf's handlers (the controller's workers, whatever triggered them).
 
 With `run --peering NAME --priority N`, Kopf pauses its watches while a peer of higher (or the
-same) priority lives, and its handlers stop. The resync loop is a thread of ours: paused, it
-would go on converging from indexes that no longer change, and overwrite what the active
-operator writes (a NIM ready since the pause would get StartupTimeout from the frozen picture).
-So it asks here first, with Kopf's own rule, read from the peering objects Kopf keeps: paused
-when a live peer other than this process has a priority >= this one's, or when the peering
-object cannot be read (Kopf pauses then too, until it can).
+same) priority lives, and its handlers stop. The controller's own triggers (the safety resync,
+the watches of key Secrets and LeaderWorkerSets, requeues) would go on converging from indexes
+that no longer change, and overwrite what the active operator writes (a NIM ready since the
+pause would get StartupTimeout from the frozen picture). So every key is passed through this
+gate first, with Kopf's own rule, read from the peering objects Kopf keeps: paused when a live
+peer other than this process has a priority >= this one's, or when the peering object cannot be
+read (Kopf pauses then too, until it can).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
 import threading
-import time
-import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from cachetools import TTLCache
 from kubernetes import client
 
 from . import kube
+from .settings import PeeringSettings
 
 log = logging.getLogger(__name__)
 GROUP, VERSION = "kopf.dev", "v1"
-
-
-@dataclass(frozen=True)
-class Peering:
-    name: str
-    priority: int
-    identity: str  # as handed to kopf.run(identity=...): how this process shows in the status
-    clusterwide: bool
-
-
-_peering: list[Peering] = []
 ANSWER_SECONDS = 5.0  # how long a peering object's answer is used (Kopf's keep-alive: 60 s)
-_answers: dict[str | None, tuple[float, bool]] = {}  # namespace (None: cluster) -> (when, allowed)
-_answers_guard = threading.Lock()
 
-
-def configure(name: str, priority: int, clusterwide: bool) -> str:
-    """Remember this process's peering; returns the identity to give Kopf."""
-    identity = os.environ.get("POD_ID") or (
-        f"nemotron-operator@{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
-    )
-    _peering[:] = [Peering(name, priority, identity, clusterwide)]
-    with _answers_guard:
-        _answers.clear()
-    return identity
+ReadAllowed = Callable[[PeeringSettings, "str | None"], bool]
 
 
 def peers_allow(
@@ -76,39 +53,46 @@ def peers_allow(
     return True
 
 
-def acting_in(namespaces: Iterable[str]) -> set[str]:
-    """The namespaces, among `namespaces`, where this process may act now: all of them without
-    peering (standalone). With namespaced peering each has a peering object of its own, so one
-    that cannot be read holds back only its namespace."""
-    wanted = set(namespaces)
-    if not _peering:
-        return wanted
-    peering = _peering[0]
-    if peering.clusterwide:
-        return wanted if _allowed(peering, None) else set()
-    return {namespace for namespace in wanted if _allowed(peering, namespace)}
+class PeeringGate:
+    """Where this process may act now. Without peering (standalone): everywhere, reading
+    nothing. With namespaced peering each namespace has a peering object of its own, so one that
+    cannot be read holds back only its namespace. Each answer is used for ANSWER_SECONDS."""
+
+    def __init__(
+        self,
+        peering: PeeringSettings | None,
+        read_allowed: ReadAllowed | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._peering = peering
+        self._read_allowed = read_allowed or _read_allowed
+        options: dict[str, Any] = {"timer": clock} if clock else {}
+        self._answers: TTLCache[str | None, bool] = TTLCache(4096, ANSWER_SECONDS, **options)
+        self._guard = threading.Lock()
+
+    def acting_in(self, namespaces: Iterable[str]) -> set[str]:
+        wanted = set(namespaces)
+        peering = self._peering
+        if peering is None:
+            return wanted
+        if peering.clusterwide:
+            return wanted if self._allowed(peering, None) else set()
+        return {namespace for namespace in wanted if self._allowed(peering, namespace)}
+
+    def acts_in(self, namespace: str) -> bool:
+        return namespace in self.acting_in([namespace])
+
+    def _allowed(self, peering: PeeringSettings, namespace: str | None) -> bool:
+        with self._guard:
+            answer = self._answers.get(namespace)
+        if answer is None:
+            answer = self._read_allowed(peering, namespace)
+            with self._guard:
+                self._answers[namespace] = answer
+        return answer
 
 
-def acts_in(namespace: str) -> bool:
-    """May this process act in `namespace` now (acting_in, for one namespace)?"""
-    return namespace in acting_in([namespace])
-
-
-def _allowed(peering: Peering, namespace: str | None) -> bool:
-    """The answer for one peering object (None: the cluster-wide one), read at most every
-    ANSWER_SECONDS: the resync loop and the watches ask on every round and every change."""
-    now = time.monotonic()
-    with _answers_guard:
-        asked = _answers.get(namespace)
-        if asked is not None and now - asked[0] < ANSWER_SECONDS:
-            return asked[1]
-    answer = _read_allowed(peering, namespace)
-    with _answers_guard:
-        _answers[namespace] = (now, answer)
-    return answer
-
-
-def _read_allowed(peering: Peering, namespace: str | None) -> bool:
+def _read_allowed(peering: PeeringSettings, namespace: str | None) -> bool:
     objects = client.CustomObjectsApi(kube.api())
     body: Any
     try:

@@ -514,8 +514,13 @@ def _key(spec: NemotronDeploymentSpec, model: ModelEntry, tag: str) -> KeyRequir
     return key_requirement(model, tag)
 
 
+def download_gib(model: ModelEntry, precision: str) -> float:
+    """The model files NIM downloads: the catalog's size, else the weights at `precision`."""
+    return model.download_gib.get(precision) or weights_gib(model.architecture, precision)
+
+
 def _cache_size(spec: NemotronDeploymentSpec, model: ModelEntry, precision: str) -> str | None:
-    download = model.download_gib.get(precision) or weights_gib(model.architecture, precision)
+    download = download_gib(model, precision)
     if spec.cache.existing_claim is not None:
         return None
     if spec.cache.size is not None:
@@ -583,6 +588,7 @@ def _fitting_plan(
         key_required_reason=key.why,
         max_model_length=target.max_model_length,
         cache_size=cache_size,
+        download_gib=round(download_gib(model, precision), 1),
     )
 
 

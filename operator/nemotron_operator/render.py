@@ -9,6 +9,7 @@ unchanged whatever characters they hold.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,14 +19,19 @@ import jinja2
 import yaml
 
 from . import names
+from .api import PlanStatus
 
 CACHE_PATH = "/opt/nim/.cache"
 SHM_SIZE = "16Gi"
 STARTUP_PROBE_PERIOD_SECONDS = 10
-# NIM downloads the model before it is ready: allow for a download at a modest 100 MB/s plus
-# loading, and never less than the 20 minutes NVIDIA's own operator allows.
+# NIM downloads the model before it is ready: allow for a download at a modest 100 MB/s, reading
+# the weights back from the cache at 500 MB/s (network storage), and the engine's own start
+# (compilation, CUDA graphs), never less than the 20 minutes NVIDIA's own operator allows.
 MIN_STARTUP_SECONDS = 20 * 60
 ASSUMED_DOWNLOAD_MB_PER_SECOND = 100
+ASSUMED_LOAD_MB_PER_SECOND = 500
+ENGINE_START_SECONDS = 10 * 60
+GIB = 2**30
 
 # json.dumps writes a character beyond U+FFFF as a surrogate pair (\ud83d\ude80): JSON allows it,
 # YAML does not join the pair (PyYAML reads two lone surrogates, the API server refuses the
@@ -85,14 +91,21 @@ def selector_labels(deployment_name: str) -> dict[str, str]:
     return {names.DEPLOYMENT_LABEL: deployment_name}
 
 
-def startup_allowance_seconds(plan: Mapping[str, Any]) -> int:
-    download_gb = float(plan.get("downloadSizeGB") or 0)
-    download_seconds = int(download_gb * 1000 / ASSUMED_DOWNLOAD_MB_PER_SECOND)
-    return max(MIN_STARTUP_SECONDS, 2 * download_seconds)
+def startup_allowance_seconds(plan: PlanStatus) -> int:
+    """How long the startup probe lets a NIM start: its download at ASSUMED_DOWNLOAD_MB_PER_SECOND,
+    loading the weights from the cache at ASSUMED_LOAD_MB_PER_SECOND, and the engine's own start
+    (ENGINE_START_SECONDS), never less than the NIM Operator's 20 minutes."""
+    download_mb = (plan.download_gib or 0.0) * GIB / 1e6
+    seconds = (
+        download_mb / ASSUMED_DOWNLOAD_MB_PER_SECOND
+        + download_mb / ASSUMED_LOAD_MB_PER_SECOND
+        + ENGINE_START_SECONDS
+    )
+    return max(MIN_STARTUP_SECONDS, math.ceil(seconds))
 
 
 def nim_env(
-    spec: Mapping[str, Any], plan: Mapping[str, Any], deployment_name: str, key_given: bool
+    spec: Mapping[str, Any], plan: PlanStatus, deployment_name: str, key_given: bool
 ) -> list[dict[str, Any]]:
     """NIM's environment for a single-node replica (the leader's, when it spans nodes)."""
     env: list[dict[str, Any]] = []
@@ -115,17 +128,17 @@ def nim_env(
         {"name": "NIM_SERVED_MODEL_NAME", "value": deployment_name},
     ]
     # LLM NIMs only: embedding and reranking NIMs have no context length or parallelism to set
-    for variable, field in (
-        ("NIM_MAX_MODEL_LEN", "maxModelLength"),
-        ("NIM_TENSOR_PARALLEL_SIZE", "tensorParallelSize"),
-        ("NIM_PIPELINE_PARALLEL_SIZE", "pipelineParallelSize"),
+    for variable, value in (
+        ("NIM_MAX_MODEL_LEN", plan.max_model_length),
+        ("NIM_TENSOR_PARALLEL_SIZE", plan.tensor_parallel_size),
+        ("NIM_PIPELINE_PARALLEL_SIZE", plan.pipeline_parallel_size),
     ):
-        if plan.get(field) is not None:
-            env.append({"name": variable, "value": str(plan[field])})
+        if value is not None:
+            env.append({"name": variable, "value": str(value)})
     env.append({"name": "NIM_JSONL_LOGGING", "value": "1"})
-    if plan.get("profile") and plan.get("profileSource") in ("spec", "metadata"):
+    if plan.profile and plan.profile_source in ("spec", "metadata"):
         # NIM 2.x takes only an exact profile id or description; a derived name would stop it.
-        env.append({"name": "NIM_MODEL_PROFILE", "value": str(plan["profile"])})
+        env.append({"name": "NIM_MODEL_PROFILE", "value": plan.profile})
     if ngc.get("offline"):
         env.append({"name": "HF_HUB_OFFLINE", "value": "1"})
     user_env = [dict(e) for e in spec.get("env") or ()]
@@ -134,7 +147,7 @@ def nim_env(
 
 
 def multi_node_env(
-    env: Sequence[Mapping[str, Any]], plan: Mapping[str, Any], leader: bool
+    env: Sequence[Mapping[str, Any]], plan: PlanStatus, leader: bool
 ) -> list[dict[str, Any]]:
     """NIM's multi-node (Ray on a LeaderWorkerSet) environment on top of the single-node one."""
     rank = {
@@ -145,7 +158,7 @@ def multi_node_env(
     }
     extra: list[dict[str, Any]] = [
         {"name": "NIM_MULTI_NODE", "value": "1"},
-        {"name": "NIM_NUM_COMPUTE_NODES", "value": str(plan["nodesPerReplica"])},
+        {"name": "NIM_NUM_COMPUTE_NODES", "value": str(plan.nodes_per_replica)},
         {"name": "NIM_LEADER_ROLE", "value": "1" if leader else "0"},
         rank,
     ]
@@ -154,7 +167,7 @@ def multi_node_env(
 
 
 def render_children(
-    owner: Owner, spec: Mapping[str, Any], plan: Mapping[str, Any], key_given: bool
+    owner: Owner, spec: Mapping[str, Any], plan: PlanStatus, key_given: bool
 ) -> list[dict[str, Any]]:
     """Every child the NemotronDeployment needs, in the order they should be applied."""
     child_names = ChildNames.of(owner.name)
@@ -167,7 +180,8 @@ def render_children(
         names.MODEL_LABEL: str(spec["model"]),
     }
     resources = {key: dict(value) for key, value in (spec.get("resources") or {}).items()}
-    gpus = str(int(plan["gpusPerReplica"]) // int(plan["nodesPerReplica"]))
+    nodes = plan.nodes_per_replica or 1
+    gpus = str((plan.gpus_per_replica or 0) // nodes)
     resources.setdefault("limits", {})[names.GPU_RESOURCE] = gpus
     if names.GPU_RESOURCE in resources.get("requests", {}):
         resources["requests"][names.GPU_RESOURCE] = gpus
@@ -176,7 +190,7 @@ def render_children(
     ngc = spec.get("ngc") or {}
     cache = spec.get("cache") or {}
     env = nim_env(spec, plan, owner.name, key_given)
-    multi_node = int(plan["nodesPerReplica"]) > 1
+    multi_node = nodes > 1
     context = {
         "names": child_names,
         "namespace": owner.namespace,
@@ -192,20 +206,21 @@ def render_children(
         if multi_node
         else selector,
         "spec": spec,
-        "plan": plan,
+        "image": plan.image,
+        "nodes_per_replica": nodes,
         "env": env,
         "leader_env": multi_node_env(env, plan, leader=True),
         "worker_env": multi_node_env(env, plan, leader=False),
         "resources": resources,
         "node_selector": {
             **(spec.get("nodeSelector") or {}),
-            names.GPU_PRODUCT_LABEL: plan["gpuProduct"],
+            names.GPU_PRODUCT_LABEL: str(plan.gpu_product),
         },
         "tolerations": tolerations,
         "image_pull_secrets": [{"name": s} for s in ngc.get("pullSecrets") or ()],
         "cache_path": CACHE_PATH,
         "cache_claim": cache.get("existingClaim") or child_names.cache,
-        "cache_size": str(cache.get("size") or plan.get("cacheSize") or ""),
+        "cache_size": str(cache.get("size") or plan.cache_size or ""),
         "shm_size": SHM_SIZE,
         "startup_failure_threshold": startup_allowance_seconds(plan)
         // STARTUP_PROBE_PERIOD_SECONDS,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import names
+from .api import PlanStatus
 from .conditions import Condition, merge_conditions
 
 Why = names.StatusReason
@@ -37,7 +38,7 @@ class Observed:
     """Everything the status is computed from."""
 
     generation: int
-    plan: Mapping[str, Any] | None  # status.plan as the planner wrote it (None: spec invalid)
+    plan: PlanStatus | None  # the planner's answer (None: the spec is invalid)
     blocker: Blocker | None
     credentials: Condition | None  # the CredentialsValid fact, when there is one
     replicas: int  # desired
@@ -60,7 +61,7 @@ def workload_counts(workload: Mapping[str, Any] | None) -> tuple[int, int, int]:
 def facts(observed: Observed) -> list[Condition]:
     """The conditions that describe `observed`, before transition times are merged in."""
     found: list[Condition] = []
-    plan = observed.plan or {}
+    plan = observed.plan
     blocker = observed.blocker
     if blocker is not None and blocker.condition == names.ConditionType.PLANNED:
         found.append(Condition(names.ConditionType.PLANNED, False, blocker.reason, blocker.message))
@@ -70,7 +71,7 @@ def facts(observed: Observed) -> list[Condition]:
                 names.ConditionType.PLANNED,
                 True,
                 Why.PLANNED,
-                str(plan.get("message") or "planned"),
+                (plan.message if plan else "") or "planned",
             )
         )
     if observed.credentials is not None:
@@ -111,7 +112,7 @@ def facts(observed: Observed) -> list[Condition]:
             Condition(names.ConditionType.READY, False, Why.CREATING, message),
         ]
     elif ready >= want and updated >= want:
-        message = f"{ready}/{want} replicas serve {plan.get('image', 'the model')}"
+        message = f"{ready}/{want} replicas serve {(plan.image if plan else None) or 'the model'}"
         found += [
             Condition(names.ConditionType.PROGRESSING, False, Why.ROLLOUT_COMPLETE, message),
             Condition(names.ConditionType.READY, True, Why.READY, message),
@@ -140,7 +141,9 @@ def desired_status(
         "conditions": merge_conditions(
             previous.get("conditions"), facts(observed), observed.generation, now
         ),
-        "plan": dict(observed.plan) if observed.plan else None,
+        "plan": observed.plan.model_dump(by_alias=True, mode="json", exclude_none=True)
+        if observed.plan
+        else None,
         "replicas": replicas,
         "readyReplicas": ready,
         "selector": observed.selector,

@@ -85,7 +85,7 @@ def posted_once(cluster: Cluster, namespace: str, name: str, reason: str) -> Non
 
 
 # How long a cause or a recovery may take to reach the status: well under the resync period
-# (reconcile.RESYNC_SECONDS, 30 s), so that it must come through the watches.
+# (settings.DEFAULT_RESYNC_SECONDS, 300 s), so that it must come through the watches.
 EVENT_WAIT = 10.0
 
 

@@ -12,7 +12,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from nemotron_operator import reconcile
+from nemotron_operator import settings
 from tests.standins.registry import UNENTITLED_KEY, VALID_KEY
 
 from .conftest import (
@@ -281,7 +281,7 @@ def test_the_leaderworkerset_api_coming_and_going_holds_nothing_back(
             time.sleep(1)
         nds = NemotronDeployments(cluster, operator.namespace("after"))
         nds.create("nano", {"model": "nemotron-3-nano", "replicas": 0})
-        assert reconcile.RESYNC_SECONDS > 10
+        assert settings.DEFAULT_RESYNC_SECONDS > 10
         nds.wait_condition("nano", "Planned", "True", timeout=10)
     finally:
         operator.close()

@@ -8,7 +8,7 @@ reached. A key never shows anywhere a user (or a log collector) could read it.
 A key Secret created, fixed, rotated or deleted is acted on at once: the operator follows the
 Secrets of the namespace with a metadata-only watch (key_secrets). The recovery tests wait far
 less than the resync loop would take; the rotation test changes the key of a Ready deployment,
-which no resync looks at before reconcile.CREDENTIALS_RECHECK_SECONDS.
+which no resync looks at before settings.CREDENTIALS_RECHECK_SECONDS.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from nemotron_operator import reconcile
+from nemotron_operator import settings
 from tests.standins.registry import UNENTITLED_KEY, VALID_KEY, RegistryStandin, catalog_config
 
 from .conftest import Cluster, OperatorProcess, free_port
@@ -137,10 +137,10 @@ def test_a_valid_key_is_checked_with_the_registry_and_given_to_the_nim(
 def test_a_key_rotated_or_deleted_under_a_ready_deployment_is_acted_on_at_once(
     cluster: Cluster, namespace: str, nds: NemotronDeployments
 ) -> None:
-    assert KEY_CHANGE_WAIT * 10 < reconcile.CREDENTIALS_RECHECK_SECONDS
+    assert KEY_CHANGE_WAIT * 10 < settings.CREDENTIALS_RECHECK_SECONDS
     put_key_secret(cluster, namespace, VALID_KEY)
     nds.create("nano", WITH_KEY)
-    recovered(nds, "nano")  # Ready: the resync loop leaves it alone until its full round
+    recovered(nds, "nano")  # Ready: nothing asks the registry again before its recheck
 
     put_key_secret(cluster, namespace, UNENTITLED_KEY)  # rotated to a key without the entitlement
     credentials = nds.wait_condition(

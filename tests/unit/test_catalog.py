@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from nemotron_operator.catalog import (
-    CATALOG_OVERRIDES_ENV,
     CatalogError,
     ModelEntry,
     key_requirement,
@@ -198,12 +197,9 @@ gpus:
     assert set(catalog.models) > set(CATALOG.models)
 
 
-def test_overrides_path_comes_from_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_overrides_path_is_read(tmp_path: Path) -> None:
     path = write(tmp_path, "gpus:\n  NVIDIA-L40S: {memoryMiB: 46000}\n")
-    monkeypatch.setenv(CATALOG_OVERRIDES_ENV, str(path))
-    assert load_catalog().gpus["NVIDIA-L40S"].memory_mib == 46000
+    assert load_catalog(path).gpus["NVIDIA-L40S"].memory_mib == 46000
 
 
 @pytest.mark.parametrize(

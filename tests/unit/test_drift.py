@@ -61,3 +61,28 @@ def test_empty_maps_and_lists_match_fields_the_server_does_not_store() -> None:
         {"resources": {"limits": {"a": "1"}}},
     )
     assert not matches({"resources": {"requests": {"cpu": "1"}}}, {"resources": {}})
+
+
+def test_quantities_match_by_amount_as_the_api_server_stores_them() -> None:
+    rendered = {
+        "resources": {"limits": {"cpu": 8, "memory": "1024Mi"}, "requests": {"cpu": "0.5"}},
+        "volumes": [{"emptyDir": {"medium": "Memory", "sizeLimit": "16384Mi"}}],
+    }
+    stored = {
+        "resources": {"limits": {"cpu": "8", "memory": "1Gi"}, "requests": {"cpu": "500m"}},
+        "volumes": [{"emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}],
+    }
+    assert matches(rendered, stored)
+    edited = {**stored, "resources": {**stored["resources"], "requests": {"cpu": "600m"}}}
+    assert not matches(rendered, edited)
+
+
+def test_numbers_outside_quantities_are_compared_as_written() -> None:
+    assert not matches({"spec": {"replicas": 2}}, {"spec": {"replicas": "2"}})
+    assert matches({"limits": {"cpu": "lots"}}, {"limits": {"cpu": "lots"}})  # not an amount
+    assert not matches({"limits": {"cpu": "lots"}}, {"limits": {"cpu": "1"}})
+
+
+def test_an_empty_env_value_matches_the_entry_stored_without_it() -> None:
+    assert matches({"env": [{"name": "A", "value": ""}]}, {"env": [{"name": "A"}]})
+    assert not matches({"env": [{"name": "A", "value": "x"}]}, {"env": [{"name": "A"}]})

@@ -114,14 +114,13 @@ def test_any_spec_on_any_cluster_is_planned_and_rendered_into_valid_children(
     spec_: Any, pools: list[Any]
 ) -> None:
     result = plan(spec_, CATALOG, pools)
-    plan_status = result.model_dump(by_alias=True, mode="json", exclude_none=True)
     assert result.reason and result.message
     if not result.fits:
         return
     spec = spec_.model_dump(by_alias=True, mode="json")
     owner = render.Owner(name="nd", namespace="ns", uid="0000")
     try:
-        children = render.render_children(owner, spec, plan_status, key_given=True)
+        children = render.render_children(owner, spec, result, key_given=True)
     except render.RenderError:
         return  # a reason the status reports (RenderFailed)
     kinds = [c["kind"] for c in children]
@@ -135,7 +134,7 @@ def test_any_spec_on_any_cluster_is_planned_and_rendered_into_valid_children(
         assert json_for_yaml(child)  # the apply body can be written
     workload = next(c for c in children if c["kind"] in ("Deployment", "LeaderWorkerSet"))
     text = json_for_yaml(workload)
-    per_node = str(int(plan_status["gpusPerReplica"]) // int(plan_status["nodesPerReplica"]))
+    per_node = str((result.gpus_per_replica or 0) // (result.nodes_per_replica or 1))
     assert f'"{names.GPU_RESOURCE}": "{per_node}"' in text
 
 
@@ -172,7 +171,6 @@ def test_the_status_written_is_one_the_crd_accepts(
     generation: int,
 ) -> None:
     result = plan(spec_, CATALOG, pools)
-    plan_status = result.model_dump(by_alias=True, mode="json", exclude_none=True)
     blocker = None
     if not result.fits:
         blocker = Blocker(names.ConditionType.PLANNED, result.reason, result.message)
@@ -180,7 +178,7 @@ def test_the_status_written_is_one_the_crd_accepts(
         blocker = Blocker(blocked_by, "ChildRejected", "refused")
     observed = Observed(
         generation=generation,
-        plan=plan_status,
+        plan=result,
         blocker=blocker,
         credentials=None,
         replicas=replicas,

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nemotron_operator import render
-from nemotron_operator.api import NemotronDeploymentSpec
+from nemotron_operator.api import NemotronDeploymentSpec, PlanStatus
 from nemotron_operator.kube import apply_body
 from nemotron_operator.render import json_for_yaml
 
@@ -42,13 +42,16 @@ def test_rendered_children_carry_the_specs_text_exactly() -> None:
             "env": [{"name": "NOTE", "value": UNICODE}],
         }
     ).model_dump(by_alias=True, mode="json")
-    plan = {
-        "gpusPerReplica": 1,
-        "nodesPerReplica": 1,
-        "gpuProduct": "NVIDIA-H100-80GB-HBM3",
-        "image": "nvcr.io/nim/nvidia/nemotron-3-nano:2.1.5",
-        "cacheSize": "40Gi",
-    }
+    plan = PlanStatus(
+        fits=True,
+        reason="Fits",
+        message="fits",
+        gpus_per_replica=1,
+        nodes_per_replica=1,
+        gpu_product="NVIDIA-H100-80GB-HBM3",
+        image="nvcr.io/nim/nvidia/nemotron-3-nano:2.1.5",
+        cache_size="40Gi",
+    )
     owner = render.Owner(name="nano", namespace="ns", uid="u")
     children = {c["kind"]: c for c in render.render_children(owner, spec, plan, key_given=False)}
     assert children["Service"]["metadata"]["annotations"]["note.example.com/owner"] == UNICODE

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nemotron_operator import names, reconcile
+from nemotron_operator import names
 from nemotron_operator.leaderworkersets import LeaderWorkerSetChildren
+from nemotron_operator.world import World
 
 
 def lws(owner: str, generation: int = 1) -> dict[str, Any]:
@@ -69,13 +70,11 @@ def test_the_world_finds_them_among_the_children_like_any_other_kind() -> None:
     kept, _ = children()
     kept.listed("a", [lws("ultra")])
     deployment = {"kind": "Deployment", "metadata": {"name": "nano"}}
-    world = reconcile.World(
+    world = World(
         {}, {}, {}, {}, {}, children=[{("a", "nano", "Deployment"): [deployment]}, kept.index]
     )
-    assert world.child("a", "ultra", "LeaderWorkerSet") == lws("ultra")
-    assert world.child("a", "ultra", "Deployment") is None
-    assert world.child("a", "nano", "Deployment") == deployment
-    assert world.child("b", "ultra", "LeaderWorkerSet") is None
-    assert world.entries(kept.index) == [(("a", "ultra", "LeaderWorkerSet"), [lws("ultra")])]
+    assert world.snapshot(("a", "ultra")).children == {"LeaderWorkerSet": lws("ultra")}
+    assert world.snapshot(("a", "nano")).children == {"Deployment": deployment}
+    assert world.snapshot(("b", "ultra")).children == {}
     kept.forget("a", "ultra")
-    assert world.child("a", "ultra", "LeaderWorkerSet") is None  # a live view, not a copy
+    assert world.snapshot(("a", "ultra")).children == {}  # a live view, not a copy

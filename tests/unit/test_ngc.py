@@ -155,13 +155,6 @@ def test_registry_outage_is_unknown() -> None:
     assert "503" in result.message
 
 
-def test_registry_url_comes_from_the_environment(
-    registry: RegistryStandin, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(ngc.REGISTRY_URL_ENV, registry.url)
-    assert check_credentials(NANO, "2.0.12", CANARY, timeout=FAST).valid is True
-
-
 # ---------------------------------------------------------------------------------------------
 # Keyless pulls
 

@@ -1,16 +1,16 @@
-"""Kopf's peering rule, as the resync loop and the watches apply it (peering.peers_allow), and
-where they may act (peering.acting_in), with the API answers stood in for."""
+"""Kopf's peering rule, as the controller's gate applies it (peering.peers_allow), and where it
+lets the controller act (PeeringGate), with the API answers stood in for."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
 from nemotron_operator import peering
-from nemotron_operator.peering import peers_allow
+from nemotron_operator.peering import PeeringGate, peers_allow
+from nemotron_operator.settings import PeeringSettings
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -51,47 +51,47 @@ class PeeringObjects:
     reads: list[str | None] = field(default_factory=list)
     now: float = 1000.0
 
-    def read_allowed(self, _: peering.Peering, namespace: str | None) -> bool:
+    def read_allowed(self, _: PeeringSettings, namespace: str | None) -> bool:
         self.reads.append(namespace)
         return not (namespace or "").startswith(("paused-", "unreadable-"))
 
+    def gate(self, clusterwide: bool | None) -> PeeringGate:
+        """None: standalone."""
+        peering = None if clusterwide is None else PeeringSettings("ops", 10, "me", clusterwide)
+        return PeeringGate(peering, self.read_allowed, clock=lambda: self.now)
+
 
 @pytest.fixture
-def objects(monkeypatch: pytest.MonkeyPatch) -> Iterator[PeeringObjects]:
-    stand_in = PeeringObjects()
-    monkeypatch.setattr(peering, "_read_allowed", stand_in.read_allowed)
-    monkeypatch.setattr(peering.time, "monotonic", lambda: stand_in.now)
-    yield stand_in
-    peering._peering.clear()
-    peering._answers.clear()
+def objects() -> PeeringObjects:
+    return PeeringObjects()
 
 
 def test_a_standalone_operator_acts_everywhere_without_reading_anything(
     objects: PeeringObjects,
 ) -> None:
-    assert peering.acting_in(["a", "b"]) == {"a", "b"}
+    assert objects.gate(None).acting_in(["a", "b"]) == {"a", "b"}
     assert objects.reads == []
 
 
 def test_namespaced_peering_holds_back_only_the_namespaces_a_peer_or_an_error_holds(
     objects: PeeringObjects,
 ) -> None:
-    peering.configure("ops", 10, clusterwide=False)
-    assert peering.acting_in(["a", "paused-b", "unreadable-c", "a"]) == {"a"}
+    gate = objects.gate(clusterwide=False)
+    assert gate.acting_in(["a", "paused-b", "unreadable-c", "a"]) == {"a"}
     assert sorted(objects.reads, key=str) == ["a", "paused-b", "unreadable-c"]
 
 
 def test_cluster_wide_peering_is_one_answer_for_all(objects: PeeringObjects) -> None:
-    peering.configure("ops", 10, clusterwide=True)
-    assert peering.acting_in(["a", "b"]) == {"a", "b"}
+    gate = objects.gate(clusterwide=True)
+    assert gate.acting_in(["a", "b"]) == {"a", "b"}
     assert objects.reads == [None]
 
 
 def test_an_answer_is_used_for_a_few_seconds_then_read_again(objects: PeeringObjects) -> None:
-    peering.configure("ops", 10, clusterwide=False)
-    for _ in range(20):  # e.g. a burst of Secret events
-        assert peering.acting_in(["a"]) == {"a"}
+    gate = objects.gate(clusterwide=False)
+    for _ in range(20):
+        assert gate.acts_in("a")
     assert objects.reads == ["a"]
     objects.now += peering.ANSWER_SECONDS
-    peering.acting_in(["a"])
+    gate.acting_in(["a"])
     assert objects.reads == ["a", "a"]

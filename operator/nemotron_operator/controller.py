@@ -1,0 +1,282 @@
+"""The controller: every trigger enqueues a key; workers converge keys, one worker per key.
+
+Triggers (Kopf's handlers, the watches of key Secrets and LeaderWorkerSets, the safety resync,
+a GPU node joining) only say which NemotronDeployment may need work: `enqueue`. A worker takes
+a key from the `WorkQueue`, passes it through the one peering gate, copies what the watches know
+of it where the copy cannot race (`world.OnLoop`), and converges it (`converge.Converger`):
+
+- it succeeded: the key's failures are forgotten, and when its status may change with time alone
+  (a startup allowance running out, a credentials check due again) the key comes back at exactly
+  that moment (`add_after`);
+- it raised (the API server away, a conflict): the key comes back after a capped exponential
+  backoff (`add_rate_limited`).
+
+The safety resync enqueues, every `resync_seconds`, the objects that are not Ready or whose
+status describes an older generation: what no watch could report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from kubernetes.client.rest import ApiException
+
+from . import kube, names
+from .converge import Converger, Outcome, key_secret_name
+from .inventory import GpuPool
+from .key_secrets import KeySecretWatches
+from .leaderworkersets import LeaderWorkerSetChildren
+from .peering import PeeringGate
+from .workqueue import WorkQueue
+from .world import Index, Key, OnLoop, World
+
+log = logging.getLogger(__name__)
+Why = names.StatusReason
+
+
+class NamespaceWatchesLike(Protocol):
+    def follow(self, namespace: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class LeaderWorkerSetsLike(NamespaceWatchesLike, Protocol):
+    @property
+    def index(self) -> Index: ...
+
+    def owners(self, namespace: str) -> list[str]: ...
+
+    def forget(self, namespace: str, deployment: str) -> None: ...
+
+
+OnChange = Callable[[str, "str | None"], None]
+Needed = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class KopfIndexes:
+    """The indexes Kopf keeps for the handlers (handlers.py declares them)."""
+
+    deployments: Index
+    gpu_nodes: Index
+    gpu_requests: Index
+    owned_pods: Index
+    pod_warnings: Index
+    children: tuple[Index, ...]
+
+
+class Controller:
+    def __init__(
+        self,
+        indexes: KopfIndexes,
+        converger: Converger,
+        on_loop: OnLoop,
+        gate: PeeringGate,
+        workers: int,
+        resync_seconds: float,
+        queue: WorkQueue[Key] | None = None,
+        key_secret_watches: Callable[[OnChange, Needed], NamespaceWatchesLike] = KeySecretWatches,
+        leaderworkersets: Callable[[OnChange, Needed], LeaderWorkerSetsLike] = (
+            LeaderWorkerSetChildren
+        ),
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.converger = converger
+        self.on_loop = on_loop
+        self.gate = gate
+        self.queue: WorkQueue[Key] = queue if queue is not None else WorkQueue()
+        self.key_secrets = key_secret_watches(self.key_secret_changed, self._key_secrets_needed)
+        self.leaderworkersets = leaderworkersets(
+            self.leaderworkerset_changed, self._leaderworkersets_needed
+        )
+        converger.forget_leaderworkerset = self.leaderworkersets.forget
+        self.world = World(
+            deployments=indexes.deployments,
+            gpu_nodes=indexes.gpu_nodes,
+            gpu_requests=indexes.gpu_requests,
+            owned_pods=indexes.owned_pods,
+            pod_warnings=indexes.pod_warnings,
+            children=[*indexes.children, self.leaderworkersets.index],
+        )
+        self._workers = workers
+        self._resync_seconds = resync_seconds
+        self._now = now
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._guard = threading.Lock()
+        self._delivered: dict[Key, Mapping[str, Any]] = {}  # the body an event just brought
+        self._spanning: set[Key] = set()  # plans (or last statuses) spanning nodes
+        self._inventory: list[GpuPool] | None = None
+
+    # --- running ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for number in range(self._workers):
+            self._thread(self._work, f"worker-{number}")
+        self._thread(self._resync_loop, "resync")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.shut_down()
+        self.key_secrets.stop()
+        self.leaderworkersets.stop()
+
+    def _thread(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _work(self) -> None:
+        while (key := self.queue.get()) is not None:
+            self.process(key)
+
+    def process(self, key: Key) -> None:
+        """Converge `key` once and requeue it as its outcome says (a worker's one step)."""
+        try:
+            outcome = self._converge(key)
+        except Exception:
+            retry = self.queue.backoff(self.queue.failures(key) + 1)
+            log.exception("converging %s/%s failed; trying again in %.1f s", *key, retry)
+            self.queue.add_rate_limited(key)
+        else:
+            self.queue.forget(key)
+            if outcome.requeue_after is not None:
+                self.queue.add_after(key, outcome.requeue_after)
+        finally:
+            self.queue.done(key)
+
+    def _converge(self, key: Key) -> Outcome:
+        namespace, name = key
+        with self._guard:
+            delivered = self._delivered.pop(key, None)
+        if not self.gate.acts_in(namespace):
+            return Outcome()  # a peer acts here: Kopf brings every object back when it resumes
+        snapshot = self.on_loop(lambda: self.world.snapshot(key))
+        if delivered is not None:  # fresher than the index, and there before Kopf indexes it
+            snapshot = replace(snapshot, body=delivered)
+        try:
+            outcome = self.converger.converge(snapshot, self._now())
+        except kube.NamespaceTerminating:
+            log.debug("namespace %s is being deleted: nothing to converge", namespace)
+            return Outcome()
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            log.debug("%s/%s is gone: nothing to converge", namespace, name)
+            return Outcome()
+        # the watches this object needs (here: a failed follow is repaired by the next converge)
+        if outcome.reads_key_secret:
+            self.key_secrets.follow(namespace)
+        with self._guard:
+            if outcome.spans_nodes:
+                self._spanning.add(key)
+            else:
+                self._spanning.discard(key)
+        if outcome.spans_nodes:
+            self.leaderworkersets.follow(namespace)
+        return outcome
+
+    # --- triggers: each only enqueues ----------------------------------------------------------
+
+    def enqueue(self, key: Key) -> None:
+        self.queue.add(key)
+
+    def deployment_changed(self, key: Key, body: Mapping[str, Any]) -> None:
+        with self._guard:
+            self._delivered[key] = body
+        self.queue.add(key)
+
+    def deployment_deleted(self, key: Key) -> None:
+        """Drop what the controller kept about a deleted NemotronDeployment."""
+        with self._guard:
+            self._delivered.pop(key, None)
+            self._spanning.discard(key)
+        self.queue.discard(key)
+        self.converger.statuses.forget(*key)
+
+    def gpu_nodes_changed(self) -> None:
+        """A GPU node joined, left or changed (on Kopf's loop): when the GPU pools changed (node
+        heartbeats do not count), re-plan what waits for GPUs."""
+        pools = self.world.pools()
+        if pools == self._inventory:
+            return
+        self._inventory = pools
+        for key in self.world.waiting_for_gpus():
+            self.queue.add(key)
+
+    def key_secret_changed(self, namespace: str, secret: str | None) -> None:
+        """Secret `secret` of `namespace` was created, changed or deleted (None: any may have
+        been): converge the NemotronDeployments that read their key from it."""
+        for key in self.on_loop(lambda: self._key_readers(namespace, secret)):
+            self.queue.add(key)
+
+    def leaderworkerset_changed(self, namespace: str, deployment: str | None) -> None:
+        """A LeaderWorkerSet of `deployment` changed (None: the namespace was listed again):
+        converge its NemotronDeployment (all that have or may have one)."""
+        if deployment is not None:
+            owners = {deployment}
+        else:
+            with self._guard:
+                owners = {name for ns, name in self._spanning if ns == namespace}
+            owners |= set(self.leaderworkersets.owners(namespace))
+        for name in sorted(owners):
+            self.queue.add((namespace, name))
+
+    def _resync_loop(self) -> None:
+        while not self._stop.wait(self._resync_seconds):
+            try:
+                for key in self.on_loop(self._resync_due_keys):
+                    self.queue.add(key)
+            except Exception:  # the loop must outlive any round: nothing else would restart it
+                log.exception(
+                    "a resync round failed; the next starts in %s s", self._resync_seconds
+                )
+
+    # --- reads of the World (on Kopf's loop) ---------------------------------------------------
+
+    def _resync_due_keys(self) -> list[Key]:
+        return [_key(body) for body in self.world.deployment_bodies() if resync_due(body)]
+
+    def _key_readers(self, namespace: str, secret: str | None) -> list[Key]:
+        """The NemotronDeployments of `namespace` that read their key from `secret` (None: any)."""
+        return [
+            _key(body)
+            for body in self.world.deployment_bodies()
+            if body["metadata"]["namespace"] == namespace
+            and key_secret_name(body) is not None
+            and secret in (None, key_secret_name(body))
+        ]
+
+    def _key_secrets_needed(self, namespace: str) -> bool:
+        return bool(self.on_loop(lambda: self._key_readers(namespace, None)))
+
+    def _leaderworkersets_needed(self, namespace: str) -> bool:
+        with self._guard:
+            spanning = [key for key in self._spanning if key[0] == namespace]
+        known = self.on_loop(lambda: [k for k in spanning if self.world.deployment(k) is not None])
+        with self._guard:
+            self._spanning.difference_update(set(spanning) - set(known))  # deleted meanwhile
+        return bool(known)
+
+
+def resync_due(body: Mapping[str, Any]) -> bool:
+    """Worth converging on the safety resync: its status describes an older generation, or it is
+    not Ready (scaled to zero aside: only a change brings that back, and a change is an event)."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != meta.get("generation"):
+        return True
+    conditions = status.get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == names.ConditionType.READY), None)
+    if ready is not None and ready.get("reason") == Why.SCALED_TO_ZERO:
+        return False
+    return ready is None or ready.get("status") != "True"
+
+
+def _key(body: Mapping[str, Any]) -> Key:
+    return (body["metadata"]["namespace"], body["metadata"]["name"])

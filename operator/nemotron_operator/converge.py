@@ -1,0 +1,347 @@
+"""Converge one NemotronDeployment: from a snapshot of what the watches know, ask the core, write
+the delta, and say when to look again.
+
+    spec --api--> plan --planner--> children --render--> apply what drifted (drift.matches)
+    pods + events --diagnose--> status --status--> patch when it differs, Event per new reason
+
+The rules live in the pure core (planner, render, diagnose, status, drift, recheck); here they
+are fed and their answers written, through a `Cluster` (kube.py in the operator, a fake in
+tests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from . import api, diagnose, kube, leaderworkersets, names, ngc, planner, render
+from .catalog import Catalog
+from .conditions import Condition, same_conditions
+from .credentials import Credentials
+from .drift import matches
+from .recheck import seconds_until_diagnosis_may_change
+from .status import Blocker, Observed, changed_reasons, desired_status
+from .world import Snapshot
+
+log = logging.getLogger(__name__)
+Why = names.StatusReason
+LEADERWORKERSET_RECHECK_SECONDS = 30.0  # the LeaderWorkerSet API missing: look again this often
+
+
+class Cluster(Protocol):
+    """The writes (and the two reads) a converge makes: kube.py's functions."""
+
+    def apply(
+        self, child: Mapping[str, Any], dry_run: bool = False, answer: bool = False
+    ) -> dict[str, Any] | None: ...
+
+    def merge_patch(self, child: Mapping[str, Any]) -> None: ...
+
+    def delete_workload(self, kind: str, namespace: str, name: str) -> None: ...
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+
+    def post_event(
+        self, owner: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None: ...
+
+    def leaderworkerset_installed(self) -> bool: ...
+
+
+class PublishedProfiles(Protocol):
+    def get(self, repository: str, tag: str) -> tuple[ngc.PublishedProfile, ...] | None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    requeue_after: float | None = None  # look again then, though nothing else may say so
+    spans_nodes: bool = False  # its plan (or last status) runs a replica on several nodes
+    reads_key_secret: bool = False
+
+
+class StatusMemory:
+    """What the operator wrote since the index last caught up, per NemotronDeployment: until the
+    watch brings the object back with our last write in it, the index holds an older version (the
+    one the first write was computed from, or the echo of an earlier write), and a converge in
+    between (a pod and its Deployment change together) would compare against that stale status:
+    it would write again, post the Events again and give the conditions new transition times.
+
+    Used by one worker per key at a time (the work queue sees to it)."""
+
+    KEPT = 16
+
+    @dataclass
+    class _Writes:
+        uid: str
+        based_on: str  # resourceVersion of the object the first of these writes was computed from
+        statuses: list[Mapping[str, Any]]
+
+    def __init__(self) -> None:
+        self._written: dict[tuple[str, str], StatusMemory._Writes] = {}
+
+    def current(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The object's status as it is now: the index's, or the one we wrote last when the
+        index has not caught up with it yet."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        seen = body.get("status") or {}
+        writes = self._written.get(key)
+        if writes is None or writes.uid != meta.get("uid"):
+            return seen
+        last = writes.statuses[-1]
+        stale = meta.get("resourceVersion") == writes.based_on or any(
+            same_status(seen, earlier) for earlier in writes.statuses[:-1]
+        )
+        if stale and not same_status(seen, last):
+            return last
+        del self._written[key]  # caught up, or someone else changed it since: the index is right
+        return seen
+
+    def remember(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        writes = self._written.get(key)
+        if writes is None or writes.uid != meta.get("uid"):
+            writes = self._written[key] = self._Writes(
+                meta.get("uid"), meta.get("resourceVersion"), []
+            )
+        writes.statuses.append(status)
+        del writes.statuses[: -self.KEPT]
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._written.pop((namespace, name), None)
+
+
+class Converger:
+    def __init__(
+        self,
+        catalog: Catalog,
+        credentials: Credentials,
+        cluster: Cluster,
+        published_profiles: PublishedProfiles | None = None,
+        startup_allowance_seconds: int | None = None,
+        forget_leaderworkerset: Callable[[str, str], None] = lambda namespace, name: None,
+    ) -> None:
+        self.catalog = catalog
+        self.credentials = credentials
+        self.cluster = cluster
+        self.published_profiles = published_profiles
+        self.startup_allowance_setting = startup_allowance_seconds
+        self.forget_leaderworkerset = forget_leaderworkerset
+        self.statuses = StatusMemory()
+
+    def startup_allowance(self, plan: api.PlanStatus | None) -> int:
+        """Seconds a NIM may take to become ready: the operator setting, else what the startup
+        probe rendered for this plan allows."""
+        if self.startup_allowance_setting:
+            return self.startup_allowance_setting
+        if plan is None:
+            return render.MIN_STARTUP_SECONDS
+        return render.startup_allowance_seconds(plan)
+
+    def converge(self, snapshot: Snapshot, now: dt.datetime) -> Outcome:
+        body = snapshot.body
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return Outcome()
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        plan: api.PlanStatus | None = None
+        credentials: Condition | None = None
+        spec_model: api.NemotronDeploymentSpec | None = None
+        recheck: list[float | None] = []
+        try:
+            spec_model = api.NemotronDeploymentSpec.model_validate(body.get("spec") or {})
+        except ValidationError as error:
+            blocker: Blocker | None = Blocker(
+                names.ConditionType.PLANNED, Why.INVALID_SPEC, explain(error)
+            )
+        else:
+            plan, credentials, blocker, after = self._decide(namespace, spec_model, snapshot)
+            recheck.append(after)
+
+        spec = spec_model.model_dump(by_alias=True, mode="json") if spec_model else {}
+        if blocker is None and plan is not None and spec_model is not None:
+            try:
+                self._apply_children(body, spec, plan, snapshot, _key_given(spec_model))
+            except render.RenderError as error:
+                blocker = Blocker(names.ConditionType.PROGRESSING, Why.RENDER_FAILED, str(error))
+            except kube.ChildRejected as error:
+                blocker = Blocker(names.ConditionType.PROGRESSING, Why.CHILD_REJECTED, str(error))
+
+        spans = _spans_nodes(plan)
+        workload = snapshot.children.get(leaderworkersets.KIND if spans else "Deployment")
+        diagnosis = None
+        if blocker is None and snapshot.pods:
+            allowance = self.startup_allowance(plan)
+            diagnosis = diagnose.diagnose_pods(
+                snapshot.pods,
+                snapshot.warnings,
+                plan.model_dump(by_alias=True, mode="json", exclude_none=True) if plan else None,
+                now=now,
+                startup_allowance_seconds=allowance,
+            )
+            recheck.append(seconds_until_diagnosis_may_change(snapshot.pods, now, allowance))
+        port = (spec.get("service") or {}).get("port", 8000)
+        observed = Observed(
+            generation=int(meta.get("generation") or 0),
+            plan=plan,
+            blocker=blocker,
+            credentials=credentials,
+            replicas=int(spec.get("replicas", 1)) if spec else 0,
+            workload=workload,
+            diagnosis=diagnosis,
+            endpoint=f"http://{name}.{namespace}.svc:{port}/v1"
+            if "Service" in snapshot.children
+            else None,
+            selector=f"{names.DEPLOYMENT_LABEL}={name}",
+        )
+        self._write_status(body, observed, now)
+        return Outcome(
+            requeue_after=min((s for s in recheck if s is not None), default=None),
+            spans_nodes=spans or _spans_nodes(_status_plan(body)),
+            reads_key_secret=key_secret_name(body) is not None,
+        )
+
+    def _write_status(self, body: Mapping[str, Any], observed: Observed, now: dt.datetime) -> None:
+        meta = body["metadata"]
+        previous = self.statuses.current(body)
+        status = desired_status(observed, previous, now)
+        if same_status(previous, status):
+            return
+        self.cluster.patch_status(meta["namespace"], meta["name"], status)
+        self.statuses.remember(body, status)
+        posted: set[tuple[str, str]] = set()
+        for condition in changed_reasons(previous.get("conditions"), status["conditions"]):
+            if condition["type"] in (
+                names.ConditionType.READY,
+                names.ConditionType.PLANNED,
+                names.ConditionType.CREDENTIALS_VALID,
+            ):
+                healthy = condition["status"] == "True"
+                news = ("Normal" if healthy else "Warning", condition["reason"])
+                if news in posted:  # Ready says the same as Planned or CredentialsValid: one Event
+                    continue
+                posted.add(news)
+                self.cluster.post_event(body, *news, condition["message"])
+
+    def _decide(
+        self, namespace: str, spec: api.NemotronDeploymentSpec, snapshot: Snapshot
+    ) -> tuple[api.PlanStatus, Condition | None, Blocker | None, float | None]:
+        """The plan, the CredentialsValid fact, what (if anything) stops pods from existing, and
+        when the answer may change with time alone."""
+        plan = planner.plan(spec, self.catalog, snapshot.pools)
+        live = self.published_profiles
+        if plan.fits and live is not None and not spec.ngc.offline and plan.image:
+            image = ngc.ImageReference.parse(plan.image)
+            published = live.get(image.repository, image.tag)
+            if published:  # plan again against NVIDIA's own figures for this tag
+                plan = planner.plan(
+                    spec, self.catalog, snapshot.pools, published_profiles=published
+                )
+        if not plan.fits:
+            refusal = Blocker(names.ConditionType.PLANNED, plan.reason, plan.message)
+            return plan, None, refusal, None
+        answer = self.credentials.check(namespace, spec, plan)
+        credentials = answer.condition
+        if credentials.status is False:
+            blocker = Blocker(
+                names.ConditionType.CREDENTIALS_VALID, credentials.reason, credentials.message
+            )
+            return plan, credentials, blocker, answer.recheck_in
+        if _spans_nodes(plan) and not self.cluster.leaderworkerset_installed():
+            missing = Blocker(
+                names.ConditionType.PROGRESSING,
+                Why.LEADER_WORKER_SET_MISSING,
+                "a replica of this model spans several nodes, which runs on a LeaderWorkerSet: "
+                "install the LeaderWorkerSet API (sigs.k8s.io/lws) in the cluster and the pods "
+                "are created",
+            )
+            after = min(LEADERWORKERSET_RECHECK_SECONDS, answer.recheck_in or float("inf"))
+            return plan, credentials, missing, after
+        return plan, credentials, None, answer.recheck_in
+
+    def _apply_children(
+        self,
+        body: Mapping[str, Any],
+        spec: Mapping[str, Any],
+        plan: api.PlanStatus,
+        snapshot: Snapshot,
+        key_given: bool,
+    ) -> None:
+        meta = body["metadata"]
+        owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+        pending: list[tuple[dict[str, Any], bool]] = []  # (child, new)
+        for child in render.render_children(owner, spec, plan, key_given=key_given):
+            observed = snapshot.children.get(child["kind"])
+            if child["kind"] == "PersistentVolumeClaim" and observed is not None:
+                continue  # claims are immutable once bound: created once, never resized here
+            if observed is None or not matches(child, observed):
+                pending.append((child, observed is None))
+        if sum(new for _, new in pending) > 1:
+            # Creating several: first ask whether the API server takes every one, so that one it
+            # refuses (kube.ChildRejected) leaves none of the others half-built behind it.
+            for child, _ in pending:
+                self.cluster.apply(child, dry_run=True)
+        for child, new in pending:
+            if new:
+                self.cluster.apply(child)
+                continue
+            # A hand edit: server-side apply takes back the fields the operator owns, but leaves
+            # the list entries someone else added (a container, a port); then the lists go whole.
+            try:
+                applied = self.cluster.apply(child, answer=True)
+            except kube.ChildRejected:
+                applied = None  # e.g. the rendered port beside a hand-made one of the same name
+            if applied is None or not matches(child, applied):
+                self.cluster.merge_patch(child)
+        stale = "Deployment" if _spans_nodes(plan) else leaderworkersets.KIND
+        if stale in snapshot.children:
+            self.cluster.delete_workload(stale, owner.namespace, owner.name)
+            if stale == leaderworkersets.KIND:  # gone now, or already (its CRD gone: no event)
+                self.forget_leaderworkerset(owner.namespace, owner.name)
+
+
+def key_secret_name(body: Mapping[str, Any]) -> str | None:
+    """The Secret a NemotronDeployment reads its NGC key from (None: none, or offline)."""
+    ngc_spec = (body.get("spec") or {}).get("ngc") or {}
+    if ngc_spec.get("offline"):
+        return None
+    name = (ngc_spec.get("apiKeySecret") or {}).get("name")
+    return str(name) if name else None
+
+
+def explain(error: ValidationError) -> str:
+    """A validation error in a sentence a person can act on (the schema catches most first)."""
+    problems = [
+        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:3]
+    ]
+    return "; ".join(problems) + ": fix the spec"
+
+
+def same_status(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    for key, value in status.items():
+        if key == "conditions":
+            if not same_conditions(previous.get("conditions"), value):
+                return False
+        elif previous.get(key) != value:
+            return False
+    return True
+
+
+def _spans_nodes(plan: api.PlanStatus | Mapping[str, Any] | None) -> bool:
+    if isinstance(plan, api.PlanStatus):
+        return (plan.nodes_per_replica or 1) > 1
+    return int((plan or {}).get("nodesPerReplica") or 1) > 1
+
+
+def _status_plan(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return ((body.get("status") or {}).get("plan")) or None
+
+
+def _key_given(spec: api.NemotronDeploymentSpec) -> bool:
+    return bool(spec.ngc and spec.ngc.api_key_secret and not spec.ngc.offline)

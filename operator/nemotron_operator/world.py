@@ -1,0 +1,121 @@
+"""The operator's picture of the cluster: the indexes its watches keep, and consistent copies.
+
+Kopf keeps the indexes in its event loop and changes them there; a copy taken anywhere else may
+meet a dict changing size under it. So every read here runs where nothing changes them: in
+Kopf's handlers (they run on the loop), and for the controller's worker threads through
+`OnLoop`, which hands a read to the loop and waits for its answer. The copies (`Snapshot`) are
+plain data the converge works from, never live views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from . import names
+from .inventory import GpuPool, gpu_pools
+
+T = TypeVar("T")
+Key = tuple[str, str]  # (namespace, NemotronDeployment)
+Index = Mapping[Any, Iterable[Any]]
+CHILD_KINDS = ("Deployment", "Service", "PersistentVolumeClaim", "LeaderWorkerSet")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one converge of a NemotronDeployment reads, copied at one moment."""
+
+    body: Mapping[str, Any] | None  # None: not (or no longer) known
+    pods: list[Mapping[str, Any]] = field(default_factory=list)
+    warnings: list[Mapping[str, Any]] = field(default_factory=list)  # about those pods
+    children: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # kind -> observed
+    pools: list[GpuPool] = field(default_factory=list)  # free GPUs, its own pods' counted free
+
+
+@dataclass
+class World:
+    """The indexes, key -> collection of plain dicts (Kopf's, and the LeaderWorkerSet watch's).
+
+    Not thread-safe: call its methods where the indexes do not change (see the module)."""
+
+    deployments: Index
+    gpu_nodes: Index
+    gpu_requests: Index
+    owned_pods: Index
+    pod_warnings: Index
+    children: list[Index] = field(default_factory=list)
+
+    def deployment(self, key: Key) -> Mapping[str, Any] | None:
+        return next(iter(self.deployments.get(key, ())), None)
+
+    def deployment_bodies(self) -> list[Mapping[str, Any]]:
+        return [body for bodies in self.deployments.values() for body in bodies]
+
+    def snapshot(self, key: Key) -> Snapshot:
+        namespace, name = key
+        pods = list(self.owned_pods.get(key, ()))
+        warnings = [
+            event
+            for pod in pods
+            for event in self.pod_warnings.get((namespace, pod["metadata"]["name"]), ())
+        ]
+        children = {}
+        for kind in CHILD_KINDS:
+            for index in self.children:
+                found = next(iter(index.get((namespace, name, kind), ())), None)
+                if found is not None:
+                    children[kind] = found
+                    break
+        return Snapshot(self.deployment(key), pods, warnings, children, self.pools(pods))
+
+    def pools(self, exclude_pods: Iterable[Mapping[str, Any]] = ()) -> list[GpuPool]:
+        """GPU pools with what is free, not counting the given pods (a deployment's own)."""
+        mine = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in exclude_pods}
+        requested: dict[str, int] = {}
+        for node_name, claims in self.gpu_requests.items():
+            requested[node_name] = sum(g for ns, pod, g in claims if (ns, pod) not in mine)
+        nodes = [n for bodies in self.gpu_nodes.values() for n in bodies]
+        return gpu_pools(nodes, requested)
+
+    def waiting_for_gpus(self) -> list[Key]:
+        """NemotronDeployments not planned yet (a GPU node joining may let them fit)."""
+        return [key for key, body in self._keyed_bodies() if not _planned(body)]
+
+    def _keyed_bodies(self) -> list[tuple[Key, Mapping[str, Any]]]:
+        return [(key, body) for key, bodies in self.deployments.items() for body in bodies]
+
+
+def _planned(body: Mapping[str, Any]) -> bool:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    planned = next((c for c in conditions if c.get("type") == names.ConditionType.PLANNED), None)
+    return planned is not None and planned.get("status") == "True"
+
+
+OnLoop = Callable[[Callable[[], T]], T]
+"""Runs a read of the World where the indexes do not change, and returns its answer."""
+
+
+def direct(read: Callable[[], T]) -> T:
+    """OnLoop for a World nothing else changes (tests, the CLI)."""
+    return read()
+
+
+class EventLoopReads:
+    """OnLoop for Kopf's indexes: the read runs on Kopf's event loop; a read asked from the loop
+    itself (a handler) runs at once."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._loop_thread = threading.get_ident()  # built on the loop (a startup handler)
+
+    def __call__(self, read: Callable[[], T]) -> T:
+        if threading.get_ident() == self._loop_thread:
+            return read()
+
+        async def on_the_loop() -> T:
+            return read()
+
+        return asyncio.run_coroutine_threadsafe(on_the_loop(), self._loop).result()

@@ -1,0 +1,419 @@
+"""The controller and one converge, built with fakes: no API server, no Kopf, no threads.
+
+The fakes stand where the cluster would: `Cluster` records the writes a converge makes, the
+registry answers credentials checks, and the indexes are plain dicts shaped like Kopf's."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from nemotron_operator import names, ngc, render
+from nemotron_operator.api import NemotronDeploymentSpec, PlanStatus
+from nemotron_operator.catalog import load_catalog
+from nemotron_operator.controller import Controller, KopfIndexes, resync_due
+from nemotron_operator.converge import Converger
+from nemotron_operator.credentials import Credentials
+from nemotron_operator.peering import PeeringGate
+from nemotron_operator.planner import plan
+from nemotron_operator.settings import PeeringSettings, Settings
+from nemotron_operator.workqueue import WorkQueue
+from nemotron_operator.world import direct
+
+from .test_inventory import node
+
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+CATALOG = load_catalog()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeCluster:
+    writes: list[tuple[str, Any]] = field(default_factory=list)
+    fail_with: Exception | None = None
+    lws_installed: bool = True
+
+    def apply(
+        self, child: Mapping[str, Any], dry_run: bool = False, answer: bool = False
+    ) -> dict[str, Any] | None:
+        if self.fail_with:
+            raise self.fail_with
+        self.writes.append(("dry-run" if dry_run else "apply", child["kind"]))
+        return dict(child) if answer else None
+
+    def merge_patch(self, child: Mapping[str, Any]) -> None:
+        self.writes.append(("merge-patch", child["kind"]))
+
+    def delete_workload(self, kind: str, namespace: str, name: str) -> None:
+        self.writes.append(("delete", kind))
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.writes.append(("status", status))
+
+    def post_event(self, owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        self.writes.append(("event", reason))
+
+    def leaderworkerset_installed(self) -> bool:
+        return self.lws_installed
+
+
+@dataclass
+class FakeRegistry:
+    asked: list[str] = field(default_factory=list)
+
+    def image(self, image: str, key: ngc.ApiKey) -> ngc.CredentialCheck:
+        self.asked.append(image)
+        return ngc.CredentialCheck(True, names.NimReason.NGC_ENTITLED, "entitled")
+
+    def anonymous(self, repository: str, tag: str) -> ngc.CredentialCheck:
+        self.asked.append(repository)
+        return ngc.CredentialCheck(True, names.NimReason.ANONYMOUS_PULL_ALLOWED, "anonymous")
+
+
+class FakeWatches:
+    def __init__(self, on_change: Any, needed: Any) -> None:
+        self.on_change, self.needed = on_change, needed
+        self.followed: list[str] = []
+        self.index: dict[Any, list[Any]] = {}
+
+    def follow(self, namespace: str) -> None:
+        self.followed.append(namespace)
+
+    def stop(self) -> None:
+        pass
+
+    def owners(self, namespace: str) -> list[str]:
+        return []
+
+    def forget(self, namespace: str, deployment: str) -> None:
+        pass
+
+
+def deployment(
+    name: str, namespace: str = "team-a", ready: bool = False, **spec: Any
+) -> dict[str, Any]:
+    status: dict[str, Any] = {}
+    if ready:
+        status = {
+            "observedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}],
+        }
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "metadata": {
+            "namespace": namespace,
+            "name": name,
+            "uid": f"uid-{name}",
+            "generation": 1,
+            "resourceVersion": "1",
+        },
+        "spec": {"model": "nemotron-3-nano", **spec},
+        "status": status,
+    }
+
+
+@dataclass
+class Rig:
+    controller: Controller
+    cluster: FakeCluster
+    registry: FakeRegistry
+    clock: Clock
+    deployments: dict[Any, list[dict[str, Any]]]
+    pods: dict[Any, list[dict[str, Any]]]
+
+
+def rig(*bodies: dict[str, Any], peering: PeeringGate | None = None) -> Rig:
+    clock, cluster, registry = Clock(), FakeCluster(), FakeRegistry()
+    deployments = {(b["metadata"]["namespace"], b["metadata"]["name"]): [b] for b in bodies}
+    pods: dict[Any, list[dict[str, Any]]] = {}
+    secrets = {("team-a", "ngc-api", "NGC_API_KEY"): "nvapi-test"}
+    credentials = Credentials(
+        registry,
+        lambda ns, name, key: (secrets.get((ns, name, key)), f'Secret "{name}" not found'),
+        lambda ns, name: None,
+        recheck_seconds=600,
+        clock=clock,
+    )
+    converger = Converger(CATALOG, credentials, cluster)
+    nodes = {"gpu-1": [node("gpu-1", product="NVIDIA-L40S", memory_mib=46068)]}
+    controller = Controller(
+        KopfIndexes(deployments, nodes, {}, pods, {}, ()),
+        converger,
+        direct,
+        peering or PeeringGate(None),
+        workers=1,
+        resync_seconds=300,
+        queue=WorkQueue(clock=clock),
+        key_secret_watches=FakeWatches,
+        leaderworkersets=FakeWatches,
+        now=lambda: NOW + dt.timedelta(seconds=clock.now - 1000.0),
+    )
+    return Rig(controller, cluster, registry, clock, deployments, pods)
+
+
+def work(rig_: Rig) -> list[tuple[str, str]]:
+    """Run every key due now, as a worker would; the keys worked on."""
+    done = []
+    while (key := rig_.controller.queue.get(timeout=0)) is not None:
+        rig_.controller.process(key)
+        done.append(key)
+    return done
+
+
+# --- a converge, end to end through the fakes ---------------------------------------------------
+
+
+def test_a_new_deployment_gets_its_children_then_one_status_write_and_its_events() -> None:
+    r = rig(deployment("nano"))
+    r.controller.enqueue(("team-a", "nano"))
+    assert work(r) == [("team-a", "nano")]
+    kinds = [what for what, _ in r.cluster.writes]
+    assert kinds[:3] == ["dry-run"] * 3  # three new children: asked before any is created
+    assert [w for w in r.cluster.writes if w[0] == "apply"] == [
+        ("apply", "PersistentVolumeClaim"),
+        ("apply", "Deployment"),
+        ("apply", "Service"),
+    ]
+    statuses = [s for what, s in r.cluster.writes if what == "status"]
+    assert len(statuses) == 1
+    assert statuses[0]["plan"]["gpuProduct"] == "NVIDIA-L40S"
+    assert "event" in kinds
+
+
+def test_a_converge_that_raises_is_retried_with_backoff_and_success_forgets_it() -> None:
+    r = rig(deployment("nano"))
+    r.cluster.fail_with = RuntimeError("the API server is away")
+    r.controller.enqueue(("team-a", "nano"))
+    work(r)
+    assert r.controller.queue.failures(("team-a", "nano")) == 1
+    assert work(r) == []  # not at once
+    r.clock.now += 0.5
+    assert work(r) == [("team-a", "nano")]
+    r.cluster.fail_with = None
+    r.clock.now += 1.0
+    assert work(r) == [("team-a", "nano")]
+    assert r.controller.queue.failures(("team-a", "nano")) == 0
+
+
+def test_a_starting_nim_is_looked_at_again_exactly_when_its_allowance_runs_out() -> None:
+    r = rig(deployment("nano"))
+    key = ("team-a", "nano")
+    r.controller.enqueue(key)
+    work(r)
+    started = NOW - dt.timedelta(seconds=100)
+    r.pods[key] = [
+        {
+            "metadata": {"namespace": "team-a", "name": "nano-0", "creationTimestamp": "x"},
+            "spec": {"nodeName": "gpu-1", "containers": [{"name": "nim"}]},
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [
+                    {
+                        "name": "nim",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"running": {"startedAt": started.isoformat()}},
+                    }
+                ],
+            },
+        }
+    ]
+    r.controller.enqueue(key)
+    work(r)
+    written = [s for what, s in r.cluster.writes if what == "status"][-1]
+    allowance = render.startup_allowance_seconds(PlanStatus.model_validate(written["plan"]))
+    assert allowance > 600  # beyond the anonymous pull check's recheck, which comes first:
+    r.clock.now += 600
+    assert work(r) == [key]
+    r.clock.now += allowance - 100 - 600  # 1 s short of the moment (and its margin)
+    assert work(r) == []
+    r.clock.now += 1.0
+    assert work(r) == [key]
+
+
+def test_credentials_are_asked_again_when_their_answer_is_due_and_not_before() -> None:
+    r = rig(deployment("nano", ngc={"apiKeySecret": {"name": "ngc-api"}}))
+    key = ("team-a", "nano")
+    r.controller.enqueue(key)
+    work(r)
+    assert len(r.registry.asked) == 1
+    r.controller.enqueue(key)  # any event: the answer is still fresh
+    work(r)
+    assert len(r.registry.asked) == 1
+    r.clock.now += 600
+    assert work(r) == [key]  # the requeue-after of the first converge
+    assert len(r.registry.asked) == 2
+
+
+def test_the_peering_gate_holds_back_keys_where_a_peer_acts() -> None:
+    gate = PeeringGate(PeeringSettings("ops", 1, "me", clusterwide=False), lambda _, ns: False)
+    r = rig(deployment("nano"), peering=gate)
+    r.controller.enqueue(("team-a", "nano"))
+    work(r)
+    assert r.cluster.writes == []
+
+
+def test_a_deleted_deployment_leaves_nothing_queued_or_remembered() -> None:
+    r = rig(deployment("nano"))
+    key = ("team-a", "nano")
+    r.cluster.fail_with = RuntimeError("away")
+    r.controller.enqueue(key)
+    work(r)
+    r.controller.deployment_deleted(key)
+    r.clock.now += 60
+    assert work(r) == []
+    assert r.controller.queue.failures(key) == 0
+
+
+def test_the_event_body_is_used_before_the_index_has_it() -> None:
+    body = deployment("fresh")
+    r = rig()  # the index does not know it yet
+    r.controller.deployment_changed(("team-a", "fresh"), body)
+    work(r)
+    assert any(what == "status" for what, _ in r.cluster.writes)
+
+
+# --- triggers -------------------------------------------------------------------------------
+
+READERS = [
+    deployment("reads-ngc", ngc={"apiKeySecret": {"name": "ngc"}}),
+    deployment("reads-other", ngc={"apiKeySecret": {"name": "other", "key": "K"}}),
+    deployment("keyless"),
+    deployment("offline", ngc={"offline": True, "apiKeySecret": {"name": "ngc"}}),
+    deployment("reads-ngc", namespace="team-b", ngc={"apiKeySecret": {"name": "ngc"}}),
+]
+
+
+def queued(r: Rig) -> list[tuple[str, str]]:
+    keys = []
+    while (key := r.controller.queue.get(timeout=0)) is not None:
+        keys.append(key)
+        r.controller.queue.done(key)
+    return keys
+
+
+def test_a_changed_secret_enqueues_only_the_deployments_that_read_it() -> None:
+    r = rig(*READERS)
+    r.controller.key_secret_changed("team-a", "ngc")
+    assert queued(r) == [("team-a", "reads-ngc")]
+    r.controller.key_secret_changed("team-a", "default-token")
+    r.controller.key_secret_changed("team-c", "ngc")
+    assert queued(r) == []
+
+
+def test_after_a_gap_in_the_secret_watch_every_reader_in_the_namespace_is_enqueued() -> None:
+    r = rig(*READERS)
+    r.controller.key_secret_changed("team-a", None)
+    assert queued(r) == [("team-a", "reads-ngc"), ("team-a", "reads-other")]
+
+
+def test_a_gpu_node_joining_enqueues_what_waits_for_gpus_once() -> None:
+    r = rig(deployment("waiting"), deployment("running", ready=True))
+    r.deployments[("team-a", "running")][0]["status"]["conditions"].append(
+        {"type": "Planned", "status": "True", "reason": "Planned"}
+    )
+    r.controller.gpu_nodes_changed()
+    assert queued(r) == [("team-a", "waiting")]
+    r.controller.gpu_nodes_changed()  # a heartbeat: the pools did not change
+    assert queued(r) == []
+
+
+def test_the_safety_resync_picks_what_no_watch_reports() -> None:
+    ready = deployment("ready", ready=True)
+    stale = deployment("stale", ready=True)
+    stale["metadata"]["generation"] = 2
+    scaled = deployment("scaled", ready=True)
+    scaled["status"]["conditions"] = [
+        {"type": "Ready", "status": "False", "reason": names.StatusReason.SCALED_TO_ZERO}
+    ]
+    assert [resync_due(b) for b in (ready, stale, scaled, deployment("new"))] == [
+        False,
+        True,
+        False,
+        True,
+    ]
+
+
+# --- the startup allowance comes from the plan's download -------------------------------------
+
+
+def test_ultras_startup_probe_allows_its_download() -> None:
+    spec = NemotronDeploymentSpec.model_validate({"model": "nemotron-3-ultra", "precision": "bf16"})
+    h200 = [node(f"h200-{i}", product="NVIDIA-H200", memory_mib=143771) for i in range(4)]
+    from nemotron_operator.inventory import gpu_pools
+
+    ultra = plan(spec, CATALOG, gpu_pools(h200))
+    assert ultra.fits and ultra.download_gib and ultra.download_gib > 500
+    owner = render.Owner(name="ultra", namespace="ns", uid="0")
+    children = render.render_children(
+        owner, spec.model_dump(by_alias=True, mode="json"), ultra, key_given=True
+    )
+    workload = next(c for c in children if c["kind"] in ("Deployment", "LeaderWorkerSet"))
+    text = str(workload)
+    probe_seconds = render.startup_allowance_seconds(ultra)
+    at_100_mb_per_second = ultra.download_gib * 2**30 / 100e6
+    assert probe_seconds > at_100_mb_per_second
+    threshold = probe_seconds // render.STARTUP_PROBE_PERIOD_SECONDS
+    assert f"'failureThreshold': {threshold}" in text
+
+
+def test_the_startup_allowance_setting_overrides_the_probe() -> None:
+    built = Settings.build({"NEMOTRON_STARTUP_ALLOWANCE_SECONDS": "45"})
+    assert built.startup_allowance_seconds == 45
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "1.5"])
+def test_a_bad_startup_allowance_setting_stops_the_operator_with_its_name(value: str) -> None:
+    with pytest.raises(ValueError, match="NEMOTRON_STARTUP_ALLOWANCE_SECONDS"):
+        Settings.build({"NEMOTRON_STARTUP_ALLOWANCE_SECONDS": value})
+
+
+def test_settings_come_from_the_environment_given() -> None:
+    built = Settings.build(
+        {
+            "NEMOTRON_NGC_REGISTRY_URL": "https://mirror.example/",
+            "NEMOTRON_LIVE_CATALOG": "true",
+            "NEMOTRON_CATALOG_OVERRIDES": "/etc/overrides.yaml",
+        },
+        namespaces=["team-*"],
+        peering="ops",
+    )
+    assert built.registry_url == "https://mirror.example"
+    assert built.live_catalog and built.catalog_overrides == "/etc/overrides.yaml"
+    assert built.peering is not None and not built.peering.clusterwide
+    assert not Settings.build({}).live_catalog
+
+
+# --- what the status memory answers while the watch catches up --------------------------------
+
+
+def test_until_the_watch_brings_our_write_back_it_is_the_current_status() -> None:
+    r = rig(deployment("nano"))
+    memory = r.controller.converger.statuses
+    body = deployment("nano")
+    written = {"observedGeneration": 1, "conditions": []}
+    memory.remember(body, written)
+    assert memory.current(body) == written  # the index still holds the older object
+    echoed = {**body, "metadata": {**body["metadata"], "resourceVersion": "2"}, "status": written}
+    assert memory.current(echoed) == written
+
+
+def test_a_change_by_someone_else_after_our_write_is_trusted() -> None:
+    r = rig()
+    memory = r.controller.converger.statuses
+    body = deployment("nano")
+    memory.remember(body, {"observedGeneration": 1})
+    theirs = {**body, "metadata": {**body["metadata"], "resourceVersion": "3"}, "status": {"x": 1}}
+    assert memory.current(theirs) == {"x": 1}
