@@ -1,9 +1,12 @@
 """The NemotronDeployment API as pydantic models: the single source of truth for the CRD.
 
 Field names are snake_case in Python and camelCase on the wire (aliases); models accept
-either. Cross-field rules that the API server enforces at admission live beside the types as
-CEL (`x-kubernetes-validations` in each model's json_schema_extra); `crd.py` turns these
-models into the CustomResourceDefinition.
+either. The rules the API server enforces at admission are declared once, beside the types
+they guard, each with its CEL and its Python form (`rules.Rule`: a model's `rules`, or
+Annotated metadata on a field's type): `crd.py` turns the models into the
+CustomResourceDefinition with the CEL as x-kubernetes-validations, and pydantic runs the Python
+forms, so validating a spec here refuses what the API server refuses, on the same field with the
+same message.
 """
 
 from __future__ import annotations

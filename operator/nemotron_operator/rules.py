@@ -28,8 +28,33 @@ RULE_ERROR = "admission_rule"
 DUPLICATE_ERROR = "duplicate_value"
 
 
+class _Constraint:
+    """Annotated metadata that checks a value once its type's own validation passed, and
+    declares the same constraint in the value's JSON Schema (hence in the CRD)."""
+
+    def validated(self, value: Any) -> Any:
+        """`value`, or a ValidationError located below it."""
+        raise NotImplementedError
+
+    def declare(self, json_schema: JsonSchemaValue) -> None:
+        """Add the constraint to the value's JSON Schema."""
+        raise NotImplementedError
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.validated, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        self.declare(json_schema)
+        return json_schema
+
+
 @dataclass(frozen=True)
-class Rule(Generic[Guarded]):
+class Rule(_Constraint, Generic[Guarded]):
     """One admission rule: `cel` for the API server, `check` (the same rule in Python) for
     pydantic, the `message` both give, and the `field_path` (relative to the guarded value, as
     in x-kubernetes-validations, e.g. ".customModel") both report it on; `pattern`, when the
@@ -52,25 +77,15 @@ class Rule(Generic[Guarded]):
         """Where pydantic reports a failure: field_path as a location below the guarded value."""
         return tuple(self.field_path.split(".")[1:]) if self.field_path else ()
 
-    # As Annotated metadata: the Python form after the type's own validation, the CEL (and
-    # the pattern) in the JSON Schema.
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        def enforced(value: Any) -> Any:
-            enforce((self,), value, type(value).__name__)
-            return value
+    # As Annotated metadata on a value's type (a model lists its own rules in `rules`).
+    def validated(self, value: Any) -> Any:
+        enforce((self,), value, type(value).__name__)
+        return value
 
-        return core_schema.no_info_after_validator_function(enforced, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler(schema)
+    def declare(self, json_schema: JsonSchemaValue) -> None:
         if self.pattern is not None:
             json_schema["pattern"] = self.pattern
         json_schema.setdefault("x-kubernetes-validations", []).append(self.validation())
-        return json_schema
 
 
 def says(pattern: str, message: str) -> Rule[str]:
@@ -100,7 +115,7 @@ def enforce(
 
 
 @dataclass(frozen=True)
-class ListType:
+class ListType(_Constraint):
     """x-kubernetes-list-type as Annotated metadata on a list: "set" when `map_keys` is empty
     (items are unique), else "map" (items are unique by those keys). Pydantic refuses the first
     repeated item, on its index, as the API server does."""
@@ -114,33 +129,24 @@ class ListType:
         wire = item.model_dump(mode="json", by_alias=True)
         return {key: wire[key] for key in self.map_keys}
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        def unique(items: list[Any]) -> list[Any]:
-            seen: list[Any] = []
-            for index, item in enumerate(items):
-                identity = self.identity(item)
-                if identity in seen:
-                    shown = json.dumps(identity, separators=(",", ":"))
-                    error = PydanticCustomError(
-                        DUPLICATE_ERROR, "Duplicate value: {value}", {"value": shown}
-                    )
-                    details = InitErrorDetails(type=error, loc=(index,), input=item)
-                    raise ValidationError.from_exception_data("list", [details])
-                seen.append(identity)
-            return items
+    def validated(self, value: Any) -> Any:
+        seen: list[Any] = []
+        for index, item in enumerate(value):
+            identity = self.identity(item)
+            if identity in seen:
+                shown = json.dumps(identity, separators=(",", ":"))
+                error = PydanticCustomError(
+                    DUPLICATE_ERROR, "Duplicate value: {value}", {"value": shown}
+                )
+                details = InitErrorDetails(type=error, loc=(index,), input=item)
+                raise ValidationError.from_exception_data("list", [details])
+            seen.append(identity)
+        return value
 
-        return core_schema.no_info_after_validator_function(unique, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler(schema)
+    def declare(self, json_schema: JsonSchemaValue) -> None:
         json_schema["x-kubernetes-list-type"] = "map" if self.map_keys else "set"
         if self.map_keys:
             json_schema["x-kubernetes-list-map-keys"] = list(self.map_keys)
-        return json_schema
 
 
 # --- refusals in the API server's words ------------------------------------------------------
