@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic.json_schema import JsonDict
+from pydantic.json_schema import JsonSchemaValue
 
 from nemotron_operator import names
 from nemotron_operator.rules import ListType, Rule, enforce, says
@@ -178,7 +178,7 @@ DEPLOYMENT_NAME_RULES: tuple[Rule[str], ...] = (
 _OBJECT_NAME = "lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
 
 
-def _rules_schema(schema: JsonDict, model: type[Any]) -> None:
+def _rules_schema(schema: JsonSchemaValue, model: type[Any]) -> None:
     """json_schema_extra of every API type: its rules as x-kubernetes-validations."""
     if model.rules:
         schema["x-kubernetes-validations"] = [rule.validation() for rule in model.rules]
