@@ -1,18 +1,20 @@
 """The NemotronDeployment API as pydantic models: the single source of truth for the CRD.
 
 Field names are snake_case in Python and camelCase on the wire (aliases); models accept
-either. Cross-field rules that the API server enforces at admission live beside the types as
-CEL (`x-kubernetes-validations` in each model's json_schema_extra); `crd.py` turns these
-models into the CustomResourceDefinition.
+either. The rules the API server enforces at admission are declared once, beside the types
+they guard, each with its CEL and its Python form (`rules.Rule`: a model's `rules`, or
+Annotated metadata on a field's type): `crd.py` turns the models into the
+CustomResourceDefinition with the CEL as x-kubernetes-validations, and pydantic runs the Python
+forms, so validating a spec here refuses what the API server refuses, on the same field with the
+same message.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,9 +22,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic.json_schema import JsonDict
+from pydantic.json_schema import JsonSchemaValue
 
 from nemotron_operator import names
+from nemotron_operator.rules import ListType, Rule, enforce, says
 
 # Kubernetes resource.Quantity, as the API server's own schemas validate it.
 QUANTITY_PATTERN = (
@@ -64,75 +67,47 @@ def quantity_bytes(quantity: int | str) -> float:
     return float(number) * _QUANTITY_SUFFIX_FACTORS[suffix]
 
 
-def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
-    validation: JsonDict = {"rule": rule, "message": message}
-    if field_path is not None:
-        validation["fieldPath"] = field_path
-    return validation
-
-
-def _says(pattern: str, message: str) -> JsonDict:
-    """The CEL twin of an OpenAPI pattern: the API server reports a failed pattern as a bare
-    regular expression; this rule adds, in words, what the value must look like."""
-    if "'" in pattern:
-        raise ValueError(f"{pattern} cannot be quoted in CEL")
-    return {"x-kubernetes-validations": [_cel(f"self.matches(r'{pattern}')", message)]}
-
-
 _QUANTITY_HINT = (
     "e.g. 200Gi, 64G, 500m or 8 (suffixes Ki, Mi, Gi, Ti or k, M, G, T: "
     "200GB is not a quantity, 200G or 200Gi is)"
 )
 
 
-def _check_quantity(value: int | str) -> int | str:
-    if isinstance(value, str) and (
-        len(value) > MAX_QUANTITY_LENGTH or re.fullmatch(QUANTITY_PATTERN, value) is None
-    ):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity ({_QUANTITY_HINT})")
-    if quantity_bytes(value) < 0:
-        raise ValueError(f"{value!r} is negative")
-    return value
+def _is_quantity(value: str) -> bool:
+    return len(value) <= MAX_QUANTITY_LENGTH and re.fullmatch(QUANTITY_PATTERN, value) is not None
 
 
-def _check_positive_quantity(value: int | str) -> int | str:
-    if quantity_bytes(_check_quantity(value)) <= 0:
-        raise ValueError(f"{value!r} is not a positive quantity")
-    return value
+# The int-or-string shape of a quantity in the CRD; its rule adds the CEL.
+_QUANTITY_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": QUANTITY_PATTERN,
+        "maxLength": MAX_QUANTITY_LENGTH,
+        "x-kubernetes-int-or-string": True,
+    }
+)
 
 
-def _quantity_schema(rule: str, message: str) -> WithJsonSchema:
-    return WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": QUANTITY_PATTERN,
-            "maxLength": MAX_QUANTITY_LENGTH,
-            "x-kubernetes-int-or-string": True,
-            "x-kubernetes-validations": [_cel(rule, message)],
-        }
-    )
-
-
+_NON_NEGATIVE_QUANTITY: Rule[int | str] = Rule(
+    cel="type(self) == int ? self >= 0 : "
+    "isQuantity(self) && !quantity(self).isLessThan(quantity('0'))",
+    check=lambda value: (
+        value >= 0 if isinstance(value, int) else _is_quantity(value) and quantity_bytes(value) >= 0
+    ),
+    message=f"must be a non-negative Kubernetes quantity, {_QUANTITY_HINT}",
+)
+_POSITIVE_QUANTITY: Rule[int | str] = Rule(
+    cel="type(self) == int ? self > 0 : "
+    "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
+    check=lambda value: (
+        value > 0 if isinstance(value, int) else _is_quantity(value) and quantity_bytes(value) > 0
+    ),
+    message=f"must be a positive Kubernetes quantity, {_QUANTITY_HINT}",
+)
 # A quantity of a resource (CPU, memory): zero or more.
-Quantity = Annotated[
-    int | str,
-    AfterValidator(_check_quantity),
-    _quantity_schema(
-        "type(self) == int ? self >= 0 : "
-        "isQuantity(self) && !quantity(self).isLessThan(quantity('0'))",
-        f"must be a non-negative Kubernetes quantity, {_QUANTITY_HINT}",
-    ),
-]
+Quantity = Annotated[int | str, _QUANTITY_SCHEMA, _NON_NEGATIVE_QUANTITY]
 # A size that must hold something (the model cache).
-PositiveQuantity = Annotated[
-    int | str,
-    AfterValidator(_check_positive_quantity),
-    _quantity_schema(
-        "type(self) == int ? self > 0 : "
-        "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
-        f"must be a positive Kubernetes quantity, {_QUANTITY_HINT}",
-    ),
-]
+PositiveQuantity = Annotated[int | str, _QUANTITY_SCHEMA, _POSITIVE_QUANTITY]
 
 # A free-form Kubernetes object (affinity, valueFrom): kept as given, validated by the API
 # server when it reaches the pod.
@@ -158,9 +133,12 @@ IMAGE_WITH_TAG_PATTERN = (
 )
 # Profile pins: a 64-hex profile id, or a NIM profile name/description (vllm-fp8-tp2-pp1...).
 PROFILE_PATTERN = r"^([0-9a-f]{64}|[a-z0-9][a-z0-9._-]*)$"
+PROFILE_ID_PATTERN = r"^[0-9a-f]{64}$"
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+# Environment variables NIM reads the NGC key from: the operator sets them from ngc.apiKeySecret.
+NGC_KEY_VARIABLES = ("NGC_API_KEY", "NGC_CLI_API_KEY")
 
 # Label values (gpu.product, nodeSelector values) and label/annotation keys.
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
@@ -180,64 +158,66 @@ MAX_REPLICAS = 1024
 # MAX_REPLICAS - 1 that leaves 47 characters for the name.
 DEPLOYMENT_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 MAX_DEPLOYMENT_NAME_LENGTH = 63 - len(f"-{MAX_REPLICAS - 1}") - len("-") - 10
-DEPLOYMENT_NAME_RULES = [
-    _cel(
-        f"self.size() <= {MAX_DEPLOYMENT_NAME_LENGTH}",
-        f"metadata.name must be at most {MAX_DEPLOYMENT_NAME_LENGTH} characters: it names the "
-        "Service and the pods, and a replica that spans nodes runs as StatefulSets whose pod "
-        "labels add up to 16 characters to it (63 at most)",
+DEPLOYMENT_NAME_RULES: tuple[Rule[str], ...] = (
+    Rule(
+        cel=f"self.size() <= {MAX_DEPLOYMENT_NAME_LENGTH}",
+        check=lambda name: len(name) <= MAX_DEPLOYMENT_NAME_LENGTH,
+        message=f"metadata.name must be at most {MAX_DEPLOYMENT_NAME_LENGTH} characters: it "
+        "names the Service and the pods, and a replica that spans nodes runs as StatefulSets "
+        "whose pod labels add up to 16 characters to it (63 at most)",
     ),
-    _cel(
-        f"self.matches(r'{DEPLOYMENT_NAME_PATTERN}')",
-        "metadata.name must start with a lowercase letter and hold only lowercase letters, "
-        "digits and '-' (no dots): it is also the name of the model's Service",
+    Rule(
+        cel=f"self.matches(r'{DEPLOYMENT_NAME_PATTERN}')",
+        check=lambda name: re.fullmatch(DEPLOYMENT_NAME_PATTERN, name) is not None,
+        message="metadata.name must start with a lowercase letter and hold only lowercase "
+        "letters, digits and '-' (no dots): it is also the name of the model's Service",
     ),
-]
-
-
-def check_deployment_name(name: str) -> str:
-    """The API server's rules for metadata.name, for files read without it (`plan FILE`)."""
-    if len(name) > MAX_DEPLOYMENT_NAME_LENGTH:
-        raise ValueError(DEPLOYMENT_NAME_RULES[0]["message"])
-    if re.fullmatch(DEPLOYMENT_NAME_PATTERN, name) is None:
-        raise ValueError(DEPLOYMENT_NAME_RULES[1]["message"])
-    return name
+)
 
 
 _OBJECT_NAME = "lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
 
 
+def _rules_schema(schema: JsonSchemaValue, model: type[Any]) -> None:
+    """json_schema_extra of every API type: its rules as x-kubernetes-validations."""
+    if model.rules:
+        schema["x-kubernetes-validations"] = [rule.validation() for rule in model.rules]
+
+
 class ApiObject(BaseModel):
-    """Base of every API type: camelCase on the wire, unknown fields refused."""
+    """Base of every API type: camelCase on the wire, unknown fields refused, and the type's
+    admission `rules` (CEL in the CRD, Python here) checked once its fields are valid."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         protected_namespaces=(),
+        json_schema_extra=_rules_schema,
     )
+    rules: ClassVar[tuple[Rule[Any], ...]] = ()
+
+    @model_validator(mode="after")
+    def _obeys_its_rules(self) -> Self:
+        enforce(self.rules, self, type(self).__name__)
+        return self
 
 
 # --- spec -------------------------------------------------------------------------------------
 
 
-def _no_duplicates(values: list[Any]) -> list[Any]:
-    if len(set(values)) != len(values):
-        raise ValueError(f"duplicate values in {values}")
-    return values
-
-
 class CustomModel(ApiObject):
     """Enough facts about a NIM LLM that is not in the catalog for the planner to size it."""
 
-    image: str = Field(
-        pattern=IMAGE_WITH_TAG_PATTERN,
-        max_length=512,
-        json_schema_extra=_says(
+    image: Annotated[
+        str,
+        says(
             IMAGE_WITH_TAG_PATTERN,
             "customModel.image must be a repository with a tag (no digest), e.g. "
             "nvcr.io/nim/nvidia/llm-nim:2.1.6",
         ),
+    ] = Field(
+        max_length=512,
         description="NIM image with its tag, e.g. nvcr.io/nim/nvidia/llm-nim:2.1.6 "
         "(never 'latest'; spec.version, when set, replaces the tag).",
     )
@@ -264,41 +244,44 @@ class CustomModel(ApiObject):
         le=MAX_CONTEXT_TOKENS,
         description="Longest context the model supports, in tokens; the default maxModelLength.",
     )
-    precisions: Annotated[list[Precision], AfterValidator(_no_duplicates)] = Field(
+    precisions: Annotated[list[Precision], ListType()] = Field(
         min_length=1,
         max_length=3,
-        json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Precisions the image ships profiles for (nvfp4, fp8, bf16).",
     )
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "!has(self.activeParameters) || self.activeParameters <= self.parameters",
-                    "customModel.activeParameters cannot exceed customModel.parameters",
-                ),
-                _cel(
-                    "!self.image.endsWith(':latest')",
-                    "customModel.image must carry a pinned tag, not 'latest'",
-                ),
-            ]
-        }
+    rules: ClassVar[tuple[Rule[CustomModel], ...]] = (
+        Rule(
+            cel="!has(self.activeParameters) || self.activeParameters <= self.parameters",
+            check=lambda custom: (
+                custom.active_parameters is None or custom.active_parameters <= custom.parameters
+            ),
+            message="customModel.activeParameters cannot exceed customModel.parameters",
+        ),
+        Rule(
+            cel="!self.image.endsWith(':latest')",
+            check=lambda custom: not custom.image.endswith(":latest"),
+            message="customModel.image must carry a pinned tag, not 'latest'",
+        ),
     )
 
 
 class GpuSelection(ApiObject):
     """Which GPUs a replica runs on."""
 
-    product: str | None = Field(
+    product: (
+        Annotated[
+            str,
+            says(
+                LABEL_VALUE_PATTERN,
+                "gpu.product is a value of the nodes' nvidia.com/gpu.product label, e.g. "
+                "NVIDIA-H100-80GB-HBM3 (kubectl get nodes -L nvidia.com/gpu.product)",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         max_length=63,
-        pattern=LABEL_VALUE_PATTERN,
-        json_schema_extra=_says(
-            LABEL_VALUE_PATTERN,
-            "gpu.product is a value of the nodes' nvidia.com/gpu.product label, e.g. "
-            "NVIDIA-H100-80GB-HBM3 (kubectl get nodes -L nvidia.com/gpu.product)",
-        ),
         description="Run only on nodes whose nvidia.com/gpu.product label has this value "
         "(e.g. NVIDIA-H100-80GB-HBM3). Omit to let the planner choose.",
     )
@@ -311,39 +294,35 @@ class GpuSelection(ApiObject):
         "the model.",
     )
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    f"!has(self.count) || self.count in {list(GPU_COUNTS)}",
-                    "gpu.count must be a power of two from 1 to 64: 1, 2, 4 or 8 GPUs on "
-                    "one node, or whole nodes for more",
-                    ".count",
-                )
-            ]
-        }
+    rules: ClassVar[tuple[Rule[GpuSelection], ...]] = (
+        Rule(
+            cel=f"!has(self.count) || self.count in {list(GPU_COUNTS)}",
+            check=lambda gpu: gpu.count is None or gpu.count in GPU_COUNTS,
+            message="gpu.count must be a power of two from 1 to 64: 1, 2, 4 or 8 GPUs on one "
+            "node, or whole nodes for more",
+            field_path=".count",
+        ),
     )
 
 
 class SecretKeyRef(ApiObject):
     """A key of a Secret in the NemotronDeployment's namespace."""
 
-    name: str = Field(
+    name: Annotated[
+        str, says(DNS_SUBDOMAIN_PATTERN, f"a Secret name is {_OBJECT_NAME}, e.g. ngc-api-key")
+    ] = Field(
         max_length=253,
-        pattern=DNS_SUBDOMAIN_PATTERN,
-        json_schema_extra=_says(
-            DNS_SUBDOMAIN_PATTERN, f"a Secret name is {_OBJECT_NAME}, e.g. ngc-api-key"
-        ),
         description="Name of the Secret.",
     )
-    key: str = Field(
-        default="NGC_API_KEY",
-        max_length=253,
-        pattern=SECRET_KEY_PATTERN,
-        json_schema_extra=_says(
+    key: Annotated[
+        str,
+        says(
             SECRET_KEY_PATTERN,
             "a Secret key holds only letters, digits, '-', '_' and '.', e.g. NGC_API_KEY",
         ),
+    ] = Field(
+        default="NGC_API_KEY",
+        max_length=253,
         description="Key in the Secret that holds the NGC API key.",
     )
 
@@ -360,13 +339,10 @@ class Ngc(ApiObject):
     pull_secrets: list[
         Annotated[
             str,
-            Field(
-                max_length=253,
-                pattern=DNS_SUBDOMAIN_PATTERN,
-                json_schema_extra=_says(
-                    DNS_SUBDOMAIN_PATTERN,
-                    f"a pull secret is the name of a Secret: {_OBJECT_NAME}, e.g. ngc-registry",
-                ),
+            Field(max_length=253),
+            says(
+                DNS_SUBDOMAIN_PATTERN,
+                f"a pull secret is the name of a Secret: {_OBJECT_NAME}, e.g. ngc-registry",
             ),
         ]
     ] = Field(
@@ -390,24 +366,32 @@ class Cache(ApiObject):
         description="Size of the PersistentVolumeClaim the operator creates. Omit to size it "
         "from the model's download size (status.plan.cacheSize).",
     )
-    storage_class: str | None = Field(
+    storage_class: (
+        Annotated[
+            str,
+            says(
+                DNS_SUBDOMAIN_PATTERN,
+                f"a StorageClass name is {_OBJECT_NAME} (kubectl get storageclass)",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         max_length=253,
-        pattern=DNS_SUBDOMAIN_PATTERN,
-        json_schema_extra=_says(
-            DNS_SUBDOMAIN_PATTERN,
-            f"a StorageClass name is {_OBJECT_NAME} (kubectl get storageclass)",
-        ),
         description="StorageClass of the claim the operator creates; omit for the cluster default.",
     )
-    existing_claim: str | None = Field(
+    existing_claim: (
+        Annotated[
+            str,
+            says(
+                DNS_SUBDOMAIN_PATTERN,
+                f"cache.existingClaim is a PersistentVolumeClaim name: {_OBJECT_NAME}",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         max_length=253,
-        pattern=DNS_SUBDOMAIN_PATTERN,
-        json_schema_extra=_says(
-            DNS_SUBDOMAIN_PATTERN,
-            f"cache.existingClaim is a PersistentVolumeClaim name: {_OBJECT_NAME}",
-        ),
         description="Use this existing PersistentVolumeClaim (e.g. one preloaded for an "
         "air-gapped cluster) instead of creating one.",
     )
@@ -416,37 +400,32 @@ class Cache(ApiObject):
         description="Keep the claim the operator created when the NemotronDeployment is deleted.",
     )
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "!(has(self.existingClaim) && has(self.size))",
-                    "cache.existingClaim and cache.size are mutually exclusive: an existing "
-                    "claim has its own size",
-                ),
-                _cel(
-                    "!(has(self.existingClaim) && has(self.storageClass))",
-                    "cache.existingClaim and cache.storageClass are mutually exclusive: an "
-                    "existing claim has its own storage class",
-                ),
-            ]
-        }
+    rules: ClassVar[tuple[Rule[Cache], ...]] = (
+        Rule(
+            cel="!(has(self.existingClaim) && has(self.size))",
+            check=lambda cache: cache.existing_claim is None or cache.size is None,
+            message="cache.existingClaim and cache.size are mutually exclusive: an existing "
+            "claim has its own size",
+        ),
+        Rule(
+            cel="!(has(self.existingClaim) && has(self.storageClass))",
+            check=lambda cache: cache.existing_claim is None or cache.storage_class is None,
+            message="cache.existingClaim and cache.storageClass are mutually exclusive: an "
+            "existing claim has its own storage class",
+        ),
     )
 
 
-def _keys_are_qualified_names(field: str) -> JsonDict:
-    """A CEL rule for a map whose keys must be label or annotation keys: the API server
-    refuses any other key when the operator writes the child object."""
-    return {
-        "x-kubernetes-validations": [
-            _cel(
-                f"self.all(k, k.matches(r'{QUALIFIED_NAME_PATTERN}'))",
-                f"{field} keys are qualified names: an optional DNS prefix and '/', then at "
-                "most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or "
-                "digit (e.g. example.com/team)",
-            )
-        ]
-    }
+def _keys_are_qualified_names(field: str) -> Rule[dict[str, str]]:
+    """The rule of a map whose keys must be label or annotation keys: the API server refuses
+    any other key when the operator writes the child object."""
+    return Rule(
+        cel=f"self.all(k, k.matches(r'{QUALIFIED_NAME_PATTERN}'))",
+        check=lambda mapping: all(re.fullmatch(QUALIFIED_NAME_PATTERN, k) for k in mapping),
+        message=f"{field} keys are qualified names: an optional DNS prefix and '/', then at "
+        "most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or "
+        "digit (e.g. example.com/team)",
+    )
 
 
 class ServiceSettings(ApiObject):
@@ -456,10 +435,12 @@ class ServiceSettings(ApiObject):
         default="ClusterIP", description="Service type."
     )
     port: int = Field(default=8000, ge=1, le=65535, description="Service port.")
-    annotations: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
+    annotations: Annotated[
+        dict[str, Annotated[str, Field(max_length=4096)]],
+        _keys_are_qualified_names("service.annotations"),
+    ] = Field(
         default_factory=dict,
         max_length=64,
-        json_schema_extra=_keys_are_qualified_names("service.annotations"),
         description="Annotations for the Service (e.g. load-balancer settings).",
     )
 
@@ -467,14 +448,15 @@ class ServiceSettings(ApiObject):
 class EnvVar(ApiObject):
     """An extra environment variable for the NIM container (e.g. NIM_KVCACHE_PERCENT)."""
 
-    name: str = Field(
-        max_length=256,
-        pattern=ENV_NAME_PATTERN,
-        json_schema_extra=_says(
+    name: Annotated[
+        str,
+        says(
             ENV_NAME_PATTERN,
             "an env name holds letters, digits, '_', '-' and '.', and does not start with a "
             "digit, e.g. NIM_KVCACHE_PERCENT",
         ),
+    ] = Field(
+        max_length=256,
         description="Variable name.",
     )
     value: str | None = Field(default=None, max_length=32768, description="Literal value.")
@@ -484,96 +466,106 @@ class EnvVar(ApiObject):
         "in a Pod's env.",
     )
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "!(has(self.value) && self.value != '' && has(self.valueFrom))",
-                    "an env variable takes value or valueFrom, not both",
-                )
-            ]
-        }
+    rules: ClassVar[tuple[Rule[EnvVar], ...]] = (
+        Rule(
+            cel="!(has(self.value) && self.value != '' && has(self.valueFrom))",
+            check=lambda env: not (env.value and env.value_from is not None),
+            message="an env variable takes value or valueFrom, not both",
+        ),
     )
 
 
-def _resource_names(field: str) -> JsonDict:
-    return {
-        "x-kubernetes-validations": [
-            _cel(
-                "self.all(k, k in ['cpu', 'memory', 'ephemeral-storage'] || "
-                "k.startsWith('hugepages-') || k.contains('/'))",
-                f"{field} names cpu, memory, ephemeral-storage, hugepages-<size> or an extended "
-                "resource with its domain (e.g. example.com/fpga)",
-            )
-        ]
-    }
+_RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+
+
+def _resource_names(field: str) -> Rule[dict[str, int | str]]:
+    return Rule(
+        cel=f"self.all(k, k in {list(_RESOURCE_NAMES)} || "
+        "k.startsWith('hugepages-') || k.contains('/'))",
+        check=lambda resources: all(
+            k in _RESOURCE_NAMES or k.startswith("hugepages-") or "/" in k for k in resources
+        ),
+        message=f"{field} names cpu, memory, ephemeral-storage, hugepages-<size> or an extended "
+        "resource with its domain (e.g. example.com/fpga)",
+    )
 
 
 class ResourceRequirements(ApiObject):
     """CPU and memory for the NIM container; GPUs come from gpu.count."""
 
-    limits: dict[str, Quantity] = Field(
+    limits: Annotated[dict[str, Quantity], _resource_names("resources.limits")] = Field(
         default_factory=dict,
         max_length=16,
-        json_schema_extra=_resource_names("resources.limits"),
         description="Resource limits (e.g. memory: 64Gi).",
     )
-    requests: dict[str, Quantity] = Field(
+    requests: Annotated[dict[str, Quantity], _resource_names("resources.requests")] = Field(
         default_factory=dict,
         max_length=16,
-        json_schema_extra=_resource_names("resources.requests"),
         description="Resource requests (e.g. cpu: 8).",
     )
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    f"(!has(self.limits) || !('{names.GPU_RESOURCE}' in self.limits)) && "
-                    f"(!has(self.requests) || !('{names.GPU_RESOURCE}' in self.requests))",
-                    f"set GPUs with gpu.count, not with {names.GPU_RESOURCE} in resources",
-                ),
-                _cel(
-                    "!has(self.requests) || !has(self.limits) || self.requests.all(k, "
-                    "!(k in self.limits) || "
-                    "!isQuantity(string(self.requests[k])) || "
-                    "!isQuantity(string(self.limits[k])) || "
-                    "!quantity(string(self.requests[k]))"
-                    ".isGreaterThan(quantity(string(self.limits[k]))))",
-                    "a resource request cannot exceed its limit: raise resources.limits or "
-                    "lower resources.requests",
-                ),
-            ]
-        }
+    rules: ClassVar[tuple[Rule[ResourceRequirements], ...]] = (
+        Rule(
+            cel=f"(!has(self.limits) || !('{names.GPU_RESOURCE}' in self.limits)) && "
+            f"(!has(self.requests) || !('{names.GPU_RESOURCE}' in self.requests))",
+            check=lambda resources: (
+                names.GPU_RESOURCE not in resources.limits
+                and names.GPU_RESOURCE not in resources.requests
+            ),
+            message=f"set GPUs with gpu.count, not with {names.GPU_RESOURCE} in resources",
+        ),
+        Rule(
+            cel="!has(self.requests) || !has(self.limits) || self.requests.all(k, "
+            "!(k in self.limits) || "
+            "!isQuantity(string(self.requests[k])) || "
+            "!isQuantity(string(self.limits[k])) || "
+            "!quantity(string(self.requests[k]))"
+            ".isGreaterThan(quantity(string(self.limits[k]))))",
+            check=lambda resources: all(
+                quantity_bytes(request) <= quantity_bytes(resources.limits[k])
+                for k, request in resources.requests.items()
+                if k in resources.limits
+            ),
+            message="a resource request cannot exceed its limit: raise resources.limits or "
+            "lower resources.requests",
+        ),
     )
 
 
 class Toleration(ApiObject):
     """A toleration, as in a Pod spec (the GPU taint nvidia.com/gpu is tolerated already)."""
 
-    key: str | None = Field(
+    key: (
+        Annotated[
+            str,
+            says(
+                QUALIFIED_NAME_PATTERN,
+                "a toleration key is a taint key: an optional DNS prefix and '/', then letters, "
+                "digits, '-', '_' or '.', e.g. example.com/dedicated",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         max_length=316,
-        pattern=QUALIFIED_NAME_PATTERN,
-        json_schema_extra=_says(
-            QUALIFIED_NAME_PATTERN,
-            "a toleration key is a taint key: an optional DNS prefix and '/', then letters, "
-            "digits, '-', '_' or '.', e.g. example.com/dedicated",
-        ),
         description="Taint key to match; omit (with operator Exists) to tolerate every taint.",
     )
     operator: Literal["Exists", "Equal"] | None = Field(
         default=None, description="Exists or Equal (default Equal)."
     )
-    value: str | None = Field(
+    value: (
+        Annotated[
+            str,
+            says(
+                LABEL_VALUE_PATTERN,
+                "a toleration value is a taint value: letters, digits, '-', '_' and '.', starting "
+                "and ending with a letter or digit",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         max_length=63,
-        pattern=LABEL_VALUE_PATTERN,
-        json_schema_extra=_says(
-            LABEL_VALUE_PATTERN,
-            "a toleration value is a taint value: letters, digits, '-', '_' and '.', starting "
-            "and ending with a letter or digit",
-        ),
         description="Taint value to match.",
     )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
@@ -583,38 +575,39 @@ class Toleration(ApiObject):
         default=None, description="How long a NoExecute taint is tolerated."
     )
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "!has(self.operator) || self.operator != 'Exists' || !has(self.value)",
-                    "a toleration with operator Exists must not set value",
-                ),
-                _cel(
-                    "has(self.key) || (has(self.operator) && self.operator == 'Exists')",
-                    "a toleration without key matches every taint and needs operator Exists",
-                ),
-                _cel(
-                    "!has(self.tolerationSeconds) || "
-                    "(has(self.effect) && self.effect == 'NoExecute')",
-                    "tolerationSeconds only applies to effect NoExecute",
-                ),
-            ]
-        }
+    rules: ClassVar[tuple[Rule[Toleration], ...]] = (
+        Rule(
+            cel="!has(self.operator) || self.operator != 'Exists' || !has(self.value)",
+            check=lambda toleration: toleration.operator != "Exists" or toleration.value is None,
+            message="a toleration with operator Exists must not set value",
+        ),
+        Rule(
+            cel="has(self.key) || (has(self.operator) && self.operator == 'Exists')",
+            check=lambda toleration: toleration.key is not None or toleration.operator == "Exists",
+            message="a toleration without key matches every taint and needs operator Exists",
+        ),
+        Rule(
+            cel="!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            check=lambda toleration: (
+                toleration.toleration_seconds is None or toleration.effect == "NoExecute"
+            ),
+            message="tolerationSeconds only applies to effect NoExecute",
+        ),
     )
 
 
 class NemotronDeploymentSpec(ApiObject):
     """What to serve and the constraints on how; the operator plans the rest."""
 
-    model: str = Field(
-        max_length=63,
-        pattern=MODEL_NAME_PATTERN,
-        json_schema_extra=_says(
+    model: Annotated[
+        str,
+        says(
             MODEL_NAME_PATTERN,
             "model is a catalog name in lowercase letters, digits, '-' and '.', e.g. "
             "nemotron-3-nano (`nemotron-operator catalog` lists them), or custom",
         ),
+    ] = Field(
+        max_length=63,
         description="Catalog model name (nemotron-3-nano, nemotron-3-super, nemotron-3-ultra, "
         "nemotron-3-nano-omni, llama-3.2-nv-embedqa-1b-v2, ...; `nemotron-operator catalog` "
         "lists them) or 'custom' with customModel. Unknown names are refused by the planner "
@@ -624,29 +617,37 @@ class NemotronDeploymentSpec(ApiObject):
         default=None,
         description="The model's facts when model is 'custom'; forbidden otherwise.",
     )
-    version: str | None = Field(
+    version: (
+        Annotated[
+            str,
+            says(
+                IMAGE_TAG_PATTERN,
+                "version is a NIM image tag: letters, digits, '.', '_' and '-', e.g. 2.1.5 or "
+                "2.0.4-pb6.0",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         max_length=128,
-        pattern=IMAGE_TAG_PATTERN,
-        json_schema_extra=_says(
-            IMAGE_TAG_PATTERN,
-            "version is a NIM image tag: letters, digits, '.', '_' and '-', e.g. 2.1.5 or "
-            "2.0.4-pb6.0",
-        ),
         description="NIM image tag (e.g. 2.1.5, or 2.0.4-pb6.0 for a Production Branch, pulled "
         "from the model's repository with the branch appended: nemotron-3-nano-pb6). Default: "
         "the newest Feature Branch release in the catalog that ships the chosen precision. "
         "Never 'latest'.",
     )
-    image: str | None = Field(
+    image: (
+        Annotated[
+            str,
+            says(
+                IMAGE_REPOSITORY_PATTERN,
+                "image is a repository without tag or digest, e.g. "
+                "registry.example.com/nim/nvidia/nemotron-3-nano; put the tag in spec.version",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         max_length=512,
-        pattern=IMAGE_REPOSITORY_PATTERN,
-        json_schema_extra=_says(
-            IMAGE_REPOSITORY_PATTERN,
-            "image is a repository without tag or digest, e.g. "
-            "registry.example.com/nim/nvidia/nemotron-3-nano; put the tag in spec.version",
-        ),
         description="Image repository override without a tag, for mirrors and air-gapped "
         "registries (e.g. registry.example.com/nim/nvidia/nemotron-3-nano).",
     )
@@ -667,15 +668,19 @@ class NemotronDeploymentSpec(ApiObject):
         "length NVIDIA's published memory figures assume.",
     )
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS, description="Number of NIM replicas.")
-    profile: str | None = Field(
+    profile: (
+        Annotated[
+            str,
+            says(
+                PROFILE_PATTERN,
+                "profile is a 64-hex profile id or a lowercase NIM profile name, e.g. "
+                "vllm-fp8-tp2-pp1 (`list-model-profiles` in the NIM image prints them)",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         max_length=256,
-        pattern=PROFILE_PATTERN,
-        json_schema_extra=_says(
-            PROFILE_PATTERN,
-            "profile is a 64-hex profile id or a lowercase NIM profile name, e.g. "
-            "vllm-fp8-tp2-pp1 (`list-model-profiles` in the NIM image prints them)",
-        ),
         description="Explicit NIM profile (64-hex id, exact description, or a name like "
         "vllm-fp8-tp2-pp1); overrides the planner's choice of precision and parallelism.",
     )
@@ -684,37 +689,32 @@ class NemotronDeploymentSpec(ApiObject):
     service: ServiceSettings = Field(
         default_factory=ServiceSettings, description="Service settings."
     )
-    env: list[EnvVar] = Field(
+    env: Annotated[list[EnvVar], ListType(map_keys=("name",))] = Field(
         default_factory=list,
         max_length=128,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["name"],
-        },
         description="Extra environment variables for the NIM container.",
     )
     resources: ResourceRequirements = Field(
         default_factory=ResourceRequirements,
         description="CPU and memory requests and limits for the NIM container.",
     )
-    node_selector: dict[
-        str,
-        Annotated[
+    node_selector: Annotated[
+        dict[
             str,
-            Field(
-                max_length=63,
-                pattern=LABEL_VALUE_PATTERN,
-                json_schema_extra=_says(
+            Annotated[
+                str,
+                Field(max_length=63),
+                says(
                     LABEL_VALUE_PATTERN,
                     "a nodeSelector value is a label value: at most 63 letters, digits, '-', "
                     "'_' or '.', starting and ending with a letter or digit",
                 ),
-            ),
+            ],
         ],
+        _keys_are_qualified_names("nodeSelector"),
     ] = Field(
         default_factory=dict,
         max_length=64,
-        json_schema_extra=_keys_are_qualified_names("nodeSelector"),
         description="Node labels a node must carry to run the pods; the planner only "
         "considers matching nodes.",
     )
@@ -727,76 +727,96 @@ class NemotronDeploymentSpec(ApiObject):
     affinity: FreeForm | None = Field(
         default=None, description="Pod affinity rules, as in a Pod spec."
     )
-    priority_class_name: str | None = Field(
+    priority_class_name: (
+        Annotated[
+            str,
+            says(
+                DNS_SUBDOMAIN_PATTERN,
+                f"priorityClassName is a PriorityClass name: {_OBJECT_NAME} "
+                "(kubectl get priorityclass)",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         max_length=253,
-        pattern=DNS_SUBDOMAIN_PATTERN,
-        json_schema_extra=_says(
-            DNS_SUBDOMAIN_PATTERN,
-            f"priorityClassName is a PriorityClass name: {_OBJECT_NAME} "
-            "(kubectl get priorityclass)",
-        ),
         description="PriorityClass of the pods.",
     )
-    runtime_class_name: str | None = Field(
+    runtime_class_name: (
+        Annotated[
+            str,
+            says(
+                DNS_SUBDOMAIN_PATTERN,
+                f"runtimeClassName is a RuntimeClass name: {_OBJECT_NAME} "
+                "(kubectl get runtimeclass)",
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         max_length=253,
-        pattern=DNS_SUBDOMAIN_PATTERN,
-        json_schema_extra=_says(
-            DNS_SUBDOMAIN_PATTERN,
-            f"runtimeClassName is a RuntimeClass name: {_OBJECT_NAME} (kubectl get runtimeclass)",
-        ),
         description="RuntimeClass of the pods (e.g. nvidia).",
     )
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    f"self.model != '{names.CUSTOM_MODEL}' || has(self.customModel)",
-                    "customModel is required when model is 'custom'",
-                    ".customModel",
-                ),
-                _cel(
-                    f"self.model == '{names.CUSTOM_MODEL}' || !has(self.customModel)",
-                    "customModel is only allowed when model is 'custom'; catalog models "
-                    "carry their own facts",
-                    ".customModel",
-                ),
-                _cel(
-                    "!has(self.version) || self.version != 'latest'",
-                    "version must be a pinned tag, not 'latest'; omit it to use the catalog's "
-                    "newest Feature Branch release",
-                    ".version",
-                ),
-                _cel(
-                    "!has(self.profile) || self.precision == 'auto' || "
-                    "self.profile.matches('^[0-9a-f]{64}$') || "
-                    "self.profile.contains('-' + self.precision + '-')",
-                    "profile names a different precision than spec.precision; drop one pin",
-                    ".profile",
-                ),
-                _cel(
-                    "!has(self.env) || "
-                    "self.env.all(e, !(e.name in ['NGC_API_KEY', 'NGC_CLI_API_KEY']))",
-                    "set the NGC key with ngc.apiKeySecret, not with env",
-                    ".env",
-                ),
-                _cel(
-                    "!has(self.ngc) || !has(self.ngc.offline) || !self.ngc.offline || "
-                    "(has(self.cache) && has(self.cache.existingClaim))",
-                    "ngc.offline needs cache.existingClaim: a preloaded model cache",
-                    ".ngc.offline",
-                ),
-                _cel(
-                    "!has(self.maxModelLength) || !has(self.customModel) || "
-                    "self.maxModelLength <= self.customModel.nativeContextLength",
-                    "maxModelLength exceeds customModel.nativeContextLength, the longest "
-                    "context the model supports",
-                    ".maxModelLength",
-                ),
-            ]
-        }
+    rules: ClassVar[tuple[Rule[NemotronDeploymentSpec], ...]] = (
+        Rule(
+            cel=f"self.model != '{names.CUSTOM_MODEL}' || has(self.customModel)",
+            check=lambda spec: spec.model != names.CUSTOM_MODEL or spec.custom_model is not None,
+            message="customModel is required when model is 'custom'",
+            field_path=".customModel",
+        ),
+        Rule(
+            cel=f"self.model == '{names.CUSTOM_MODEL}' || !has(self.customModel)",
+            check=lambda spec: spec.model == names.CUSTOM_MODEL or spec.custom_model is None,
+            message="customModel is only allowed when model is 'custom'; catalog models carry "
+            "their own facts",
+            field_path=".customModel",
+        ),
+        Rule(
+            cel="!has(self.version) || self.version != 'latest'",
+            check=lambda spec: spec.version != "latest",
+            message="version must be a pinned tag, not 'latest'; omit it to use the catalog's "
+            "newest Feature Branch release",
+            field_path=".version",
+        ),
+        Rule(
+            cel="!has(self.profile) || self.precision == 'auto' || "
+            f"self.profile.matches('{PROFILE_ID_PATTERN}') || "
+            "self.profile.contains('-' + self.precision + '-')",
+            check=lambda spec: (
+                spec.profile is None
+                or spec.precision == "auto"
+                or re.fullmatch(PROFILE_ID_PATTERN, spec.profile) is not None
+                or f"-{spec.precision}-" in spec.profile
+            ),
+            message="profile names a different precision than spec.precision; drop one pin",
+            field_path=".profile",
+        ),
+        Rule(
+            cel=f"!has(self.env) || self.env.all(e, !(e.name in {list(NGC_KEY_VARIABLES)}))",
+            check=lambda spec: all(env.name not in NGC_KEY_VARIABLES for env in spec.env),
+            message="set the NGC key with ngc.apiKeySecret, not with env",
+            field_path=".env",
+        ),
+        Rule(
+            cel="!has(self.ngc) || !has(self.ngc.offline) || !self.ngc.offline || "
+            "(has(self.cache) && has(self.cache.existingClaim))",
+            check=lambda spec: not spec.ngc.offline or spec.cache.existing_claim is not None,
+            message="ngc.offline needs cache.existingClaim: a preloaded model cache",
+            field_path=".ngc.offline",
+        ),
+        Rule(
+            cel="!has(self.maxModelLength) || !has(self.customModel) || "
+            "self.maxModelLength <= self.customModel.nativeContextLength",
+            check=lambda spec: (
+                spec.max_model_length is None
+                or spec.custom_model is None
+                or spec.max_model_length <= spec.custom_model.native_context_length
+            ),
+            message="maxModelLength exceeds customModel.nativeContextLength, the longest "
+            "context the model supports",
+            field_path=".maxModelLength",
+        ),
     )
 
 
@@ -915,13 +935,9 @@ class NemotronDeploymentStatus(ApiObject):
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this status describes."
     )
-    conditions: list[Condition] = Field(
+    conditions: Annotated[list[Condition], ListType(map_keys=("type",))] = Field(
         default_factory=list,
         max_length=16,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
         description="Planned, CredentialsValid, Progressing, Degraded and the Ready summary.",
     )
     plan: PlanStatus | None = Field(default=None, description="The planner's decision.")
@@ -955,5 +971,5 @@ class NemotronDeployment(ApiObject):
             )
         name = self.metadata.get("name")
         if isinstance(name, str):
-            check_deployment_name(name)
+            enforce(DEPLOYMENT_NAME_RULES, name, type(self).__name__, at=("metadata", "name"))
         return self

@@ -31,6 +31,7 @@ from nemotron_operator.diagnose import (
 )
 from nemotron_operator.inventory import GpuPool, gpu_pools, gpus_requested_by_node
 from nemotron_operator.planner import plan
+from nemotron_operator.rules import admission_errors
 from nemotron_operator.settings import CATALOG_OVERRIDES_ENV, Settings
 
 
@@ -39,10 +40,10 @@ class UsageError(Exception):
 
 
 def _one_line(error: ValidationError, source: str) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(document)"
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{source}: {where}: {first['msg']}{more}"
+    """The first cause, in the words the API server would refuse the object with."""
+    first, *rest = admission_errors(error)
+    more = f" (and {len(rest)} more)" if rest else ""
+    return f"{source}: {first}{more}"
 
 
 def _load_catalog(args: argparse.Namespace) -> Catalog:

@@ -25,6 +25,7 @@ from .conditions import Condition, same_conditions
 from .credentials import Credentials
 from .drift import matches
 from .recheck import seconds_until_diagnosis_may_change
+from .rules import admission_errors
 from .status import Blocker, Observed, changed_reasons, desired_status
 from .world import Snapshot
 
@@ -316,11 +317,9 @@ def key_secret_name(body: Mapping[str, Any]) -> str | None:
 
 
 def explain(error: ValidationError) -> str:
-    """A validation error in a sentence a person can act on (the schema catches most first)."""
-    problems = [
-        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:3]
-    ]
-    return "; ".join(problems) + ": fix the spec"
+    """A validation error in the API server's words (which refuse most such specs first)."""
+    causes = admission_errors(error, ("spec",))[:3]
+    return "; ".join(f"{cause.field}: {cause.message}" for cause in causes) + ": fix the spec"
 
 
 def same_status(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:

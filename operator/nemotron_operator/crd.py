@@ -111,7 +111,9 @@ def nemotron_deployment_crd() -> dict[str, Any]:
                         "description": "Name of the NemotronDeployment, and of its Service "
                         "and workload: a DNS-1035 label of at most "
                         f"{MAX_DEPLOYMENT_NAME_LENGTH} characters.",
-                        "x-kubernetes-validations": DEPLOYMENT_NAME_RULES,
+                        "x-kubernetes-validations": [
+                            rule.validation() for rule in DEPLOYMENT_NAME_RULES
+                        ],
                     }
                 },
             },

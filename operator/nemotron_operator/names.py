@@ -71,7 +71,6 @@ class PlanReason(StrEnum):
 
     FITS = "Fits"
     UNKNOWN_MODEL = "UnknownModel"
-    UNPINNED_VERSION = "UnpinnedVersion"
     PRECISION_NOT_SHIPPED = "PrecisionNotShipped"
     PRECISION_NOT_SUPPORTED = "PrecisionNotSupported"
     MAX_MODEL_LENGTH_TOO_LONG = "MaxModelLengthTooLong"

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from nemotron_operator import names
-from nemotron_operator.api import NemotronDeploymentSpec, PlanStatus, quantity_bytes
+from nemotron_operator.api import CustomModel, NemotronDeploymentSpec, PlanStatus, quantity_bytes
 from nemotron_operator.catalog import (
     Architecture,
     Catalog,
@@ -239,10 +239,7 @@ def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _N
 # --- resolving the spec -----------------------------------------------------------------------
 
 
-def _custom_model(spec: NemotronDeploymentSpec) -> tuple[ModelEntry, str]:
-    custom = spec.custom_model
-    if custom is None:
-        raise _Refusal(Reason.UNKNOWN_MODEL, "model is 'custom' but customModel is missing")
+def _custom_model(custom: CustomModel) -> tuple[ModelEntry, str]:
     repository, tag = custom.image.rsplit(":", 1)
     model = ModelEntry(
         display_name=f"custom model {repository}",
@@ -292,8 +289,8 @@ def _resolve(
 ) -> _Target:
     notes: list[str] = []
     tag: str | None
-    if spec.model == names.CUSTOM_MODEL:
-        model, image_tag = _custom_model(spec)
+    if spec.custom_model is not None:  # model: custom (the API's rules say so)
+        model, image_tag = _custom_model(spec.custom_model)
         tag = spec.version or image_tag
     elif spec.model in catalog.models:
         model, tag = catalog.models[spec.model], spec.version
@@ -303,8 +300,6 @@ def _resolve(
             f"{spec.model} is not in the catalog (known: {', '.join(sorted(catalog.models))}); "
             "add it with a catalog override or use model: custom",
         )
-    if tag == "latest":
-        raise _Refusal(Reason.UNPINNED_VERSION, "version 'latest' is not allowed: pin a tag")
 
     arch = model.architecture
     length: int | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,18 +20,11 @@ from kubernetes.client.rest import ApiException
 
 from nemotron_operator import names
 from nemotron_operator.api import GpuSelection, NemotronDeploymentSpec
+from tests.admission_corpus import CORPUS, EXAMPLES, invalid_object, nemotron_deployment
 
-from .conftest import REPO, Cluster, OperatorProcess, create_namespace, wait_until
+from .conftest import Cluster, OperatorProcess, create_namespace, wait_until
 from .nemotron import NemotronDeployments
 
-CORPUS_FILE = Path(__file__).with_name("invalid_nemotrondeployments.yaml")
-CORPUS: list[dict[str, Any]] = yaml.safe_load(CORPUS_FILE.read_text())
-EXAMPLES = [
-    (path.name, doc)
-    for path in sorted((REPO / "examples").glob("*.yaml"))
-    for doc in yaml.safe_load_all(path.read_text())
-    if doc
-]
 H100 = "NVIDIA-H100-80GB-HBM3"
 NANO_ON_H100 = {"model": "nemotron-3-nano", "gpu": {"product": H100}}
 PRINTER_COLUMNS = ["NAME", "MODEL", "PRECISION", "GPUS", "GPU", "READY", "REASON", "AGE"]
@@ -44,15 +36,6 @@ def dry_run_namespace(cluster: Cluster, crd_installed: None) -> Iterator[str]:
     name = create_namespace(cluster.api, "admission", wait_for_account=False)
     yield name
     client.CoreV1Api(cluster.api).delete_namespace(name, propagation_policy="Background")
-
-
-def nemotron_deployment(spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": names.KIND,
-        "metadata": {"name": "invalid", **metadata},
-        "spec": spec,
-    }
 
 
 def dry_run_create(
@@ -121,12 +104,6 @@ def test_the_corpus_base_object_is_valid(cluster: Cluster, dry_run_namespace: st
     """Every refusal below comes from what its entry changes, not from the object around it."""
     created = dry_run_create(cluster, dry_run_namespace, nemotron_deployment(NANO_ON_H100))
     assert created["spec"]["model"] == "nemotron-3-nano"
-
-
-def invalid_object(entry: dict[str, Any]) -> dict[str, Any]:
-    if "object" in entry:
-        return dict(entry["object"])
-    return nemotron_deployment(entry["spec"], **entry.get("metadata", {}))
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=[entry["name"] for entry in CORPUS])

@@ -96,8 +96,8 @@ def test_every_example_file_plans_from_the_cli(capsys: pytest.CaptureFixture[str
     [
         ("spec: [", H100, "not valid YAML"),
         ("", H100, "no NemotronDeployment in the file"),
-        (SUPER.replace("fp8", "fp4"), H100, "spec.precision: Input should be"),
-        (SUPER.replace("model:", "modle:"), H100, "spec.model: Field required (and 1 more)"),
+        (SUPER.replace("fp8", "fp4"), H100, 'spec.precision: Unsupported value: "fp4"'),
+        (SUPER.replace("model:", "modle:"), H100, "spec.model: Required value (and 1 more)"),
         (SUPER.replace("NemotronDeployment", "Deployment"), H100, "expected apiVersion"),
         (SUPER, ["--gpu-product", "NVIDIA-X"], "NVIDIA-X is not in the catalog"),
         (SUPER, [*H100, "--catalog-overrides", "/absent.yaml"], "cannot read catalog overrides"),
