@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal, Self
 
+from kubernetes.utils.quantity import parse_quantity
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -34,37 +35,15 @@ QUANTITY_PATTERN = (
 )
 # Longer strings are no quantity a person writes; the bound keeps CEL rules cheap.
 MAX_QUANTITY_LENGTH = 64
-_QUANTITY_SUFFIX_FACTORS = {
-    "": 1,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-    "n": 10**-9,
-    "u": 10**-6,
-    "m": 10**-3,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-}
 
 
 def quantity_bytes(quantity: int | str) -> float:
-    """The value of a Kubernetes quantity (e.g. "150Gi", "2e9", 1024) as a plain number."""
-    if isinstance(quantity, int):
-        return float(quantity)
-    match = re.fullmatch(r"([+-]?[0-9.]+)([eE][+-]?[0-9.]+|[KMGTPE]i|[numkMGTPE])?", quantity)
-    if match is None:
-        raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
-    number, suffix = match.group(1), match.group(2) or ""
-    if suffix[:1] in ("e", "E"):
-        return float(number + suffix)
-    return float(number) * _QUANTITY_SUFFIX_FACTORS[suffix]
+    """The value of a Kubernetes quantity (e.g. "150Gi", "2e9", 500m, 1024) as a plain number,
+    read by the Kubernetes client's own parser. Raises ValueError for anything else."""
+    try:
+        return float(parse_quantity(quantity))
+    except ArithmeticError:  # decimal's errors for malformed numbers
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity") from None
 
 
 _QUANTITY_HINT = (

@@ -18,10 +18,9 @@ tests/e2e/test_drift_normal_form.py):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils import parse_quantity
+from .api import quantity_bytes
 
 QUANTITY_MAPS = frozenset({"limits", "requests", "capacity"})  # name -> quantity
 QUANTITY_FIELDS = frozenset({"sizeLimit"})
@@ -70,8 +69,8 @@ def _omitted(value: Any) -> bool:
     return value is None or value == "" or (isinstance(value, Mapping | list | tuple) and not value)
 
 
-def _amount(value: Any) -> Decimal | None:
+def _amount(value: Any) -> float | None:
     try:
-        return Decimal(parse_quantity(value))
-    except (ValueError, TypeError, ArithmeticError):
+        return quantity_bytes(value)
+    except (ValueError, TypeError):
         return None

@@ -117,10 +117,15 @@ def test_an_update_that_changes_nothing_sends_no_write(
     assert any("/deployments/nano" in uri for uri in writes_since(created))
     time.sleep(2)  # let the last status write and its echoes settle
     since = time.time()
+    before = nds.get("nano")["status"]
     nds.patch_spec("nano", NANO_ON_H100)  # the same spec again, as a GitOps sync would
     cluster.kubectl("annotate", "nemotrondeployment", "nano", "-n", namespace, "note=unrelated")
     time.sleep(5)
-    assert writes_since(since) == []
+    after = nds.get("nano")["status"]
+    if before["plan"]["message"] == after["plan"]["message"]:
+        assert writes_since(since) == []
+    else:  # other tests' pods came or went on the H100 nodes: the plan's room note changed
+        assert {uri.rsplit("/", 1)[-1] for uri in writes_since(since)} == {"status"}
 
 
 def test_hand_edits_and_deleted_children_are_repaired(
