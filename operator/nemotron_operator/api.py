@@ -877,10 +877,36 @@ class PlanStatus(ApiObject):
         description="GPU memory one GPU needs (weights + KV cache for maxModelLength + "
         "runtime overhead), GiB.",
     )
+    weights_gib: float | None = Field(
+        default=None,
+        alias="weightsGiB",
+        description="The estimate's parts, per GPU, GiB: the weights at the planned precision "
+        "(embeddings, norms, routers and Mamba layers 16-bit) over tensor x pipeline parallel.",
+    )
+    kv_cache_gib: float | None = Field(
+        default=None,
+        alias="kvCacheGiB",
+        description="KV cache of one sequence of maxModelLength (attention layers only, "
+        "sliding-window layers capped at the window) and Mamba state, GiB per GPU.",
+    )
+    activations_gib: float | None = Field(
+        default=None,
+        alias="activationsGiB",
+        description="Activations for the engine's batch of 8192 tokens, from the layers' "
+        "widest projection, GiB per GPU.",
+    )
+    overhead_gib: float | None = Field(
+        default=None,
+        alias="overheadGiB",
+        description="CUDA context and cuBLAS workspace, CUDA graphs and NCCL buffers, GiB per "
+        "GPU. The four parts add up to memoryPerGPUGiB when memorySource is estimated; with "
+        "published, NVIDIA's figure is the need and the parts show the estimate beside it.",
+    )
     usable_per_gpu_gib: float | None = Field(
         default=None,
         alias="usablePerGPUGiB",
-        description="Memory of one GPU the serving engine may use (0.9 of it), GiB.",
+        description="Memory of one GPU the serving engine may use, GiB: 0.9 of CUDA's total "
+        "(the nvidia.com/gpu.memory label less 616 MiB the driver keeps).",
     )
     memory_source: MemorySource | None = Field(
         default=None,
