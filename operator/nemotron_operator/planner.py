@@ -61,6 +61,7 @@ QUANTIZED_BYTES_PER_PARAMETER = {
     "nvfp4": 0.5 + 1 / 16,
     "mxfp4": 0.5 + 1 / 32,
     "fp8": 1.0,
+    "int8_wo": 1.0,  # weight-only INT8, one scale per output channel
     "bf16": 2.0,
     "fp16": 2.0,
 }
@@ -584,15 +585,35 @@ def _pool_facts(pool: GpuPool, catalog: Catalog) -> _PoolFacts | None:
     return _PoolFacts(pool, memory_mib, usable_gib(memory_mib), native, weight_only)
 
 
+def parallel_layouts(gpus_per_node: int) -> list[tuple[int, int]]:
+    """(TP, PP) layouts of one replica, fewest GPUs first: tensor parallel within a node, then
+    pipeline parallel over nodes of the widest tensor parallel."""
+    widest = max(tp for tp in TENSOR_PARALLEL_SIZES if tp <= max(gpus_per_node, 1))
+    layouts = [(tp, 1) for tp in TENSOR_PARALLEL_SIZES if tp <= gpus_per_node]
+    return layouts + [(widest, pp) for pp in PIPELINE_PARALLEL_SIZES]
+
+
+def fewest_gpus_estimated(
+    facts: MemoryFacts, precision: str, tokens: int, usable: float, gpus_per_node: int
+) -> tuple[int, int] | None:
+    """The first layout (TP, PP) whose estimated need fits `usable` GiB per GPU, or None."""
+    return next(
+        (
+            (tp, pp)
+            for tp, pp in parallel_layouts(gpus_per_node)
+            if memory_need(facts, precision, tokens, tp, pp).total <= usable
+        ),
+        None,
+    )
+
+
 def _layouts(target: _Target, gpus_per_node: int) -> list[tuple[int, int]]:
     """(TP, PP) layouts to try, fewest GPUs first."""
     if not target.model.generative:
         return [(1, 1)] if target.count in (None, 1) else []
     if target.tp is not None:
         return [(target.tp, target.pp or 1)]
-    widest = max(tp for tp in TENSOR_PARALLEL_SIZES if tp <= max(gpus_per_node, 1))
-    layouts = [(tp, 1) for tp in TENSOR_PARALLEL_SIZES if tp <= gpus_per_node]
-    layouts += [(widest, pp) for pp in PIPELINE_PARALLEL_SIZES]
+    layouts = parallel_layouts(gpus_per_node)
     if target.count is not None:
         layouts = [(tp, pp) for tp, pp in layouts if tp * pp == target.count]
     return layouts
