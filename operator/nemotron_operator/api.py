@@ -227,8 +227,40 @@ def _no_duplicates(values: list[Any]) -> list[Any]:
     return values
 
 
+CONFIG_MAP_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+HAND_TYPED_FACTS = ("parameters", "attentionLayers", "kvHeads", "headDim", "nativeContextLength")
+CUSTOM_MODEL_FACTS_MESSAGE = (
+    "customModel needs configMapRef (a ConfigMap with the model's Hugging Face config.json) "
+    f"or all of {', '.join(HAND_TYPED_FACTS)}"
+)
+
+
+class ConfigMapKeyRef(ApiObject):
+    """A key of a ConfigMap in the NemotronDeployment's namespace."""
+
+    name: str = Field(
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        json_schema_extra=_says(
+            DNS_SUBDOMAIN_PATTERN, f"a ConfigMap name is {_OBJECT_NAME}, e.g. llama-70b-config"
+        ),
+        description="Name of the ConfigMap.",
+    )
+    key: str = Field(
+        default="config.json",
+        max_length=253,
+        pattern=CONFIG_MAP_KEY_PATTERN,
+        json_schema_extra=_says(
+            CONFIG_MAP_KEY_PATTERN,
+            "a ConfigMap key holds only letters, digits, '-', '_' and '.', e.g. config.json",
+        ),
+        description="Key in the ConfigMap that holds the model's config.json.",
+    )
+
+
 class CustomModel(ApiObject):
-    """Enough facts about a NIM LLM that is not in the catalog for the planner to size it."""
+    """Enough facts about a NIM LLM that is not in the catalog for the planner to size it:
+    the model's Hugging Face config.json in a ConfigMap (configMapRef), or the facts typed in."""
 
     image: str = Field(
         pattern=IMAGE_WITH_TAG_PATTERN,
@@ -241,28 +273,49 @@ class CustomModel(ApiObject):
         description="NIM image with its tag, e.g. nvcr.io/nim/nvidia/llm-nim:2.1.6 "
         "(never 'latest'; spec.version, when set, replaces the tag).",
     )
-    parameters: int = Field(
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        description="A ConfigMap holding the model's Hugging Face config.json: the planner "
+        "counts parameters and reads layers, heads, widths and context from it, so the facts "
+        "below may be left out (given, they replace the config's).",
+    )
+    parameters: int | None = Field(
+        default=None,
         ge=1,
         description="Total parameters the checkpoint holds (all experts, every head): what "
-        "must be loaded into GPU memory.",
+        "must be loaded into GPU memory. Required without configMapRef.",
     )
     active_parameters: int | None = Field(
         default=None,
         ge=1,
         description="Parameters active per token (mixture-of-experts models); defaults to "
-        "parameters. Sizes the runtime's activation memory.",
+        "parameters. Informational: activations are sized from the layers' widths.",
     )
-    attention_layers: int = Field(
+    attention_layers: int | None = Field(
+        default=None,
         ge=0,
         le=1024,
-        description="Layers with attention, i.e. with a KV cache (Mamba layers hold none).",
+        description="Layers with attention, i.e. with a KV cache (Mamba layers hold none). "
+        "Required without configMapRef.",
     )
-    kv_heads: int = Field(ge=1, le=1024, description="Key/value heads per attention layer.")
-    head_dim: int = Field(ge=1, le=4096, description="Dimension of one attention head.")
-    native_context_length: int = Field(
+    kv_heads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Key/value heads per attention layer. Required without configMapRef.",
+    )
+    head_dim: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Dimension of one attention head. Required without configMapRef.",
+    )
+    native_context_length: int | None = Field(
+        default=None,
         ge=1,
         le=MAX_CONTEXT_TOKENS,
-        description="Longest context the model supports, in tokens; the default maxModelLength.",
+        description="Longest context the model supports, in tokens; the default "
+        "maxModelLength. Required without configMapRef.",
     )
     precisions: Annotated[list[Precision], AfterValidator(_no_duplicates)] = Field(
         min_length=1,
@@ -275,7 +328,14 @@ class CustomModel(ApiObject):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "!has(self.activeParameters) || self.activeParameters <= self.parameters",
+                    "has(self.configMapRef) || ("
+                    + " && ".join(f"has(self.{fact})" for fact in HAND_TYPED_FACTS)
+                    + ")",
+                    CUSTOM_MODEL_FACTS_MESSAGE,
+                ),
+                _cel(
+                    "!has(self.activeParameters) || !has(self.parameters) || "
+                    "self.activeParameters <= self.parameters",
                     "customModel.activeParameters cannot exceed customModel.parameters",
                 ),
                 _cel(
@@ -285,6 +345,20 @@ class CustomModel(ApiObject):
             ]
         }
     )
+
+    @model_validator(mode="after")
+    def _facts_or_config(self) -> CustomModel:
+        """The CEL rule above, for files read without the API server (`plan FILE`)."""
+        typed = (
+            self.parameters,
+            self.attention_layers,
+            self.kv_heads,
+            self.head_dim,
+            self.native_context_length,
+        )
+        if self.config_map_ref is None and None in typed:
+            raise ValueError(CUSTOM_MODEL_FACTS_MESSAGE)
+        return self
 
 
 class GpuSelection(ApiObject):
@@ -790,6 +864,7 @@ class NemotronDeploymentSpec(ApiObject):
                 ),
                 _cel(
                     "!has(self.maxModelLength) || !has(self.customModel) || "
+                    "!has(self.customModel.nativeContextLength) || "
                     "self.maxModelLength <= self.customModel.nativeContextLength",
                     "maxModelLength exceeds customModel.nativeContextLength, the longest "
                     "context the model supports",

@@ -27,11 +27,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from nemotron_operator import names
-from nemotron_operator.api import NemotronDeploymentSpec, PlanStatus, quantity_bytes
+from nemotron_operator.api import (
+    CUSTOM_MODEL_FACTS_MESSAGE,
+    NemotronDeploymentSpec,
+    PlanStatus,
+    quantity_bytes,
+)
 from nemotron_operator.catalog import (
     Architecture,
     Catalog,
@@ -42,6 +47,7 @@ from nemotron_operator.catalog import (
     parameter_counts,
     precisions_for_compute_capability,
 )
+from nemotron_operator.hf_config import HfConfigError, architecture_from_hf_config_text
 from nemotron_operator.inventory import GpuPool, restrict_pools
 
 Reason = names.PlanReason
@@ -53,6 +59,7 @@ PIPELINE_PARALLEL_SIZES = (2, 4, 8)
 PRECISION_PREFERENCE = ("nvfp4", "fp8", "bf16", "fp16")  # lowest first, as NIM prefers
 CACHE_HEADROOM = 1.2
 CACHE_STEP_GIB = 10
+SHORTEST_SUGGESTED_CONTEXT = 4096
 
 # --- the physical memory model's facts ----------------------------------------------------------
 # Bytes per parameter of the weights a precision quantizes, scales included: NVFP4 keeps one
@@ -343,6 +350,7 @@ class _Target:
     repository: str | None  # as the spec names it; None: the catalog's for the tag
     max_model_length: int | None  # None for embedding and reranking NIMs
     precisions: tuple[str, ...]  # to try, lowest first
+    shipped: tuple[str, ...]  # every precision the release ships, lowest first
     precision_pinned: bool
     count: int | None
     tp: int | None  # from a profile pin
@@ -396,25 +404,52 @@ def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _N
 # --- resolving the spec -----------------------------------------------------------------------
 
 
-def _custom_model(spec: NemotronDeploymentSpec) -> tuple[ModelEntry, str]:
+def _custom_architecture(spec: NemotronDeploymentSpec, hf_config_text: str | None) -> Architecture:
+    """customModel's facts: its config.json's (configMapRef), the typed facts replacing them."""
+    custom = spec.custom_model
+    assert custom is not None
+    typed = {
+        "parameters": custom.parameters,
+        "active_parameters": custom.active_parameters or custom.parameters,
+        "attention_layers": custom.attention_layers,
+        "kv_heads": custom.kv_heads,
+        "head_dim": custom.head_dim,
+        "native_context_length": custom.native_context_length,
+    }
+    given = {fact: value for fact, value in typed.items() if value is not None}
+    reference = custom.config_map_ref
+    if reference is None:
+        try:
+            return Architecture.model_validate(given)
+        except ValueError:
+            raise _Refusal(Reason.MODEL_CONFIG_INVALID, CUSTOM_MODEL_FACTS_MESSAGE) from None
+    where = f"customModel.configMapRef (ConfigMap {reference.name}, key {reference.key})"
+    if hf_config_text is None:
+        raise _Refusal(Reason.MODEL_CONFIG_INVALID, f"{where} could not be read")
+    try:
+        counted = architecture_from_hf_config_text(hf_config_text)
+    except HfConfigError as error:
+        raise _Refusal(Reason.MODEL_CONFIG_INVALID, f"{where}: {error}") from None
+    if custom.parameters is not None and custom.active_parameters is None:
+        given["active_parameters"] = min(counted.active_parameters, custom.parameters)
+    return counted.model_copy(update=given)
+
+
+def _custom_model(
+    spec: NemotronDeploymentSpec, hf_config_text: str | None
+) -> tuple[ModelEntry, str]:
     custom = spec.custom_model
     if custom is None:
         raise _Refusal(Reason.UNKNOWN_MODEL, "model is 'custom' but customModel is missing")
     repository, tag = custom.image.rsplit(":", 1)
+    architecture = _custom_architecture(spec, hf_config_text)
     model = ModelEntry(
         display_name=f"custom model {repository}",
         kind="llm",
         image=repository,
         keyless_from=None,  # whether a custom image is public cannot be known: ask for a key
-        architecture=Architecture(
-            parameters=custom.parameters,
-            active_parameters=custom.active_parameters or custom.parameters,
-            attention_layers=custom.attention_layers,
-            kv_heads=custom.kv_heads,
-            head_dim=custom.head_dim,
-            native_context_length=custom.native_context_length,
-        ),
-        default_max_model_length=custom.native_context_length,
+        architecture=architecture,
+        default_max_model_length=architecture.native_context_length,
         releases=(Release(tag=tag, precisions=tuple(custom.precisions)),),
     )
     return model, tag
@@ -446,11 +481,12 @@ def _resolve(
     spec: NemotronDeploymentSpec,
     catalog: Catalog,
     published: Sequence[_LiveProfile],
+    hf_config_text: str | None,
 ) -> _Target:
     notes: list[str] = []
     tag: str | None
     if spec.model == names.CUSTOM_MODEL:
-        model, image_tag = _custom_model(spec)
+        model, image_tag = _custom_model(spec, hf_config_text)
         tag = spec.version or image_tag
     elif spec.model in catalog.models:
         model, tag = catalog.models[spec.model], spec.version
@@ -516,6 +552,7 @@ def _resolve(
         repository=spec.image or (model.image if spec.model == names.CUSTOM_MODEL else None),
         max_model_length=length,
         precisions=(pinned,) if pinned else ordered,
+        shipped=ordered,
         precision_pinned=pinned is not None,
         count=spec.gpu.count,
         tp=tp,
@@ -727,6 +764,47 @@ def _notes(spec: NemotronDeploymentSpec, choice: _Choice, fitting_products: int)
     return notes
 
 
+def _longest_context(
+    target: _Target, facts: _PoolFacts, precision: str, tp: int, pp: int
+) -> int | None:
+    """The longest power-of-two maxModelLength below the planned one at which the layout fits."""
+    length = 2 ** math.floor(math.log2(max((target.max_model_length or 0) - 1, 1)))
+    while length >= SHORTEST_SUGGESTED_CONTEXT:
+        shorter = replace(target, max_model_length=length)
+        need = _need(shorter, facts.pool.base_product, precision, tp, pp)
+        if need is not None and need.gib <= facts.usable_gib:
+            return length
+        length //= 2
+    return None
+
+
+def _savings(target: _Target, choice: _Choice) -> list[str]:
+    """Ways to serve the model on fewer GPUs of the chosen product: a shorter context (when only
+    maxModelLength keeps it off the next smaller layout), or a precision that halves the GPUs.
+    Nothing when the spec pins the GPU count or the profile."""
+    if choice.gpus == 1 or target.count is not None or target.tp is not None:
+        return []
+    facts, product = choice.facts, choice.facts.pool.product
+    notes = []
+    fewer = [
+        (tp, pp)
+        for tp, pp in parallel_layouts(facts.pool.gpus_per_node)
+        if tp * pp < choice.gpus and pp <= facts.pool.node_count
+    ]
+    if fewer and target.max_model_length:
+        tp, pp = fewer[-1]
+        length = _longest_context(target, facts, choice.precision, tp, pp)
+        if length is not None:
+            notes.append(f"fits on {tp * pp} x {product} with maxModelLength <= {length}")
+    for precision in target.shipped:
+        if precision == choice.precision or precision not in facts.native:
+            continue
+        other = _place(replace(target, precisions=(precision,), precision_pinned=True), facts)
+        if isinstance(other, _Choice) and 2 * other.gpus <= choice.gpus:
+            notes.append(f"{precision} fits on {other.gpus} x {product}, half the GPUs or fewer")
+    return notes
+
+
 def _fitting_plan(
     spec: NemotronDeploymentSpec, target: _Target, choice: _Choice, fitting_products: int
 ) -> PlanStatus:
@@ -740,7 +818,7 @@ def _fitting_plan(
         f"{model.display_name} {precision} on {choice.gpus} x {product} ({parallel}): "
         f"{need.gib:.1f} GiB per GPU ({need.source}) of {choice.facts.usable_gib:.1f} GiB usable"
     )
-    notes = [*_notes(spec, choice, fitting_products), *target.notes]
+    notes = [*_notes(spec, choice, fitting_products), *_savings(target, choice), *target.notes]
     return PlanStatus(
         fits=True,
         reason=Reason.FITS,
@@ -801,8 +879,9 @@ def _plan(
     catalog: Catalog,
     inventory: Sequence[GpuPool],
     published: Sequence[_LiveProfile],
+    hf_config_text: str | None,
 ) -> PlanStatus:
-    target = _resolve(spec, catalog, published)
+    target = _resolve(spec, catalog, published, hf_config_text)
     choices: list[_Choice] = []
     misses: list[tuple[_PoolFacts | GpuPool, _Miss]] = []
     for pool in _candidate_pools(spec, target, inventory):
@@ -844,6 +923,7 @@ def _suggestions(
     catalog: Catalog,
     inventory: Sequence[GpuPool],
     published: Sequence[_LiveProfile],
+    hf_config_text: str | None,
 ) -> list[str]:
     """What would fit with fewer pins: count, then precision, then product, then profile."""
     relaxations: list[dict] = []
@@ -859,7 +939,9 @@ def _suggestions(
     found: list[str] = []
     for update in relaxations:
         try:
-            alternative = _plan(spec.model_copy(update=update), catalog, inventory, published)
+            alternative = _plan(
+                spec.model_copy(update=update), catalog, inventory, published, hf_config_text
+            )
         except _Refusal:
             continue
         assert alternative.tensor_parallel_size and alternative.pipeline_parallel_size
@@ -881,18 +963,21 @@ def plan(
     catalog: Catalog,
     inventory: Sequence[GpuPool],
     published_profiles: Sequence[PublishedProfile] | None = None,
+    hf_config_text: str | None = None,
 ) -> PlanStatus:
     """Plan a NemotronDeployment: always a PlanStatus, with fits=False and a reason when the
     spec cannot be served by the inventory. `published_profiles` are the planned tag's profiles
     from the NIM Metadata API (plan once without them to learn the tag); when some say
     precision, parallelism and memory, only those are planned against (and only on the GPUs
-    they name) and `profile` is the exact id NIM accepts."""
+    they name) and `profile` is the exact id NIM accepts. `hf_config_text` is the text of
+    spec.customModel.configMapRef's ConfigMap key (None when it could not be read): the model's
+    Hugging Face config.json, which sizes a custom model."""
     published = _live_profiles(published_profiles or ())
     try:
-        return _plan(spec, catalog, inventory, published)
+        return _plan(spec, catalog, inventory, published, hf_config_text)
     except _Refusal as refusal:
         message = refusal.message
-        suggestions = _suggestions(spec, catalog, inventory, published)
+        suggestions = _suggestions(spec, catalog, inventory, published, hf_config_text)
         if suggestions:
             message += f". Would fit as {' or as '.join(suggestions)}"
         return _refused(refusal.reason, message.rstrip(".") + ".", spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -656,3 +657,99 @@ def test_more_gpu_memory_never_means_more_gpus(
         assert larger.fits
         assert larger.gpus_per_replica is not None and smaller.gpus_per_replica is not None
         assert larger.gpus_per_replica <= smaller.gpus_per_replica
+
+
+# --- suggestions that save GPUs ---------------------------------------------------------------
+
+
+def test_a_context_that_alone_keeps_a_model_off_fewer_gpus_is_named() -> None:
+    million = spec(model="nemotron-3-super", precision="fp8", maxModelLength=1_048_576)
+    result = plan(million, CATALOG, pool_of("NVIDIA-H200"))
+    assert result.gpus_per_replica == 2
+    assert "fits on 1 x NVIDIA-H200 with maxModelLength <= 262144" in result.message
+    shorter = plan(
+        million.model_copy(update={"max_model_length": 262144}), CATALOG, pool_of("NVIDIA-H200")
+    )
+    assert shorter.gpus_per_replica == 1  # the suggestion holds
+    twice = plan(
+        million.model_copy(update={"max_model_length": 524288}), CATALOG, pool_of("NVIDIA-H200")
+    )
+    assert twice.gpus_per_replica == 2  # and is the longest power of two that does
+
+
+def test_a_precision_that_halves_the_gpus_is_named() -> None:
+    bf16 = plan(spec(model="nemotron-3-super", precision="bf16"), CATALOG, pool_of(H100))
+    assert bf16.gpus_per_replica == 4
+    assert "fp8 fits on 2 x NVIDIA-H100-80GB-HBM3, half the GPUs or fewer" in bf16.message
+    fp8 = plan(spec(model="nemotron-3-super", precision="fp8"), CATALOG, pool_of(H100))
+    assert fp8.gpus_per_replica == 2
+    assert "fits on" not in fp8.message  # bf16 needs more, and no context gets it onto 1
+
+
+def test_no_saving_is_suggested_against_a_pinned_gpu_count() -> None:
+    pinned = spec(model="nemotron-3-super", precision="bf16", gpu={"count": 8})
+    result = plan(pinned, CATALOG, pool_of(H100))
+    assert result.gpus_per_replica == 8 and "fits on" not in result.message
+
+
+# --- custom models from a config.json (customModel.configMapRef) ------------------------------
+
+
+def from_config(**custom: Any) -> NemotronDeploymentSpec:
+    return spec(
+        model="custom",
+        customModel={
+            "image": "nvcr.io/nim/nvidia/llm-nim:2.1.6",
+            "configMapRef": {"name": "model-config"},
+            "precisions": ["bf16", "fp8"],
+            **custom,
+        },
+    )
+
+
+def test_config_map_text_sizes_a_custom_model_like_the_typed_facts() -> None:
+    from .test_hf_config import NANO
+
+    config = json.dumps(NANO)
+    counted = plan(from_config(), CATALOG, pool_of(H100), hf_config_text=config)
+    assert counted.fits and (counted.precision, counted.gpus_per_replica) == ("fp8", 1)
+    assert counted.max_model_length == 262144
+    # typed facts replace the config's: a shorter context
+    shorter = plan(
+        from_config(nativeContextLength=8192), CATALOG, pool_of(H100), hf_config_text=config
+    )
+    assert shorter.max_model_length == 8192
+    assert shorter.kv_cache_gib is not None and counted.kv_cache_gib is not None
+    assert shorter.kv_cache_gib < counted.kv_cache_gib
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (None, "could not be read"),
+        ("not json", "not valid JSON"),
+        ('{"hidden_size": 4096}', "num_attention_heads"),
+    ],
+)
+def test_an_unreadable_config_map_is_refused_with_where_and_why(
+    text: str | None, words: str
+) -> None:
+    result = plan(from_config(), CATALOG, pool_of(H100), hf_config_text=text)
+    assert (result.fits, result.reason) == (False, "ModelConfigInvalid")
+    assert "ConfigMap model-config, key config.json" in result.message and words in result.message
+
+
+def test_custom_model_needs_a_config_map_or_every_typed_fact() -> None:
+    with pytest.raises(ValueError, match="configMapRef"):
+        spec(model="custom", customModel={"image": "x.io/a/b:1", "precisions": ["bf16"]})
+    typed = {
+        "image": "x.io/a/b:1",
+        "precisions": ["bf16"],
+        "parameters": 10**9,
+        "attentionLayers": 16,
+        "kvHeads": 8,
+        "headDim": 64,
+    }
+    with pytest.raises(ValueError, match="configMapRef"):
+        spec(model="custom", customModel=typed)
+    assert spec(model="custom", customModel={**typed, "nativeContextLength": 8192}).custom_model
