@@ -23,6 +23,7 @@ Errors name the file and the field. The Helm chart mounts a ConfigMap at that pa
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -68,6 +69,7 @@ class Tag(NamedTuple):
     branch: str | None = None  # the Production Branch: pb6 for 2.0.4-pb6.0
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_tag(tag: str) -> Tag | None:
     """The version and channel of a NIM tag, or None when the tag has another shape."""
     match = _TAG_SHAPE.match(tag)

@@ -333,7 +333,6 @@ def _live_profiles(profiles: Sequence[PublishedProfile]) -> tuple[_LiveProfile, 
 @dataclass(frozen=True)
 class _Need:
     gib: float
-    parts: MemoryNeed  # the physical estimate's parts (its total is gib when estimated)
     source: str  # published | estimated
     profile: str | None
     profile_source: str | None  # spec | metadata | derived
@@ -370,9 +369,8 @@ class _Refusal(Exception):
 def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _Need | None:
     """Memory per GPU for a layout; None when the live profiles do not offer it."""
     model, facts, length = target.model, target.facts, target.max_model_length or 0
-    parts = memory_need(facts, precision, length, tp, pp)
     native = model.architecture.native_context_length
-    kv_change = parts.kv_cache - kv_cache_gib(facts, native, tp, pp)
+    kv_change = kv_cache_gib(facts, length, tp, pp) - kv_cache_gib(facts, native, tp, pp)
     # A pinned id or exact description goes to NIM as given; a bare name such as
     # vllm-fp8-tp2-pp1 is not accepted by NIM 2.x, so it only fixes the layout (derived).
     pin = target.profile_pin
@@ -390,15 +388,16 @@ def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _N
         named_by_pin = [p for p in offered if pin in (p.profile_id, p.description)]
         best = named_by_pin[0] if named_by_pin else best
         profile, source = (pin, "spec") if named_by_pin else (best.profile_id, "metadata")
-        return _Need(best.min_gib + kv_change, parts, "published", profile, source)
+        return _Need(best.min_gib + kv_change, "published", profile, source)
     if not model.generative:
-        return _Need(parts.total, parts, "estimated", *(pinned or (None, None)))
+        estimate = memory_need(facts, precision, length, tp, pp).total
+        return _Need(estimate, "estimated", *(pinned or (None, None)))
     named = derived_profile_name(precision, tp, pp)
     published = model.published_memory_gib.get(precision, {}).get(tp) if pp == 1 else None
     profile, source = pinned or (named, "derived")
     if published is not None:
-        return _Need(published + kv_change, parts, "published", profile, source)
-    return _Need(parts.total, parts, "estimated", profile, source)
+        return _Need(published + kv_change, "published", profile, source)
+    return _Need(memory_need(facts, precision, length, tp, pp).total, "estimated", profile, source)
 
 
 # --- resolving the spec -----------------------------------------------------------------------
@@ -768,14 +767,20 @@ def _longest_context(
     target: _Target, facts: _PoolFacts, precision: str, tp: int, pp: int
 ) -> int | None:
     """The longest power-of-two maxModelLength below the planned one at which the layout fits."""
-    length = 2 ** math.floor(math.log2(max((target.max_model_length or 0) - 1, 1)))
-    while length >= SHORTEST_SUGGESTED_CONTEXT:
+
+    def fits(length: int) -> bool:
         shorter = replace(target, max_model_length=length)
         need = _need(shorter, facts.pool.base_product, precision, tp, pp)
-        if need is not None and need.gib <= facts.usable_gib:
-            return length
-        length //= 2
-    return None
+        return need is not None and need.gib <= facts.usable_gib
+
+    longest = 2 ** math.floor(math.log2(max((target.max_model_length or 0) - 1, 1)))
+    if longest < SHORTEST_SUGGESTED_CONTEXT or not fits(SHORTEST_SUGGESTED_CONTEXT):
+        return None  # the weights alone keep it off: no context helps
+    return next(
+        length
+        for length in (longest >> halving for halving in range(longest.bit_length()))
+        if length <= SHORTEST_SUGGESTED_CONTEXT or fits(length)
+    )
 
 
 def _savings(target: _Target, choice: _Choice) -> list[str]:
@@ -796,7 +801,9 @@ def _savings(target: _Target, choice: _Choice) -> list[str]:
         length = _longest_context(target, facts, choice.precision, tp, pp)
         if length is not None:
             notes.append(f"fits on {tp * pp} x {product} with maxModelLength <= {length}")
-    for precision in target.shipped:
+    # `precision: auto` has already chosen the lowest precision that fits: only a pin can leave
+    # a precision that needs fewer GPUs
+    for precision in target.shipped if target.precision_pinned else ():
         if precision == choice.precision or precision not in facts.native:
             continue
         other = _place(replace(target, precisions=(precision,), precision_pinned=True), facts)
@@ -809,6 +816,8 @@ def _fitting_plan(
     spec: NemotronDeploymentSpec, target: _Target, choice: _Choice, fitting_products: int
 ) -> PlanStatus:
     model, precision, need = target.model, choice.precision, choice.need
+    # the estimate's parts, shown beside a published figure too
+    parts = memory_need(target.facts, precision, target.max_model_length or 0, choice.tp, choice.pp)
     tag = target.tag or model.newest_release(precision).tag
     key = _key(spec, model, tag)
     cache_size = _cache_size(spec, target, precision)
@@ -834,10 +843,10 @@ def _fitting_plan(
         profile=need.profile,
         profile_source=need.profile_source,  # type: ignore[arg-type]
         memory_per_gpu_gib=round(need.gib, 1),
-        weights_gib=round(need.parts.weights, 1),
-        kv_cache_gib=round(need.parts.kv_cache, 1),
-        activations_gib=round(need.parts.activations, 1),
-        overhead_gib=round(need.parts.overhead, 1),
+        weights_gib=round(parts.weights, 1),
+        kv_cache_gib=round(parts.kv_cache, 1),
+        activations_gib=round(parts.activations, 1),
+        overhead_gib=round(parts.overhead, 1),
         usable_per_gpu_gib=round(choice.facts.usable_gib, 1),
         memory_source=need.source,  # type: ignore[arg-type]
         key_required=key.required,
