@@ -118,7 +118,7 @@ def _merged_models(models: Mapping[str, Any], corrections: Mapping[str, Any]) ->
     return merged
 
 
-def _as_config(entry: Mapping[str, Any]) -> dict[str, Any]:
+def as_config(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The entry as a config.json: its verbatim config when the corpus has one, else its fields
     (named as in config.json), layer_counts turned into a hybrid pattern."""
     config = dict(entry.get("config") or entry)
@@ -131,6 +131,16 @@ def _as_config(entry: Mapping[str, Any]) -> dict[str, Any]:
             + "-" * counts.get("mlp", 0)
         )
         config.setdefault("mlp_hidden_act", "relu2")  # Nemotron-H's MLPs and experts
+    blocks = entry.get("block_counts")
+    if isinstance(blocks, list) and "block_configs" not in config:  # NAS blocks by kind
+        config["block_configs"] = [
+            {
+                "attention": {"n_heads_in_group": 8} if group["attention"] else {"no_op": True},
+                "ffn": {"ffn_mult": group["ffn_mult"]},
+            }
+            for group in blocks
+            for _ in range(group["count"])
+        ]
     kinds = entry.get("layer_types")
     if isinstance(kinds, Mapping):  # counts by kind, as the corpus gives them
         config["layer_types"] = [kind for kind, count in kinds.items() for _ in range(count)]
@@ -148,9 +158,14 @@ def _corrected_rows(
     return fixed
 
 
+def corpus_models() -> dict[str, Any]:
+    """models.yaml with corrections.yaml's model facts merged over it."""
+    return _merged_models(_load("models.yaml")["models"], _load("corrections.yaml") or {})
+
+
 def counted_architecture(entry: Mapping[str, Any]) -> Architecture:
     """The corpus entry's facts through the same reader `plan --hf-config` uses."""
-    return architecture_from_hf_config(_as_config(entry))
+    return architecture_from_hf_config(as_config(entry))
 
 
 def corpus_architecture(entry: Mapping[str, Any]) -> Architecture:
@@ -279,8 +294,7 @@ def score(catalog: Catalog | None = None) -> Score:
     """The planner's estimate against the whole corpus."""
     catalog = catalog or load_catalog()
     corrections = _load("corrections.yaml") or {}
-    models = _merged_models(_load("models.yaml")["models"], corrections)
-    facts = {key: memory_facts(corpus_architecture(entry)) for key, entry in models.items()}
+    facts = {key: memory_facts(corpus_architecture(e)) for key, e in corpus_models().items()}
     rows = _corrected_rows(_load("configurations.yaml")["configurations"], corrections)
     skipped: list[str] = []
     counts = _count_verdicts(rows, facts, catalog, skipped)

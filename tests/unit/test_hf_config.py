@@ -14,16 +14,16 @@ from nemotron_operator.hf_config import (
     architecture_from_hf_config_text,
 )
 from nemotron_operator.planner import kv_cache_gib, memory_facts
-from tests.calibrate import CORPUS, _as_config, _load, _merged_models
+from tests.calibrate import CORPUS, as_config, corpus_models
 
-MODELS = _merged_models(_load("models.yaml")["models"], _load("corrections.yaml") or {})
+MODELS = corpus_models()
 
 
 def countable() -> list[str]:
     names = []
     for name, entry in MODELS.items():
         try:
-            architecture_from_hf_config(_as_config(entry))
+            architecture_from_hf_config(as_config(entry))
         except HfConfigError:
             continue
         names.append(name)
@@ -38,7 +38,7 @@ def test_most_corpus_models_have_a_config_to_count_from() -> None:
 @pytest.mark.parametrize("name", countable())
 def test_counted_parameters_are_within_2_percent_of_the_published_count(name: str) -> None:
     entry = MODELS[name]
-    counted = architecture_from_hf_config(_as_config(entry)).parameters
+    counted = architecture_from_hf_config(as_config(entry)).parameters
     assert counted == pytest.approx(float(entry["parameters_b"]) * 1e9, rel=0.02)
 
 
@@ -81,7 +81,7 @@ def test_a_hybrid_mamba_model_keeps_a_kv_cache_only_in_its_attention_layers() ->
 
 
 def test_multi_head_latent_attention_caches_the_compressed_latent() -> None:
-    arch = architecture_from_hf_config(_as_config(MODELS["deepseek-r1-0528"]))
+    arch = architecture_from_hf_config(as_config(MODELS["deepseek-r1-0528"]))
     facts = memory_facts(arch)
     # 61 layers x (512 + 64) x 2 bytes per token, on every tensor-parallel rank
     per_token = 61 * 576 * 2
@@ -90,7 +90,7 @@ def test_multi_head_latent_attention_caches_the_compressed_latent() -> None:
 
 
 def test_sliding_window_layers_hold_only_the_window() -> None:
-    arch = architecture_from_hf_config(_as_config(MODELS["gpt-oss-120b"]))
+    arch = architecture_from_hf_config(as_config(MODELS["gpt-oss-120b"]))
     assert (arch.sliding_window, arch.sliding_window_layers) == (128, 18)
     facts = memory_facts(arch)
     full_only = 18 * 2 * 8 * 64 * 2 * 131072 / 2**30

@@ -753,3 +753,27 @@ def test_custom_model_needs_a_config_map_or_every_typed_fact() -> None:
     with pytest.raises(ValueError, match="configMapRef"):
         spec(model="custom", customModel=typed)
     assert spec(model="custom", customModel={**typed, "nativeContextLength": 8192}).custom_model
+
+
+def test_a_dense_70b_at_fp8_and_128k_fits_one_h200_and_the_parts_say_why() -> None:
+    """Issue 15's first example: NVIDIA lists one H200; the old 0.3 GiB per active billion
+    term asked for two."""
+    from tests.calibrate import as_config, corpus_models
+
+    config = json.dumps(as_config(corpus_models()["llama-3.1-70b-instruct"]))
+    llama = from_config(precisions=["fp8"])
+    result = plan(llama, CATALOG, pool_of("NVIDIA-H200"), hf_config_text=config)
+    assert (result.gpus_per_replica, result.max_model_length) == (1, 131072)
+    # fp8 weights with 16-bit embeddings and lm_head: (68.5e9 x 1 + 2.1e9 x 2) bytes
+    assert result.weights_gib == pytest.approx(67.7, abs=0.1)
+    # 80 layers x 2 x 8 KV heads x 128 x 2 bytes = 320 KiB per token, x 131072 tokens
+    assert result.kv_cache_gib == pytest.approx(40.0, abs=0.05)
+    # 8192 tokens x 3 bytes x 2 x 28672 (the SwiGLU MLP's gate and up projections)
+    assert result.activations_gib == pytest.approx(1.3, abs=0.05)
+    parts = (
+        result.weights_gib,
+        result.kv_cache_gib,
+        result.activations_gib,
+        result.overhead_gib,
+    )
+    assert result.memory_per_gpu_gib == pytest.approx(sum(p or 0 for p in parts), abs=0.2)
