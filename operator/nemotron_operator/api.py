@@ -227,7 +227,6 @@ def _no_duplicates(values: list[Any]) -> list[Any]:
     return values
 
 
-CONFIG_MAP_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 HAND_TYPED_FACTS = ("parameters", "attentionLayers", "kvHeads", "headDim", "nativeContextLength")
 CUSTOM_MODEL_FACTS_MESSAGE = (
     "customModel needs configMapRef (a ConfigMap with the model's Hugging Face config.json) "
@@ -235,26 +234,38 @@ CUSTOM_MODEL_FACTS_MESSAGE = (
 )
 
 
-class ConfigMapKeyRef(ApiObject):
-    """A key of a ConfigMap in the NemotronDeployment's namespace."""
-
-    name: str = Field(
+def _object_name(kind: str, example: str) -> Any:
+    """The `name` field of a reference to a namespaced object (Secret, ConfigMap)."""
+    return Field(
         max_length=253,
         pattern=DNS_SUBDOMAIN_PATTERN,
         json_schema_extra=_says(
-            DNS_SUBDOMAIN_PATTERN, f"a ConfigMap name is {_OBJECT_NAME}, e.g. llama-70b-config"
+            DNS_SUBDOMAIN_PATTERN, f"a {kind} name is {_OBJECT_NAME}, e.g. {example}"
         ),
-        description="Name of the ConfigMap.",
+        description=f"Name of the {kind}.",
     )
-    key: str = Field(
-        default="config.json",
+
+
+def _data_key(kind: str, default: str, description: str) -> Any:
+    """The `key` field of a reference to one entry of a Secret's or ConfigMap's data."""
+    return Field(
+        default=default,
         max_length=253,
-        pattern=CONFIG_MAP_KEY_PATTERN,
+        pattern=SECRET_KEY_PATTERN,
         json_schema_extra=_says(
-            CONFIG_MAP_KEY_PATTERN,
-            "a ConfigMap key holds only letters, digits, '-', '_' and '.', e.g. config.json",
+            SECRET_KEY_PATTERN,
+            f"a {kind} key holds only letters, digits, '-', '_' and '.', e.g. {default}",
         ),
-        description="Key in the ConfigMap that holds the model's config.json.",
+        description=description,
+    )
+
+
+class ConfigMapKeyRef(ApiObject):
+    """A key of a ConfigMap in the NemotronDeployment's namespace."""
+
+    name: str = _object_name("ConfigMap", "llama-70b-config")
+    key: str = _data_key(
+        "ConfigMap", "config.json", "Key in the ConfigMap that holds the model's config.json."
     )
 
 
@@ -402,24 +413,8 @@ class GpuSelection(ApiObject):
 class SecretKeyRef(ApiObject):
     """A key of a Secret in the NemotronDeployment's namespace."""
 
-    name: str = Field(
-        max_length=253,
-        pattern=DNS_SUBDOMAIN_PATTERN,
-        json_schema_extra=_says(
-            DNS_SUBDOMAIN_PATTERN, f"a Secret name is {_OBJECT_NAME}, e.g. ngc-api-key"
-        ),
-        description="Name of the Secret.",
-    )
-    key: str = Field(
-        default="NGC_API_KEY",
-        max_length=253,
-        pattern=SECRET_KEY_PATTERN,
-        json_schema_extra=_says(
-            SECRET_KEY_PATTERN,
-            "a Secret key holds only letters, digits, '-', '_' and '.', e.g. NGC_API_KEY",
-        ),
-        description="Key in the Secret that holds the NGC API key.",
-    )
+    name: str = _object_name("Secret", "ngc-api-key")
+    key: str = _data_key("Secret", "NGC_API_KEY", "Key in the Secret that holds the NGC API key.")
 
 
 class Ngc(ApiObject):
