@@ -24,11 +24,12 @@ Rules, in order:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from nemotron_operator import names
 from nemotron_operator.api import (
@@ -151,7 +152,13 @@ def memory_facts(
     arch: Architecture, checkpoint_gib: Mapping[str, float] | None = None
 ) -> MemoryFacts:
     """The memory model's view of `arch`; `checkpoint_gib` the weights' size as published (the
-    download by precision), which is what an engine loads."""
+    download by precision), which is what an engine loads. Memoised: a catalog model's facts
+    are the same for every plan."""
+    return _memory_facts(arch, tuple(sorted((checkpoint_gib or {}).items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _memory_facts(arch: Architecture, checkpoint_gib: tuple[tuple[str, float], ...]) -> MemoryFacts:
     counts = parameter_counts(arch)
     sixteen_bit = counts.embeddings + counts.lm_head + counts.norms + counts.routers + counts.mamba
     if arch.mla:
@@ -167,7 +174,7 @@ def memory_facts(
     sliding = min(arch.sliding_window_layers, arch.attention_layers)
     return MemoryFacts(
         parameters=arch.parameters,
-        checkpoint_gib=checkpoint_gib or {},
+        checkpoint_gib=dict(checkpoint_gib),
         sixteen_bit_parameters=min(sixteen_bit, arch.parameters),
         routed_expert_parameters=min(counts.routed_experts, arch.parameters),
         kv_bytes_per_token_layer=per_layer,
@@ -180,8 +187,7 @@ def memory_facts(
     )
 
 
-@dataclass(frozen=True)
-class MemoryNeed:
+class MemoryNeed(NamedTuple):
     """GPU memory one GPU of a replica needs, by part, GiB."""
 
     weights: float
@@ -216,15 +222,14 @@ def kv_cache_gib(facts: MemoryFacts, tokens: int, tp: int = 1, pp: int = 1) -> f
     split over pipeline stages, heads over tensor-parallel ranks (a rank holds at least one KV
     head; every rank holds multi-head latent attention's whole latent), sliding-window layers
     capped at the window."""
+    per_layer: float = facts.kv_bytes_per_token_layer
     if facts.kv_heads:
-        per_layer = facts.kv_bytes_per_token_layer * math.ceil(facts.kv_heads / tp) / facts.kv_heads
-    else:
-        per_layer = facts.kv_bytes_per_token_layer
-    window = min(tokens, facts.sliding_window)
+        per_layer = per_layer * -(-facts.kv_heads // tp) / facts.kv_heads  # ceil: whole heads
+    window = tokens if tokens < facts.sliding_window else facts.sliding_window
     attention = per_layer * (
         facts.full_attention_layers * tokens + facts.sliding_window_layers * window
     )
-    return (attention + facts.mamba_state_bytes / tp) / pp / GIB
+    return (attention + facts.mamba_state_bytes / tp) / (pp * GIB)
 
 
 def memory_need(
@@ -236,10 +241,10 @@ def memory_need(
     # point-to-point links to its neighbours
     nccl = NCCL_GIB + NCCL_GIB_PER_DOUBLING * math.log2(tp) if tp * pp > 1 else 0.0
     return MemoryNeed(
-        weights=weights,
-        kv_cache=kv_cache_gib(facts, tokens, tp, pp),
-        activations=facts.activation_bytes_per_token * BATCHED_TOKENS / tp / GIB,
-        overhead=CUDA_CONTEXT_GIB + CUDA_GRAPHS_GIB + nccl + WEIGHTS_SLACK * weights,
+        weights,
+        kv_cache_gib(facts, tokens, tp, pp),
+        facts.activation_bytes_per_token * BATCHED_TOKENS / (tp * GIB),
+        CUDA_CONTEXT_GIB + CUDA_GRAPHS_GIB + nccl + WEIGHTS_SLACK * weights,
     )
 
 
@@ -369,8 +374,13 @@ class _Refusal(Exception):
 def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _Need | None:
     """Memory per GPU for a layout; None when the live profiles do not offer it."""
     model, facts, length = target.model, target.facts, target.max_model_length or 0
-    native = model.architecture.native_context_length
-    kv_change = kv_cache_gib(facts, length, tp, pp) - kv_cache_gib(facts, native, tp, pp)
+
+    def kv_change() -> float:
+        """A published figure is for the native context: the KV cache of maxModelLength's
+        difference from it."""
+        native = model.architecture.native_context_length
+        return kv_cache_gib(facts, length, tp, pp) - kv_cache_gib(facts, native, tp, pp)
+
     # A pinned id or exact description goes to NIM as given; a bare name such as
     # vllm-fp8-tp2-pp1 is not accepted by NIM 2.x, so it only fixes the layout (derived).
     pin = target.profile_pin
@@ -388,7 +398,7 @@ def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _N
         named_by_pin = [p for p in offered if pin in (p.profile_id, p.description)]
         best = named_by_pin[0] if named_by_pin else best
         profile, source = (pin, "spec") if named_by_pin else (best.profile_id, "metadata")
-        return _Need(best.min_gib + kv_change, "published", profile, source)
+        return _Need(best.min_gib + kv_change(), "published", profile, source)
     if not model.generative:
         estimate = memory_need(facts, precision, length, tp, pp).total
         return _Need(estimate, "estimated", *(pinned or (None, None)))
@@ -396,7 +406,7 @@ def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _N
     published = model.published_memory_gib.get(precision, {}).get(tp) if pp == 1 else None
     profile, source = pinned or (named, "derived")
     if published is not None:
-        return _Need(published + kv_change, "published", profile, source)
+        return _Need(published + kv_change(), "published", profile, source)
     return _Need(memory_need(facts, precision, length, tp, pp).total, "estimated", profile, source)
 
 
@@ -813,7 +823,11 @@ def _savings(target: _Target, choice: _Choice) -> list[str]:
 
 
 def _fitting_plan(
-    spec: NemotronDeploymentSpec, target: _Target, choice: _Choice, fitting_products: int
+    spec: NemotronDeploymentSpec,
+    target: _Target,
+    choice: _Choice,
+    fitting_products: int,
+    suggest_savings: bool,
 ) -> PlanStatus:
     model, precision, need = target.model, choice.precision, choice.need
     # the estimate's parts, shown beside a published figure too
@@ -827,7 +841,8 @@ def _fitting_plan(
         f"{model.display_name} {precision} on {choice.gpus} x {product} ({parallel}): "
         f"{need.gib:.1f} GiB per GPU ({need.source}) of {choice.facts.usable_gib:.1f} GiB usable"
     )
-    notes = [*_notes(spec, choice, fitting_products), *_savings(target, choice), *target.notes]
+    savings = _savings(target, choice) if suggest_savings else []
+    notes = [*_notes(spec, choice, fitting_products), *savings, *target.notes]
     return PlanStatus(
         fits=True,
         reason=Reason.FITS,
@@ -889,6 +904,7 @@ def _plan(
     inventory: Sequence[GpuPool],
     published: Sequence[_LiveProfile],
     hf_config_text: str | None,
+    suggest_savings: bool = True,
 ) -> PlanStatus:
     target = _resolve(spec, catalog, published, hf_config_text)
     choices: list[_Choice] = []
@@ -907,7 +923,7 @@ def _plan(
     if choices:
         best = min(choices, key=_Choice.rank)
         products = len({choice.facts.pool.product for choice in choices})
-        return _fitting_plan(spec, target, best, products)
+        return _fitting_plan(spec, target, best, products, suggest_savings)
 
     def capacity(entry: tuple[_PoolFacts | GpuPool, _Miss]) -> tuple[float, str]:
         facts = entry[0]
@@ -948,9 +964,8 @@ def _suggestions(
     found: list[str] = []
     for update in relaxations:
         try:
-            alternative = _plan(
-                spec.model_copy(update=update), catalog, inventory, published, hf_config_text
-            )
+            relaxed = spec.model_copy(update=update)
+            alternative = _plan(relaxed, catalog, inventory, published, hf_config_text, False)
         except _Refusal:
             continue
         assert alternative.tensor_parallel_size and alternative.pipeline_parallel_size
