@@ -170,10 +170,12 @@ def counted_architecture(entry: Mapping[str, Any]) -> Architecture:
 
 def corpus_architecture(entry: Mapping[str, Any]) -> Architecture:
     """What the planner sizes a corpus model with: the config's widths, and the published
-    parameter counts (what the checkpoint holds). A config too incomplete to count from gives
-    only the basic facts; the widths are then estimated from the parameters."""
+    parameter counts (what the checkpoint holds, MTP heads included where given). A config too
+    incomplete to count from gives only the basic facts; the widths are then estimated from
+    the parameters."""
+    held = entry.get("checkpoint_parameters_b") or entry["parameters_b"]  # MTP heads included
     published = {
-        "parameters": round(float(entry["parameters_b"]) * 1e9),
+        "parameters": round(float(held) * 1e9),
         "active_parameters": round(float(entry["active_parameters_b"]) * 1e9),
     }
     try:
