@@ -113,6 +113,7 @@ class Architecture(_Fact):
     tie_word_embeddings: bool = False
     mlp_layers: int | None = Field(default=None, ge=0)  # dense MLP layers (None: one per layer)
     intermediate_size: int | None = Field(default=None, ge=1)  # of the dense MLP
+    widest_intermediate_size: int | None = Field(default=None, ge=1)  # when layers differ (NAS)
     gated_mlp: bool = True  # gate and up projections (SwiGLU); False: one up projection (relu2)
     # Mixture of experts: routed experts (and shared experts, all together) per MoE layer
     moe_layers: int = Field(default=0, ge=0)

@@ -69,10 +69,11 @@ def _hybrid_layers(pattern: str) -> dict[str, int]:
     return {kind: pattern.count(kind) for kind in "M*-E"}
 
 
-def _nas_blocks(config: Mapping[str, Any], hidden: int, heads: int) -> dict[str, int]:
+def _nas_blocks(config: Mapping[str, Any], hidden: int, heads: int) -> dict[str, int | None]:
     """Llama-Nemotron NAS (DeciLM) block_configs: layers with no attention or no MLP, per-layer
-    KV groups and MLP widths. The widths are summed into an equivalent uniform model."""
-    attention, kv_heads, mlp, intermediate = 0, 0, 0, 0
+    KV groups and MLP widths: the mean width counts the parameters, the widest sizes the
+    activations."""
+    attention, kv_heads, mlp, intermediate, widest = 0, 0, 0, 0, 0
     for block in config["block_configs"]:
         attn, ffn = block.get("attention", {}), block.get("ffn", {})
         if not attn.get("no_op") and not attn.get("replace_with_linear"):
@@ -80,12 +81,13 @@ def _nas_blocks(config: Mapping[str, Any], hidden: int, heads: int) -> dict[str,
             kv_heads = max(kv_heads, heads // int(attn.get("n_heads_in_group") or 1))
         if not ffn.get("no_op") and not ffn.get("replace_with_linear"):
             size = 256 * math.ceil(int(2 * float(ffn["ffn_mult"]) * hidden / 3) / 256)
-            mlp, intermediate = mlp + 1, intermediate + size
+            mlp, intermediate, widest = mlp + 1, intermediate + size, max(widest, size)
     return {
         "attention_layers": attention,
         "kv_heads": max(kv_heads, 1),
         "mlp_layers": mlp,
         "intermediate_size": intermediate // max(mlp, 1),
+        "widest_intermediate_size": widest or None,
     }
 
 

@@ -135,7 +135,7 @@ def _widest_projection(arch: Architecture) -> int:
         attention = heads * arch.head_dim + heads * ((arch.qk_nope_head_dim or 0) + value)
     else:
         attention = (heads + 2 * arch.kv_heads) * arch.head_dim
-    intermediate = arch.intermediate_size
+    intermediate = arch.widest_intermediate_size or arch.intermediate_size
     if intermediate is None and not (arch.moe_layers or arch.mamba_layers):
         intermediate = round(3.5 * hidden)  # a Llama-shaped MLP when the width is not given
     widths = [attention, up * (intermediate or 0) if arch.dense_mlp_layers else 0]

@@ -109,3 +109,13 @@ def test_config_text_is_read_as_json_and_gaps_are_named() -> None:
         architecture_from_hf_config(dense)
     with pytest.raises(HfConfigError, match="intermediate_size"):
         architecture_from_hf_config({**dense, "vocab_size": 32000})
+
+
+def test_a_nas_model_holds_kv_only_in_layers_that_kept_attention() -> None:
+    arch = architecture_from_hf_config(as_config(MODELS["llama-3.3-nemotron-super-49b-v1"]))
+    assert (arch.attention_layers, arch.kv_heads, arch.mlp_layers) == (49, 8, 80)
+    # 49 layers x 2 x 8 heads x 128 x 2 bytes per token, not the 80 layers of its Llama parent
+    assert kv_cache_gib(memory_facts(arch), 131072) == pytest.approx(49 * 4096 * 131072 / 2**30)
+    # activations follow the widest MLP (5.25 x hidden), not the mean one
+    assert arch.widest_intermediate_size == 28672
+    assert arch.intermediate_size is not None and arch.intermediate_size < 28672
