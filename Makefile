@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/cluster.py
 
-.PHONY: demo test lint unit e2e drills cluster-up cluster-down crds docs bench clean
+.PHONY: demo test lint unit e2e drills cluster-up cluster-down crds docs bench calibrate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ crds: $(VENV)/.installed
 
 docs: $(VENV)/.installed
 	$(VENV)/bin/nemotron-operator docs --write  # the README's API reference, from the types
+
+# The planner's memory model against NVIDIA's published configurations (tests/data/calibration):
+# exact GPU-count agreement, over- and under-asks, each disagreement with its numbers.
+calibrate: $(VENV)/.installed
+	$(PY) -m tests.calibrate
 
 bench: $(VENV)/.installed
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

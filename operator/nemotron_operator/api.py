@@ -185,8 +185,39 @@ class ApiObject(BaseModel):
 # --- spec -------------------------------------------------------------------------------------
 
 
+HAND_TYPED_FACTS = ("parameters", "attentionLayers", "kvHeads", "headDim", "nativeContextLength")
+CUSTOM_MODEL_FACTS_MESSAGE = (
+    "customModel needs configMapRef (a ConfigMap with the model's Hugging Face config.json) "
+    f"or all of {', '.join(HAND_TYPED_FACTS)}"
+)
+
+
+class ConfigMapKeyRef(ApiObject):
+    """A key of a ConfigMap in the NemotronDeployment's namespace."""
+
+    name: Annotated[
+        str,
+        says(DNS_SUBDOMAIN_PATTERN, f"a ConfigMap name is {_OBJECT_NAME}, e.g. llama-70b-config"),
+    ] = Field(
+        max_length=253,
+        description="Name of the ConfigMap.",
+    )
+    key: Annotated[
+        str,
+        says(
+            SECRET_KEY_PATTERN,
+            "a ConfigMap key holds only letters, digits, '-', '_' and '.', e.g. config.json",
+        ),
+    ] = Field(
+        default="config.json",
+        max_length=253,
+        description="Key in the ConfigMap that holds the model's config.json.",
+    )
+
+
 class CustomModel(ApiObject):
-    """Enough facts about a NIM LLM that is not in the catalog for the planner to size it."""
+    """Enough facts about a NIM LLM that is not in the catalog for the planner to size it:
+    the model's Hugging Face config.json in a ConfigMap (configMapRef), or the facts typed in."""
 
     image: Annotated[
         str,
@@ -200,28 +231,49 @@ class CustomModel(ApiObject):
         description="NIM image with its tag, e.g. nvcr.io/nim/nvidia/llm-nim:2.1.6 "
         "(never 'latest'; spec.version, when set, replaces the tag).",
     )
-    parameters: int = Field(
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        description="A ConfigMap holding the model's Hugging Face config.json: the planner "
+        "counts parameters and reads layers, heads, widths and context from it, so the facts "
+        "below may be left out (given, they replace the config's).",
+    )
+    parameters: int | None = Field(
+        default=None,
         ge=1,
         description="Total parameters the checkpoint holds (all experts, every head): what "
-        "must be loaded into GPU memory.",
+        "must be loaded into GPU memory. Required without configMapRef.",
     )
     active_parameters: int | None = Field(
         default=None,
         ge=1,
         description="Parameters active per token (mixture-of-experts models); defaults to "
-        "parameters. Sizes the runtime's activation memory.",
+        "parameters. Informational: activations are sized from the layers' widths.",
     )
-    attention_layers: int = Field(
+    attention_layers: int | None = Field(
+        default=None,
         ge=0,
         le=1024,
-        description="Layers with attention, i.e. with a KV cache (Mamba layers hold none).",
+        description="Layers with attention, i.e. with a KV cache (Mamba layers hold none). "
+        "Required without configMapRef.",
     )
-    kv_heads: int = Field(ge=1, le=1024, description="Key/value heads per attention layer.")
-    head_dim: int = Field(ge=1, le=4096, description="Dimension of one attention head.")
-    native_context_length: int = Field(
+    kv_heads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Key/value heads per attention layer. Required without configMapRef.",
+    )
+    head_dim: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Dimension of one attention head. Required without configMapRef.",
+    )
+    native_context_length: int | None = Field(
+        default=None,
         ge=1,
         le=MAX_CONTEXT_TOKENS,
-        description="Longest context the model supports, in tokens; the default maxModelLength.",
+        description="Longest context the model supports, in tokens; the default "
+        "maxModelLength. Required without configMapRef.",
     )
     precisions: Annotated[list[Precision], ListType()] = Field(
         min_length=1,
@@ -231,9 +283,29 @@ class CustomModel(ApiObject):
 
     rules: ClassVar[tuple[Rule[CustomModel], ...]] = (
         Rule(
-            cel="!has(self.activeParameters) || self.activeParameters <= self.parameters",
+            cel="has(self.configMapRef) || ("
+            + " && ".join(f"has(self.{fact})" for fact in HAND_TYPED_FACTS)
+            + ")",
             check=lambda custom: (
-                custom.active_parameters is None or custom.active_parameters <= custom.parameters
+                custom.config_map_ref is not None
+                or None
+                not in (
+                    custom.parameters,
+                    custom.attention_layers,
+                    custom.kv_heads,
+                    custom.head_dim,
+                    custom.native_context_length,
+                )
+            ),
+            message=CUSTOM_MODEL_FACTS_MESSAGE,
+        ),
+        Rule(
+            cel="!has(self.activeParameters) || !has(self.parameters) || "
+            "self.activeParameters <= self.parameters",
+            check=lambda custom: (
+                custom.active_parameters is None
+                or custom.parameters is None
+                or custom.active_parameters <= custom.parameters
             ),
             message="customModel.activeParameters cannot exceed customModel.parameters",
         ),
@@ -786,10 +858,12 @@ class NemotronDeploymentSpec(ApiObject):
         ),
         Rule(
             cel="!has(self.maxModelLength) || !has(self.customModel) || "
+            "!has(self.customModel.nativeContextLength) || "
             "self.maxModelLength <= self.customModel.nativeContextLength",
             check=lambda spec: (
                 spec.max_model_length is None
                 or spec.custom_model is None
+                or spec.custom_model.native_context_length is None
                 or spec.max_model_length <= spec.custom_model.native_context_length
             ),
             message="maxModelLength exceeds customModel.nativeContextLength, the longest "
@@ -876,10 +950,36 @@ class PlanStatus(ApiObject):
         description="GPU memory one GPU needs (weights + KV cache for maxModelLength + "
         "runtime overhead), GiB.",
     )
+    weights_gib: float | None = Field(
+        default=None,
+        alias="weightsGiB",
+        description="The estimate's parts, per GPU, GiB: the weights at the planned precision "
+        "(embeddings, norms, routers and Mamba layers 16-bit) over tensor x pipeline parallel.",
+    )
+    kv_cache_gib: float | None = Field(
+        default=None,
+        alias="kvCacheGiB",
+        description="KV cache of one sequence of maxModelLength (attention layers only, "
+        "sliding-window layers capped at the window) and Mamba state, GiB per GPU.",
+    )
+    activations_gib: float | None = Field(
+        default=None,
+        alias="activationsGiB",
+        description="Activations for the engine's batch of 8192 tokens, from the layers' "
+        "widest projection, GiB per GPU.",
+    )
+    overhead_gib: float | None = Field(
+        default=None,
+        alias="overheadGiB",
+        description="CUDA context and cuBLAS workspace, CUDA graphs and NCCL buffers, GiB per "
+        "GPU. The four parts add up to memoryPerGPUGiB when memorySource is estimated; with "
+        "published, NVIDIA's figure is the need and the parts show the estimate beside it.",
+    )
     usable_per_gpu_gib: float | None = Field(
         default=None,
         alias="usablePerGPUGiB",
-        description="Memory of one GPU the serving engine may use (0.9 of it), GiB.",
+        description="Memory of one GPU the serving engine may use, GiB: 0.9 of CUDA's total "
+        "(the nvidia.com/gpu.memory label less 616 MiB the driver keeps).",
     )
     memory_source: MemorySource | None = Field(
         default=None,

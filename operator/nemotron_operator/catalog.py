@@ -23,6 +23,7 @@ Errors name the file and the field. The Helm chart mounts a ConfigMap at that pa
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -66,6 +67,7 @@ class Tag(NamedTuple):
     branch: str | None = None  # the Production Branch: pb6 for 2.0.4-pb6.0
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_tag(tag: str) -> Tag | None:
     """The version and channel of a NIM tag, or None when the tag has another shape."""
     match = _TAG_SHAPE.match(tag)
@@ -90,17 +92,157 @@ class Release(_Fact):
 
 
 class Architecture(_Fact):
+    """What sizes a model in GPU memory. The first fields are enough for a rough estimate; the
+    layer widths and kinds after them (a model's config.json) make the estimate physical: which
+    weights stay 16-bit, how much KV cache and state a sequence holds, how wide activations are.
+    A width left out is estimated from the parameters (see `hidden_width`)."""
+
     parameters: int = Field(ge=1)
     active_parameters: int = Field(ge=1)
-    attention_layers: int = Field(ge=0)
+    attention_layers: int = Field(ge=0)  # layers with a KV cache, full or sliding-window
     kv_heads: int = Field(ge=1)
     head_dim: int = Field(ge=1)
     native_context_length: int = Field(ge=1)
     max_context_length: int | None = Field(default=None, ge=1)
+    # Widths and layer kinds, from config.json
+    hidden_size: int | None = Field(default=None, ge=1)
+    attention_heads: int | None = Field(default=None, ge=1)
+    vocab_size: int | None = Field(default=None, ge=1)
+    tie_word_embeddings: bool = False
+    mlp_layers: int | None = Field(default=None, ge=0)  # dense MLP layers (None: one per layer)
+    intermediate_size: int | None = Field(default=None, ge=1)  # of the dense MLP
+    widest_intermediate_size: int | None = Field(default=None, ge=1)  # when layers differ (NAS)
+    gated_mlp: bool = True  # gate and up projections (SwiGLU); False: one up projection (relu2)
+    # Mixture of experts: routed experts (and shared experts, all together) per MoE layer
+    moe_layers: int = Field(default=0, ge=0)
+    experts: int = Field(default=0, ge=0)
+    experts_per_token: int = Field(default=0, ge=0)
+    moe_intermediate_size: int = Field(default=0, ge=0)
+    shared_expert_intermediate_size: int = Field(default=0, ge=0)
+    moe_latent_size: int | None = Field(default=None, ge=1)  # latent MoE (Nemotron 3 Super)
+    # Mamba-2 layers (hybrid models): a fixed-size state per sequence instead of a KV cache
+    mamba_layers: int = Field(default=0, ge=0)
+    mamba_heads: int = Field(default=0, ge=0)
+    mamba_head_dim: int = Field(default=0, ge=0)
+    ssm_state_size: int = Field(default=0, ge=0)
+    mamba_groups: int = Field(default=0, ge=0)
+    conv_kernel: int = Field(default=4, ge=1)
+    # Multi-head latent attention (DeepSeek V2/V3): the KV cache holds the compressed latent
+    kv_lora_rank: int | None = Field(default=None, ge=1)
+    q_lora_rank: int | None = Field(default=None, ge=1)
+    qk_rope_head_dim: int | None = Field(default=None, ge=0)
+    qk_nope_head_dim: int | None = Field(default=None, ge=0)
+    v_head_dim: int | None = Field(default=None, ge=1)
+    # Sliding-window attention: that many of the attention layers keep the last window tokens
+    sliding_window: int | None = Field(default=None, ge=1)
+    sliding_window_layers: int = Field(default=0, ge=0)
 
     @property
     def context_limit(self) -> int:
         return self.max_context_length or self.native_context_length
+
+    @property
+    def layers(self) -> int:
+        """Decoder layers: attention and Mamba layers, plus MLP and MoE layers that stand alone
+        (hybrid models count each block as a layer; a transformer layer holds attention and
+        its MLP)."""
+        if self.mamba_layers:
+            return (
+                self.attention_layers + self.mamba_layers + self.dense_mlp_layers + self.moe_layers
+            )
+        return max(self.attention_layers, 1)
+
+    @property
+    def dense_mlp_layers(self) -> int:
+        if self.mlp_layers is not None:
+            return self.mlp_layers
+        return 0 if self.mamba_layers else max(self.attention_layers - self.moe_layers, 0)
+
+    @property
+    def hidden_width(self) -> int:
+        """hidden_size, or for a model without one the width of a dense transformer of its
+        parameters and layers (12 x layers x hidden^2 parameters)."""
+        if self.hidden_size is not None:
+            return self.hidden_size
+        return max(int((self.parameters / (12 * self.layers)) ** 0.5), 1)
+
+    @property
+    def mla(self) -> bool:
+        return self.kv_lora_rank is not None
+
+
+class ParameterCounts(NamedTuple):
+    """Parameters of a model by part, counted from its Architecture's widths."""
+
+    embeddings: int
+    lm_head: int  # 0 when tied to the embeddings
+    attention: int
+    dense_mlp: int
+    routed_experts: int
+    shared_experts: int  # and a latent MoE's projections into and out of the latent width
+    routers: int
+    mamba: int
+    norms: int
+
+    @property
+    def total(self) -> int:
+        return sum(self)
+
+    def active(self, arch: Architecture) -> int:
+        """Parameters one token runs through: the routed experts it is sent to, not all."""
+        unused = self.routed_experts * (1 - arch.experts_per_token / max(arch.experts, 1))
+        return round(self.total - unused)
+
+
+def _attention_parameters(arch: Architecture, hidden: int) -> int:
+    heads = arch.attention_heads or max(hidden // arch.head_dim, 1)
+    if arch.kv_lora_rank is not None:
+        rope, nope = arch.qk_rope_head_dim or 0, arch.qk_nope_head_dim or arch.head_dim
+        value = arch.v_head_dim or arch.head_dim
+        query = heads * (nope + rope)
+        q_proj = (
+            hidden * arch.q_lora_rank + arch.q_lora_rank + arch.q_lora_rank * query
+            if arch.q_lora_rank
+            else hidden * query
+        )
+        kv_down = hidden * (arch.kv_lora_rank + rope) + arch.kv_lora_rank
+        kv_up = arch.kv_lora_rank * heads * (nope + value)
+        return q_proj + kv_down + kv_up + heads * value * hidden
+    query, key_value = heads * arch.head_dim, arch.kv_heads * arch.head_dim
+    return hidden * (query + 2 * key_value) + query * hidden
+
+
+def _mamba_parameters(arch: Architecture, hidden: int) -> int:
+    inner = arch.mamba_heads * arch.mamba_head_dim
+    conv = inner + 2 * arch.mamba_groups * arch.ssm_state_size
+    in_proj = hidden * (inner + conv + arch.mamba_heads)
+    return in_proj + conv * (arch.conv_kernel + 1) + 3 * arch.mamba_heads + inner + inner * hidden
+
+
+def parameter_counts(arch: Architecture) -> ParameterCounts:
+    """The parameters an Architecture's widths imply, by part (biases other than the Mamba
+    convolution's left out: they are a few in a million)."""
+    hidden = arch.hidden_width
+    vocab = arch.vocab_size or 0
+    matrices = 3 if arch.gated_mlp else 2
+    expert_width = arch.moe_latent_size or hidden
+    latent = 2 * hidden * arch.moe_latent_size if arch.moe_latent_size else 0
+    per_moe_layer_shared = matrices * hidden * arch.shared_expert_intermediate_size + latent
+    return ParameterCounts(
+        embeddings=vocab * hidden,
+        lm_head=0 if arch.tie_word_embeddings else vocab * hidden,
+        attention=arch.attention_layers * _attention_parameters(arch, hidden),
+        dense_mlp=arch.dense_mlp_layers * matrices * hidden * (arch.intermediate_size or 0),
+        routed_experts=arch.moe_layers
+        * arch.experts
+        * matrices
+        * expert_width
+        * arch.moe_intermediate_size,
+        shared_experts=arch.moe_layers * per_moe_layer_shared,
+        routers=arch.moe_layers * arch.experts * hidden,
+        mamba=arch.mamba_layers * _mamba_parameters(arch, hidden),
+        norms=(2 * arch.layers + 1) * hidden,
+    )
 
 
 class ModelEntry(_Fact):

@@ -116,6 +116,12 @@ def _catalog(args: argparse.Namespace) -> int:
 def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="NemotronDeployment YAML ('-' for stdin)")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--hf-config",
+        metavar="FILE",
+        help="the model's Hugging Face config.json: what customModel.configMapRef's ConfigMap "
+        "holds, for a custom model sized from its config",
+    )
     flags = parser.add_argument_group("inventory from flags (one pool of identical nodes)")
     flags.add_argument("--gpu-product", metavar="P", help="nvidia.com/gpu.product value")
     flags.add_argument("--gpus-per-node", metavar="N", type=int, default=8)
@@ -225,12 +231,25 @@ def _plan_text(name: str, result: PlanStatus) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _read_hf_config(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"{path}: {error.strerror}") from None
+
+
 def _plan(args: argparse.Namespace) -> int:
     deployments = _read_deployments(args.file)
+    hf_config_text = _read_hf_config(args.hf_config)
     catalog = _load_catalog(args)
     inventory = _inventory(args, catalog)
     results = [
-        (d.metadata.get("name", d.spec.model), plan(d.spec, catalog, inventory))
+        (
+            d.metadata.get("name", d.spec.model),
+            plan(d.spec, catalog, inventory, hf_config_text=hf_config_text),
+        )
         for d in deployments
     ]
     if args.output == "json":

@@ -53,6 +53,8 @@ class Cluster(Protocol):
 
     def leaderworkerset_installed(self) -> bool: ...
 
+    def read_config_map_value(self, namespace: str, name: str, key: str) -> str | None: ...
+
 
 class PublishedProfiles(Protocol):
     def get(self, repository: str, tag: str) -> tuple[ngc.PublishedProfile, ...] | None: ...
@@ -235,14 +237,22 @@ class Converger:
     ) -> tuple[api.PlanStatus, Condition | None, Blocker | None, float | None]:
         """The plan, the CredentialsValid fact, what (if anything) stops pods from existing, and
         when the answer may change with time alone."""
-        plan = planner.plan(spec, self.catalog, snapshot.pools)
+        hf_config = None
+        reference = spec.custom_model.config_map_ref if spec.custom_model else None
+        if reference is not None:  # read at each converge: custom models are few
+            hf_config = self.cluster.read_config_map_value(namespace, reference.name, reference.key)
+        plan = planner.plan(spec, self.catalog, snapshot.pools, hf_config_text=hf_config)
         live = self.published_profiles
         if plan.fits and live is not None and not spec.ngc.offline and plan.image:
             image = ngc.ImageReference.parse(plan.image)
             published = live.get(image.repository, image.tag)
             if published:  # plan again against NVIDIA's own figures for this tag
                 plan = planner.plan(
-                    spec, self.catalog, snapshot.pools, published_profiles=published
+                    spec,
+                    self.catalog,
+                    snapshot.pools,
+                    published_profiles=published,
+                    hf_config_text=hf_config,
                 )
         if not plan.fits:
             refusal = Blocker(names.ConditionType.PLANNED, plan.reason, plan.message)

@@ -252,6 +252,19 @@ def read_secret_value(namespace: str, name: str, key: str) -> tuple[str | None, 
     return base64.b64decode(data[key]).decode("utf-8", "replace").strip(), ""
 
 
+def read_config_map_value(namespace: str, name: str, key: str) -> str | None:
+    """The text of one key of a ConfigMap in the object's own namespace (None: no such
+    ConfigMap or key, or the operator may not read it)."""
+    try:
+        config_map = client.CoreV1Api(api()).read_namespaced_config_map(name, namespace)
+    except ApiException as error:
+        if error.status in (403, 404):
+            return None
+        raise
+    value = (config_map.data or {}).get(key)
+    return str(value) if value is not None else None
+
+
 def leaderworkerset_installed() -> bool:
     """Is the LeaderWorkerSet API served? (Asked only for replicas that span nodes.)"""
     group, version = names.LWS_API_VERSION.split("/")

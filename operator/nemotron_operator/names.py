@@ -85,6 +85,7 @@ class PlanReason(StrEnum):
     NOT_ENOUGH_NODES = "NotEnoughNodes"
     INSUFFICIENT_GPU_MEMORY = "InsufficientGPUMemory"
     CACHE_TOO_SMALL = "CacheTooSmall"
+    MODEL_CONFIG_INVALID = "ModelConfigInvalid"
 
 
 class NimReason(StrEnum):

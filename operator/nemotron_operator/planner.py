@@ -24,14 +24,20 @@ Rules, in order:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Protocol
 
 from nemotron_operator import names
-from nemotron_operator.api import CustomModel, NemotronDeploymentSpec, PlanStatus, quantity_bytes
+from nemotron_operator.api import (
+    CUSTOM_MODEL_FACTS_MESSAGE,
+    NemotronDeploymentSpec,
+    PlanStatus,
+    quantity_bytes,
+)
 from nemotron_operator.catalog import (
     Architecture,
     Catalog,
@@ -39,25 +45,62 @@ from nemotron_operator.catalog import (
     ModelEntry,
     Release,
     key_requirement,
+    parameter_counts,
     precisions_for_compute_capability,
 )
+from nemotron_operator.hf_config import HfConfigError, architecture_from_hf_config_text
 from nemotron_operator.inventory import GpuPool, restrict_pools
 
 Reason = names.PlanReason
 
 GIB = 2**30
 MIB = 2**20
-USABLE_FRACTION = 0.9
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 PIPELINE_PARALLEL_SIZES = (2, 4, 8)
 PRECISION_PREFERENCE = ("nvfp4", "fp8", "bf16", "fp16")  # lowest first, as NIM prefers
-BYTES_PER_PARAMETER = {"nvfp4": 0.63, "fp8": 1.03, "bf16": 2.0, "fp16": 2.0}
-KV_BYTES_PER_ELEMENT = 2
-OVERHEAD_GIB = 1.0
-OVERHEAD_PER_TP_DOUBLING_GIB = 1.25
-ACTIVATION_GIB_PER_ACTIVE_BILLION = 0.3
 CACHE_HEADROOM = 1.2
 CACHE_STEP_GIB = 10
+SHORTEST_SUGGESTED_CONTEXT = 4096
+
+# --- the physical memory model's facts ----------------------------------------------------------
+# Bytes per parameter of the weights a precision quantizes, scales included: NVFP4 keeps one
+# FP8 scale per 16 values, MXFP4 one 8-bit exponent per 32, FP8 one scale per tensor or channel.
+QUANTIZED_BYTES_PER_PARAMETER = {
+    "nvfp4": 0.5 + 1 / 16,
+    "mxfp4": 0.5 + 1 / 32,
+    "fp8": 1.0,
+    "int8_wo": 1.0,  # weight-only INT8, one scale per output channel
+    "bf16": 2.0,
+    "fp16": 2.0,
+}
+# Embeddings, lm_head, norms, MoE routers and Mamba mixers stay 16-bit in the engines'
+# quantized checkpoints; MXFP4 checkpoints (gpt-oss) quantize only the routed experts.
+SIXTEEN_BIT_BYTES = 2
+EXPERTS_ONLY_PRECISIONS = frozenset({"mxfp4"})
+KV_BYTES_PER_ELEMENT = 2  # vLLM's and TensorRT-LLM's default KV dtype: the model's 16-bit one
+SSM_STATE_BYTES_PER_ELEMENT = 4  # Mamba's recurrent state in fp32; its convolution state 16-bit
+# The engine's batch of tokens in one forward pass (vLLM's max_num_batched_tokens,
+# TensorRT-LLM's max_num_tokens): activations are sized for it, once per replica.
+BATCHED_TOKENS = 8192
+# Peak activation bytes per token and per unit of a layer's widest projection. Eager PyTorch
+# needs 10 x I bytes per token for a SwiGLU MLP whose gate and up projections are 2 x I wide
+# (measured on an H200): 5 per unit. The engines' fused kernels keep only the projection's
+# 16-bit output and the activation function's (gated: half as wide): 3 per unit.
+ACTIVATION_BYTES_PER_WIDTH = 3
+# CUDA's own total is below the GPU's label (616 MiB on an H200); the CUDA context (620 MiB)
+# and cuBLAS's workspace (162 MiB) come out of that total before any weights (H200, CUDA 13).
+CUDA_RESERVED_MIB = 616
+CUDA_CONTEXT_GIB = (620 + 162) / 1024
+CUDA_GRAPHS_GIB = 0.2  # the engine's captured CUDA graphs' memory pool, per GPU
+# With more than one GPU per replica: NCCL's communicator buffers and the engine's all-reduce
+# buffers, growing with the tensor-parallel group.
+NCCL_GIB = 0.5
+NCCL_GIB_PER_DOUBLING = 0.8
+# The caching allocator's rounding and the loader's buffers, as a share of the weights.
+WEIGHTS_SLACK = 0.01
+# NCCL's, CUDA graphs' and the slack's figures are fitted to NVIDIA's published minimum memory
+# of Nemotron 3 Nano and Super (every one of 24 figures within 1.1 GiB); the rest is measured.
+MEMORY_UTILIZATION = 0.9  # vLLM's gpu_memory_utilization default, of CUDA's total
 
 _PROFILE_NAME = re.compile(r"(?:vllm|sglang)-(nvfp4|fp8|bf16)-tp(\d+)-pp(\d+)")
 
@@ -65,33 +108,158 @@ _PROFILE_NAME = re.compile(r"(?:vllm|sglang)-(nvfp4|fp8|bf16)-tp(\d+)-pp(\d+)")
 # --- memory -----------------------------------------------------------------------------------
 
 
-def kv_cache_gib(arch: Architecture, tokens: int) -> float:
-    """KV cache of one sequence of `tokens` tokens: only attention layers hold one."""
-    per_token = 2 * arch.attention_layers * arch.kv_heads * arch.head_dim * KV_BYTES_PER_ELEMENT
-    return per_token * tokens / GIB
+@dataclass(frozen=True)
+class MemoryFacts:
+    """What the memory model needs of an Architecture, worked out once per plan."""
+
+    parameters: int
+    checkpoint_gib: Mapping[str, float]  # the release's download by precision, where known
+    sixteen_bit_parameters: int  # kept in 16 bits whatever the precision
+    routed_expert_parameters: int
+    kv_bytes_per_token_layer: int  # one attention layer, the whole model's heads
+    kv_heads: int  # 0 for multi-head latent attention, whose latent every TP rank holds
+    full_attention_layers: int
+    sliding_window_layers: int
+    sliding_window: int
+    mamba_state_bytes: int  # one sequence, every Mamba layer
+    activation_bytes_per_token: int  # before tensor parallelism splits it
 
 
-def weights_gib(arch: Architecture, precision: str) -> float:
-    return arch.parameters * BYTES_PER_PARAMETER[precision] / GIB
+def _widest_projection(arch: Architecture) -> int:
+    """The widest output of one layer's projections, which sets its peak activations."""
+    hidden = arch.hidden_width
+    up = 2 if arch.gated_mlp else 1
+    heads = arch.attention_heads or max(hidden // arch.head_dim, 1)
+    if arch.mla:
+        value = arch.v_head_dim or arch.head_dim
+        attention = heads * arch.head_dim + heads * ((arch.qk_nope_head_dim or 0) + value)
+    else:
+        attention = (heads + 2 * arch.kv_heads) * arch.head_dim
+    intermediate = arch.widest_intermediate_size or arch.intermediate_size
+    if intermediate is None and not (arch.moe_layers or arch.mamba_layers):
+        intermediate = round(3.5 * hidden)  # a Llama-shaped MLP when the width is not given
+    widths = [attention, up * (intermediate or 0) if arch.dense_mlp_layers else 0]
+    if arch.moe_layers:
+        routed = arch.experts_per_token * arch.moe_intermediate_size
+        widths.append(up * (routed + arch.shared_expert_intermediate_size))
+    if arch.mamba_layers:
+        inner = arch.mamba_heads * arch.mamba_head_dim
+        widths.append(2 * inner + 2 * arch.mamba_groups * arch.ssm_state_size + arch.mamba_heads)
+    return max(widths)
+
+
+def memory_facts(
+    arch: Architecture, checkpoint_gib: Mapping[str, float] | None = None
+) -> MemoryFacts:
+    """The memory model's view of `arch`; `checkpoint_gib` the weights' size as published (the
+    download by precision), which is what an engine loads. Memoised: a catalog model's facts
+    are the same for every plan."""
+    return _memory_facts(arch, tuple(sorted((checkpoint_gib or {}).items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _memory_facts(arch: Architecture, checkpoint_gib: tuple[tuple[str, float], ...]) -> MemoryFacts:
+    counts = parameter_counts(arch)
+    sixteen_bit = counts.embeddings + counts.lm_head + counts.norms + counts.routers + counts.mamba
+    if arch.mla:
+        per_layer = ((arch.kv_lora_rank or 0) + (arch.qk_rope_head_dim or 0)) * KV_BYTES_PER_ELEMENT
+    else:
+        per_layer = 2 * arch.kv_heads * arch.head_dim * KV_BYTES_PER_ELEMENT
+    inner = arch.mamba_heads * arch.mamba_head_dim
+    conv = inner + 2 * arch.mamba_groups * arch.ssm_state_size
+    mamba_state = arch.mamba_layers * (
+        inner * arch.ssm_state_size * SSM_STATE_BYTES_PER_ELEMENT
+        + (arch.conv_kernel - 1) * conv * KV_BYTES_PER_ELEMENT
+    )
+    sliding = min(arch.sliding_window_layers, arch.attention_layers)
+    return MemoryFacts(
+        parameters=arch.parameters,
+        checkpoint_gib=dict(checkpoint_gib),
+        sixteen_bit_parameters=min(sixteen_bit, arch.parameters),
+        routed_expert_parameters=min(counts.routed_experts, arch.parameters),
+        kv_bytes_per_token_layer=per_layer,
+        kv_heads=0 if arch.mla else arch.kv_heads,
+        full_attention_layers=arch.attention_layers - sliding,
+        sliding_window_layers=sliding,
+        sliding_window=arch.sliding_window or 0,
+        mamba_state_bytes=mamba_state,
+        activation_bytes_per_token=ACTIVATION_BYTES_PER_WIDTH * _widest_projection(arch),
+    )
+
+
+class MemoryNeed(NamedTuple):
+    """GPU memory one GPU of a replica needs, by part, GiB."""
+
+    weights: float
+    kv_cache: float  # one sequence of maxModelLength, and Mamba state
+    activations: float
+    overhead: float  # CUDA context and cuBLAS, CUDA graphs, NCCL buffers
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.kv_cache + self.activations + self.overhead
+
+
+def weights_gib(facts: MemoryFacts, precision: str) -> float:
+    """The whole model's weights at `precision`: the checkpoint's size where published, else
+    counted, the 16-bit layers included."""
+    published = facts.checkpoint_gib.get(precision)
+    if published is not None:
+        return published
+    quantized = (
+        facts.routed_expert_parameters
+        if precision in EXPERTS_ONLY_PRECISIONS
+        else facts.parameters - facts.sixteen_bit_parameters
+    )
+    sixteen_bit = facts.parameters - quantized
+    return (
+        quantized * QUANTIZED_BYTES_PER_PARAMETER[precision] + sixteen_bit * SIXTEEN_BIT_BYTES
+    ) / GIB
+
+
+def kv_cache_gib(facts: MemoryFacts, tokens: int, tp: int = 1, pp: int = 1) -> float:
+    """KV cache and Mamba state of one sequence of `tokens` tokens on one GPU: attention layers
+    split over pipeline stages, heads over tensor-parallel ranks (a rank holds at least one KV
+    head; every rank holds multi-head latent attention's whole latent), sliding-window layers
+    capped at the window."""
+    per_layer: float = facts.kv_bytes_per_token_layer
+    if facts.kv_heads:
+        per_layer = per_layer * -(-facts.kv_heads // tp) / facts.kv_heads  # ceil: whole heads
+    window = tokens if tokens < facts.sliding_window else facts.sliding_window
+    attention = per_layer * (
+        facts.full_attention_layers * tokens + facts.sliding_window_layers * window
+    )
+    return (attention + facts.mamba_state_bytes / tp) / (pp * GIB)
+
+
+def memory_need(
+    facts: MemoryFacts, precision: str, tokens: int, tp: int, pp: int = 1
+) -> MemoryNeed:
+    """The physical estimate of one GPU's memory, by part (see the module doc)."""
+    weights = weights_gib(facts, precision) / (tp * pp)
+    # the tensor-parallel all-reduce group sets NCCL's buffers; a pipeline stage adds only
+    # point-to-point links to its neighbours
+    nccl = NCCL_GIB + NCCL_GIB_PER_DOUBLING * math.log2(tp) if tp * pp > 1 else 0.0
+    return MemoryNeed(
+        weights,
+        kv_cache_gib(facts, tokens, tp, pp),
+        facts.activation_bytes_per_token * BATCHED_TOKENS / (tp * GIB),
+        CUDA_CONTEXT_GIB + CUDA_GRAPHS_GIB + nccl + WEIGHTS_SLACK * weights,
+    )
 
 
 def estimated_memory_per_gpu_gib(
-    arch: Architecture, precision: str, max_model_length: int, tp: int, pp: int = 1
+    model: ModelEntry, precision: str, max_model_length: int, tp: int, pp: int = 1
 ) -> float:
-    """The operator's estimate of GPU memory per GPU (see the module doc for the calibration)."""
-    gpus = tp * pp
-    sharded = weights_gib(arch, precision) + kv_cache_gib(arch, max_model_length)
-    overhead = (
-        OVERHEAD_GIB
-        + OVERHEAD_PER_TP_DOUBLING_GIB * math.log2(tp)
-        + ACTIVATION_GIB_PER_ACTIVE_BILLION * arch.active_parameters / 1e9 / gpus
-    )
-    return sharded / gpus + overhead
+    """The operator's estimate of GPU memory per GPU for a catalog model (see the module doc)."""
+    facts = memory_facts(model.architecture, model.download_gib)
+    return memory_need(facts, precision, max_model_length, tp, pp).total
 
 
 def usable_gib(memory_mib: int) -> float:
-    """Memory of one GPU the serving engine may use, GiB (labels report MiB)."""
-    return memory_mib * MIB * USABLE_FRACTION / GIB
+    """Memory of one GPU the serving engine may use, GiB: its share of CUDA's total, which is
+    the label's MiB less what the driver keeps."""
+    return (memory_mib - CUDA_RESERVED_MIB) * MIB * MEMORY_UTILIZATION / GIB
 
 
 def derived_profile_name(precision: str, tp: int, pp: int) -> str:
@@ -181,10 +349,12 @@ class _Target:
 
     name: str
     model: ModelEntry
+    facts: MemoryFacts
     tag: str | None  # None: the newest release shipping the chosen precision
     repository: str | None  # as the spec names it; None: the catalog's for the tag
     max_model_length: int | None  # None for embedding and reranking NIMs
     precisions: tuple[str, ...]  # to try, lowest first
+    shipped: tuple[str, ...]  # every precision the release ships, lowest first
     precision_pinned: bool
     count: int | None
     tp: int | None  # from a profile pin
@@ -203,9 +373,14 @@ class _Refusal(Exception):
 
 def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _Need | None:
     """Memory per GPU for a layout; None when the live profiles do not offer it."""
-    model, length = target.model, target.max_model_length or 0
-    arch = model.architecture
-    kv_change = (kv_cache_gib(arch, length) - kv_cache_gib(arch, arch.native_context_length)) / tp
+    model, facts, length = target.model, target.facts, target.max_model_length or 0
+
+    def kv_change() -> float:
+        """A published figure is for the native context: the KV cache of maxModelLength's
+        difference from it."""
+        native = model.architecture.native_context_length
+        return kv_cache_gib(facts, length, tp, pp) - kv_cache_gib(facts, native, tp, pp)
+
     # A pinned id or exact description goes to NIM as given; a bare name such as
     # vllm-fp8-tp2-pp1 is not accepted by NIM 2.x, so it only fixes the layout (derived).
     pin = target.profile_pin
@@ -223,38 +398,66 @@ def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _N
         named_by_pin = [p for p in offered if pin in (p.profile_id, p.description)]
         best = named_by_pin[0] if named_by_pin else best
         profile, source = (pin, "spec") if named_by_pin else (best.profile_id, "metadata")
-        return _Need(best.min_gib + kv_change, "published", profile, source)
+        return _Need(best.min_gib + kv_change(), "published", profile, source)
     if not model.generative:
-        estimate = estimated_memory_per_gpu_gib(arch, precision, 0, tp, pp)
+        estimate = memory_need(facts, precision, length, tp, pp).total
         return _Need(estimate, "estimated", *(pinned or (None, None)))
     named = derived_profile_name(precision, tp, pp)
     published = model.published_memory_gib.get(precision, {}).get(tp) if pp == 1 else None
     profile, source = pinned or (named, "derived")
     if published is not None:
-        return _Need(published + kv_change, "published", profile, source)
-    estimate = estimated_memory_per_gpu_gib(arch, precision, length, tp, pp)
-    return _Need(estimate, "estimated", profile, source)
+        return _Need(published + kv_change(), "published", profile, source)
+    return _Need(memory_need(facts, precision, length, tp, pp).total, "estimated", profile, source)
 
 
 # --- resolving the spec -----------------------------------------------------------------------
 
 
-def _custom_model(custom: CustomModel) -> tuple[ModelEntry, str]:
+def _custom_architecture(spec: NemotronDeploymentSpec, hf_config_text: str | None) -> Architecture:
+    """customModel's facts: its config.json's (configMapRef), the typed facts replacing them."""
+    custom = spec.custom_model
+    assert custom is not None
+    typed = {
+        "parameters": custom.parameters,
+        "active_parameters": custom.active_parameters or custom.parameters,
+        "attention_layers": custom.attention_layers,
+        "kv_heads": custom.kv_heads,
+        "head_dim": custom.head_dim,
+        "native_context_length": custom.native_context_length,
+    }
+    given = {fact: value for fact, value in typed.items() if value is not None}
+    reference = custom.config_map_ref
+    if reference is None:
+        try:
+            return Architecture.model_validate(given)
+        except ValueError:
+            raise _Refusal(Reason.MODEL_CONFIG_INVALID, CUSTOM_MODEL_FACTS_MESSAGE) from None
+    where = f"customModel.configMapRef (ConfigMap {reference.name}, key {reference.key})"
+    if hf_config_text is None:
+        raise _Refusal(Reason.MODEL_CONFIG_INVALID, f"{where} could not be read")
+    try:
+        counted = architecture_from_hf_config_text(hf_config_text)
+    except HfConfigError as error:
+        raise _Refusal(Reason.MODEL_CONFIG_INVALID, f"{where}: {error}") from None
+    if custom.parameters is not None and custom.active_parameters is None:
+        given["active_parameters"] = min(counted.active_parameters, custom.parameters)
+    return counted.model_copy(update=given)
+
+
+def _custom_model(
+    spec: NemotronDeploymentSpec, hf_config_text: str | None
+) -> tuple[ModelEntry, str]:
+    custom = spec.custom_model
+    assert custom is not None  # model: custom (the API's rules say so)
     repository, tag = custom.image.rsplit(":", 1)
+    architecture = _custom_architecture(spec, hf_config_text)
     model = ModelEntry(
         display_name=f"custom model {repository}",
         kind="llm",
         image=repository,
         keyless_from=None,  # whether a custom image is public cannot be known: ask for a key
-        architecture=Architecture(
-            parameters=custom.parameters,
-            active_parameters=custom.active_parameters or custom.parameters,
-            attention_layers=custom.attention_layers,
-            kv_heads=custom.kv_heads,
-            head_dim=custom.head_dim,
-            native_context_length=custom.native_context_length,
-        ),
-        default_max_model_length=custom.native_context_length,
+        architecture=architecture,
+        default_max_model_length=architecture.native_context_length,
         releases=(Release(tag=tag, precisions=tuple(custom.precisions)),),
     )
     return model, tag
@@ -286,11 +489,12 @@ def _resolve(
     spec: NemotronDeploymentSpec,
     catalog: Catalog,
     published: Sequence[_LiveProfile],
+    hf_config_text: str | None,
 ) -> _Target:
     notes: list[str] = []
     tag: str | None
     if spec.custom_model is not None:  # model: custom (the API's rules say so)
-        model, image_tag = _custom_model(spec.custom_model)
+        model, image_tag = _custom_model(spec, hf_config_text)
         tag = spec.version or image_tag
     elif spec.model in catalog.models:
         model, tag = catalog.models[spec.model], spec.version
@@ -349,10 +553,12 @@ def _resolve(
     return _Target(
         name=spec.model,
         model=model,
+        facts=memory_facts(arch, model.download_gib),
         tag=tag,
         repository=spec.image or (model.image if spec.model == names.CUSTOM_MODEL else None),
         max_model_length=length,
         precisions=(pinned,) if pinned else ordered,
+        shipped=ordered,
         precision_pinned=pinned is not None,
         count=spec.gpu.count,
         tp=tp,
@@ -422,15 +628,35 @@ def _pool_facts(pool: GpuPool, catalog: Catalog) -> _PoolFacts | None:
     return _PoolFacts(pool, memory_mib, usable_gib(memory_mib), native, weight_only)
 
 
+def parallel_layouts(gpus_per_node: int) -> list[tuple[int, int]]:
+    """(TP, PP) layouts of one replica, fewest GPUs first: tensor parallel within a node, then
+    pipeline parallel over nodes of the widest tensor parallel."""
+    widest = max(tp for tp in TENSOR_PARALLEL_SIZES if tp <= max(gpus_per_node, 1))
+    layouts = [(tp, 1) for tp in TENSOR_PARALLEL_SIZES if tp <= gpus_per_node]
+    return layouts + [(widest, pp) for pp in PIPELINE_PARALLEL_SIZES]
+
+
+def fewest_gpus_estimated(
+    facts: MemoryFacts, precision: str, tokens: int, usable: float, gpus_per_node: int
+) -> tuple[int, int] | None:
+    """The first layout (TP, PP) whose estimated need fits `usable` GiB per GPU, or None."""
+    return next(
+        (
+            (tp, pp)
+            for tp, pp in parallel_layouts(gpus_per_node)
+            if memory_need(facts, precision, tokens, tp, pp).total <= usable
+        ),
+        None,
+    )
+
+
 def _layouts(target: _Target, gpus_per_node: int) -> list[tuple[int, int]]:
     """(TP, PP) layouts to try, fewest GPUs first."""
     if not target.model.generative:
         return [(1, 1)] if target.count in (None, 1) else []
     if target.tp is not None:
         return [(target.tp, target.pp or 1)]
-    widest = max(tp for tp in TENSOR_PARALLEL_SIZES if tp <= max(gpus_per_node, 1))
-    layouts = [(tp, 1) for tp in TENSOR_PARALLEL_SIZES if tp <= gpus_per_node]
-    layouts += [(widest, pp) for pp in PIPELINE_PARALLEL_SIZES]
+    layouts = parallel_layouts(gpus_per_node)
     if target.count is not None:
         layouts = [(tp, pp) for tp, pp in layouts if tp * pp == target.count]
     return layouts
@@ -478,7 +704,8 @@ def _place(target: _Target, facts: _PoolFacts) -> _Choice | _Miss:
                     _Miss(
                         Reason.INSUFFICIENT_GPU_MEMORY,
                         f"{layout} needs {need.gib:.1f} GiB per GPU, {facts.usable_gib:.1f} "
-                        f"GiB usable ({facts.memory_mib} MiB x {USABLE_FRACTION})",
+                        f"GiB usable (({facts.memory_mib} - {CUDA_RESERVED_MIB}) MiB x "
+                        f"{MEMORY_UTILIZATION})",
                     )
                 )
             elif pp > pool.node_count:
@@ -509,13 +736,13 @@ def _key(spec: NemotronDeploymentSpec, model: ModelEntry, tag: str) -> KeyRequir
     return key_requirement(model, tag)
 
 
-def download_gib(model: ModelEntry, precision: str) -> float:
+def download_gib(target: _Target, precision: str) -> float:
     """The model files NIM downloads: the catalog's size, else the weights at `precision`."""
-    return model.download_gib.get(precision) or weights_gib(model.architecture, precision)
+    return target.model.download_gib.get(precision) or weights_gib(target.facts, precision)
 
 
-def _cache_size(spec: NemotronDeploymentSpec, model: ModelEntry, precision: str) -> str | None:
-    download = download_gib(model, precision)
+def _cache_size(spec: NemotronDeploymentSpec, target: _Target, precision: str) -> str | None:
+    download = download_gib(target, precision)
     if spec.cache.existing_claim is not None:
         return None
     if spec.cache.size is not None:
@@ -548,20 +775,76 @@ def _notes(spec: NemotronDeploymentSpec, choice: _Choice, fitting_products: int)
     return notes
 
 
+def _longest_context(
+    target: _Target, facts: _PoolFacts, precision: str, tp: int, pp: int
+) -> int | None:
+    """The longest power-of-two maxModelLength below the planned one at which the layout fits."""
+
+    def fits(length: int) -> bool:
+        shorter = replace(target, max_model_length=length)
+        need = _need(shorter, facts.pool.base_product, precision, tp, pp)
+        return need is not None and need.gib <= facts.usable_gib
+
+    longest = 2 ** math.floor(math.log2(max((target.max_model_length or 0) - 1, 1)))
+    if longest < SHORTEST_SUGGESTED_CONTEXT or not fits(SHORTEST_SUGGESTED_CONTEXT):
+        return None  # the weights alone keep it off: no context helps
+    return next(
+        length
+        for length in (longest >> halving for halving in range(longest.bit_length()))
+        if length <= SHORTEST_SUGGESTED_CONTEXT or fits(length)
+    )
+
+
+def _savings(target: _Target, choice: _Choice) -> list[str]:
+    """Ways to serve the model on fewer GPUs of the chosen product: a shorter context (when only
+    maxModelLength keeps it off the next smaller layout), or a precision that halves the GPUs.
+    Nothing when the spec pins the GPU count or the profile."""
+    if choice.gpus == 1 or target.count is not None or target.tp is not None:
+        return []
+    facts, product = choice.facts, choice.facts.pool.product
+    notes = []
+    fewer = [
+        (tp, pp)
+        for tp, pp in parallel_layouts(facts.pool.gpus_per_node)
+        if tp * pp < choice.gpus and pp <= facts.pool.node_count
+    ]
+    if fewer and target.max_model_length:
+        tp, pp = fewer[-1]
+        length = _longest_context(target, facts, choice.precision, tp, pp)
+        if length is not None:
+            notes.append(f"fits on {tp * pp} x {product} with maxModelLength <= {length}")
+    # `precision: auto` has already chosen the lowest precision that fits: only a pin can leave
+    # a precision that needs fewer GPUs
+    for precision in target.shipped if target.precision_pinned else ():
+        if precision == choice.precision or precision not in facts.native:
+            continue
+        other = _place(replace(target, precisions=(precision,), precision_pinned=True), facts)
+        if isinstance(other, _Choice) and 2 * other.gpus <= choice.gpus:
+            notes.append(f"{precision} fits on {other.gpus} x {product}, half the GPUs or fewer")
+    return notes
+
+
 def _fitting_plan(
-    spec: NemotronDeploymentSpec, target: _Target, choice: _Choice, fitting_products: int
+    spec: NemotronDeploymentSpec,
+    target: _Target,
+    choice: _Choice,
+    fitting_products: int,
+    suggest_savings: bool,
 ) -> PlanStatus:
     model, precision, need = target.model, choice.precision, choice.need
+    # the estimate's parts, shown beside a published figure too
+    parts = memory_need(target.facts, precision, target.max_model_length or 0, choice.tp, choice.pp)
     tag = target.tag or model.newest_release(precision).tag
     key = _key(spec, model, tag)
-    cache_size = _cache_size(spec, model, precision)
+    cache_size = _cache_size(spec, target, precision)
     product = choice.facts.pool.product
     parallel = f"TP{choice.tp}" + (f" x PP{choice.pp}" if choice.pp > 1 else "")
     summary = (
         f"{model.display_name} {precision} on {choice.gpus} x {product} ({parallel}): "
         f"{need.gib:.1f} GiB per GPU ({need.source}) of {choice.facts.usable_gib:.1f} GiB usable"
     )
-    notes = [*_notes(spec, choice, fitting_products), *target.notes]
+    savings = _savings(target, choice) if suggest_savings else []
+    notes = [*_notes(spec, choice, fitting_products), *savings, *target.notes]
     return PlanStatus(
         fits=True,
         reason=Reason.FITS,
@@ -577,13 +860,17 @@ def _fitting_plan(
         profile=need.profile,
         profile_source=need.profile_source,  # type: ignore[arg-type]
         memory_per_gpu_gib=round(need.gib, 1),
+        weights_gib=round(parts.weights, 1),
+        kv_cache_gib=round(parts.kv_cache, 1),
+        activations_gib=round(parts.activations, 1),
+        overhead_gib=round(parts.overhead, 1),
         usable_per_gpu_gib=round(choice.facts.usable_gib, 1),
         memory_source=need.source,  # type: ignore[arg-type]
         key_required=key.required,
         key_required_reason=key.why,
         max_model_length=target.max_model_length,
         cache_size=cache_size,
-        download_gib=round(download_gib(model, precision), 1),
+        download_gib=round(download_gib(target, precision), 1),
     )
 
 
@@ -619,8 +906,10 @@ def _plan(
     catalog: Catalog,
     inventory: Sequence[GpuPool],
     published: Sequence[_LiveProfile],
+    hf_config_text: str | None,
+    suggest_savings: bool = True,
 ) -> PlanStatus:
-    target = _resolve(spec, catalog, published)
+    target = _resolve(spec, catalog, published, hf_config_text)
     choices: list[_Choice] = []
     misses: list[tuple[_PoolFacts | GpuPool, _Miss]] = []
     for pool in _candidate_pools(spec, target, inventory):
@@ -637,7 +926,7 @@ def _plan(
     if choices:
         best = min(choices, key=_Choice.rank)
         products = len({choice.facts.pool.product for choice in choices})
-        return _fitting_plan(spec, target, best, products)
+        return _fitting_plan(spec, target, best, products, suggest_savings)
 
     def capacity(entry: tuple[_PoolFacts | GpuPool, _Miss]) -> tuple[float, str]:
         facts = entry[0]
@@ -662,6 +951,7 @@ def _suggestions(
     catalog: Catalog,
     inventory: Sequence[GpuPool],
     published: Sequence[_LiveProfile],
+    hf_config_text: str | None,
 ) -> list[str]:
     """What would fit with fewer pins: count, then precision, then product, then profile."""
     relaxations: list[dict] = []
@@ -677,7 +967,8 @@ def _suggestions(
     found: list[str] = []
     for update in relaxations:
         try:
-            alternative = _plan(spec.model_copy(update=update), catalog, inventory, published)
+            relaxed = spec.model_copy(update=update)
+            alternative = _plan(relaxed, catalog, inventory, published, hf_config_text, False)
         except _Refusal:
             continue
         assert alternative.tensor_parallel_size and alternative.pipeline_parallel_size
@@ -699,18 +990,21 @@ def plan(
     catalog: Catalog,
     inventory: Sequence[GpuPool],
     published_profiles: Sequence[PublishedProfile] | None = None,
+    hf_config_text: str | None = None,
 ) -> PlanStatus:
     """Plan a NemotronDeployment: always a PlanStatus, with fits=False and a reason when the
     spec cannot be served by the inventory. `published_profiles` are the planned tag's profiles
     from the NIM Metadata API (plan once without them to learn the tag); when some say
     precision, parallelism and memory, only those are planned against (and only on the GPUs
-    they name) and `profile` is the exact id NIM accepts."""
+    they name) and `profile` is the exact id NIM accepts. `hf_config_text` is the text of
+    spec.customModel.configMapRef's ConfigMap key (None when it could not be read): the model's
+    Hugging Face config.json, which sizes a custom model."""
     published = _live_profiles(published_profiles or ())
     try:
-        return _plan(spec, catalog, inventory, published)
+        return _plan(spec, catalog, inventory, published, hf_config_text)
     except _Refusal as refusal:
         message = refusal.message
-        suggestions = _suggestions(spec, catalog, inventory, published)
+        suggestions = _suggestions(spec, catalog, inventory, published, hf_config_text)
         if suggestions:
             message += f". Would fit as {' or as '.join(suggestions)}"
         return _refused(refusal.reason, message.rstrip(".") + ".", spec)

@@ -343,6 +343,7 @@ CODE_NEEDS = {
     ("served", "", "events", "list"): "handlers.pod_warnings",
     ("served", "", "events", "watch"): "handlers.pod_warning_posted",
     ("served", "", "events", "create"): "kube.post_event, Kopf's own events",
+    ("served", "", "configmaps", "get"): "kube.read_config_map_value (customModel.configMapRef)",
     ("secrets", "", "secrets", "get"): "kube.read_secret_value",
     ("secrets", "", "secrets", "list"): "key_secrets: where a metadata-only watch starts",
     ("secrets", "", "secrets", "watch"): "key_secrets: changed keys acted on at once",

@@ -217,6 +217,20 @@ EDGES = [
         {"version": "latest-but-pinned"},
         {"service": {"annotations": {"example.com/lb": "internal"}}},
         {"priorityClassName": "high", "runtimeClassName": "nvidia"},
+        *(
+            {
+                "model": "custom",
+                "customModel": {
+                    "image": "nvcr.io/nim/nvidia/llm-nim:2.1.6",
+                    "precisions": ["fp8"],
+                    "configMapRef": reference,
+                },
+            }
+            for reference in (
+                {"name": "llama-config", "key": "config.json"},
+                {"name": "Llama_Config", "key": "config json"},
+            )
+        ),
     ]
 ]
 

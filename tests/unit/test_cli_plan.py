@@ -49,7 +49,11 @@ def test_plan_json_carries_the_decision(tmp_path: Path, capsys: pytest.CaptureFi
     assert (result["gpusPerReplica"], result["nodesPerReplica"]) == (2, 1)
     assert result["gpuProduct"] == "NVIDIA-H100-80GB-HBM3"
     assert result["profile"] == "vllm-fp8-tp2-pp1"
-    assert (result["memoryPerGPUGiB"], result["usablePerGPUGiB"]) == (65.0, 71.7)
+    assert (result["memoryPerGPUGiB"], result["usablePerGPUGiB"]) == (65.0, 71.1)
+    # the estimate's parts beside NVIDIA's figure: the 120 GiB fp8 checkpoint over 2 GPUs, ...
+    assert result["weightsGiB"] == 60.0
+    parts = ("weightsGiB", "kvCacheGiB", "activationsGiB", "overheadGiB")
+    assert sum(result[part] for part in parts) == pytest.approx(65.0, abs=1.1)
     assert (result["memorySource"], result["keyRequired"]) == ("published", False)
     assert (result["fits"], result["reason"]) == (True, "Fits")
     assert "65.0 GiB per GPU" in result["message"]
@@ -70,7 +74,7 @@ def test_refusal_exits_1_with_the_reason(
     code, out, _ = run(["plan", write(tmp_path, bf16), *l40s], capsys)
     assert code == 1
     assert "does not fit (InsufficientGPUMemory)" in out
-    assert "121.0 GiB per GPU, 40.5 GiB usable" in out
+    assert "121.0 GiB per GPU, 39.9 GiB usable" in out
 
 
 def test_memory_flag_overrides_the_catalog(
@@ -151,3 +155,36 @@ def test_console_script_never_prints_a_traceback(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert completed.stderr.startswith("nemotron-operator plan: ")
     assert "Traceback" not in completed.stderr
+
+
+CUSTOM_FROM_CONFIG = """
+apiVersion: nemotron.dev/v1alpha1
+kind: NemotronDeployment
+metadata: {name: nano-from-config}
+spec:
+  model: custom
+  customModel:
+    image: nvcr.io/nim/nvidia/llm-nim:2.1.6
+    configMapRef: {name: nano-config}
+    precisions: [bf16, fp8]
+"""
+
+
+def test_hf_config_sizes_a_custom_model_from_its_config_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.test_hf_config import NANO
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(NANO))
+    args = ["plan", write(tmp_path, CUSTOM_FROM_CONFIG), "-o", "json", *H100]
+    code, out, _ = run([*args, "--hf-config", str(config)], capsys)
+    result = json.loads(out)
+    assert code == 0 and (result["precision"], result["gpusPerReplica"]) == ("fp8", 1)
+    assert result["maxModelLength"] == 262144  # the config's max_position_embeddings
+    # 31.6e9 parameters counted from the config: fp8 experts, 16-bit embeddings and Mamba
+    assert result["weightsGiB"] == pytest.approx(30.9, abs=0.2)
+    code, out, _ = run(args, capsys)
+    assert code == 1 and json.loads(out)["reason"] == "ModelConfigInvalid"
+    code, _, err = run([*args, "--hf-config", str(tmp_path / "missing.json")], capsys)
+    assert code == 2 and "missing.json" in err

@@ -6,6 +6,7 @@ registry answers credentials checks, and the indexes are plain dicts shaped like
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ class FakeCluster:
     writes: list[tuple[str, Any]] = field(default_factory=list)
     fail_with: Exception | None = None
     lws_installed: bool = True
+    config_maps: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
     def apply(
         self, child: Mapping[str, Any], dry_run: bool = False, answer: bool = False
@@ -66,6 +68,9 @@ class FakeCluster:
 
     def leaderworkerset_installed(self) -> bool:
         return self.lws_installed
+
+    def read_config_map_value(self, namespace: str, name: str, key: str) -> str | None:
+        return self.config_maps.get((namespace, name, key))
 
 
 @dataclass
@@ -417,3 +422,34 @@ def test_a_change_by_someone_else_after_our_write_is_trusted() -> None:
     memory.remember(body, {"observedGeneration": 1})
     theirs = {**body, "metadata": {**body["metadata"], "resourceVersion": "3"}, "status": {"x": 1}}
     assert memory.current(theirs) == {"x": 1}
+
+
+# --- a custom model sized from the config.json its ConfigMap holds ------------------------------
+
+
+def test_a_custom_model_is_planned_from_its_config_map_and_refused_without_it() -> None:
+    from tests.unit.test_hf_config import NANO
+
+    body = deployment(
+        "custom",
+        model="custom",
+        customModel={
+            "image": "nvcr.io/nim/nvidia/llm-nim:2.1.6",
+            "configMapRef": {"name": "nano-config"},
+            "precisions": ["fp8"],
+        },
+        ngc={"apiKeySecret": {"name": "ngc-api"}},
+    )
+    r = rig(body)
+    r.controller.enqueue(("team-a", "custom"))
+    work(r)
+    refused = [s for what, s in r.cluster.writes if what == "status"][-1]
+    planned = next(c for c in refused["conditions"] if c["type"] == "Planned")
+    assert (planned["status"], planned["reason"]) == ("False", "ModelConfigInvalid")
+    assert "nano-config" in planned["message"]
+
+    r.cluster.config_maps[("team-a", "nano-config", "config.json")] = json.dumps(NANO)
+    r.controller.enqueue(("team-a", "custom"))
+    work(r)
+    status = [s for what, s in r.cluster.writes if what == "status"][-1]
+    assert status["plan"]["fits"] and status["plan"]["maxModelLength"] == 262144

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -105,10 +106,10 @@ def test_catalog_carries_nvidias_published_table() -> None:
 def test_estimate_agrees_with_every_published_figure(
     model: str, precision: str, tp_index: int
 ) -> None:
-    arch = CATALOG.models[model].architecture
+    entry = CATALOG.models[model]
     published = PUBLISHED[(model, precision)][tp_index]
     estimate = estimated_memory_per_gpu_gib(
-        arch, precision, arch.native_context_length, TP_SIZES[tp_index]
+        entry, precision, entry.architecture.native_context_length, TP_SIZES[tp_index]
     )
     assert estimate == pytest.approx(published, abs=ESTIMATE_TOLERANCE_GIB)
 
@@ -249,7 +250,7 @@ def test_precision_pin_too_big_for_the_gpu_is_refused_with_numbers_and_a_way_out
     )
     assert not result.fits
     assert result.reason == names.PlanReason.INSUFFICIENT_GPU_MEMORY
-    assert "bf16 on 2 GPUs needs 121.0 GiB per GPU, 40.5 GiB usable" in result.message
+    assert "bf16 on 2 GPUs needs 121.0 GiB per GPU, 39.9 GiB usable" in result.message
     assert "fp8 on 4 GPUs of NVIDIA-L40S" in result.message
 
 
@@ -330,7 +331,7 @@ def test_partitioned_gpus_serve_embeddings_but_not_llms() -> None:
     llm = plan(spec(model="nemotron-3-nano"), CATALOG, pools)
     assert llm.reason == names.PlanReason.PARTITIONED_GPUS_ONLY
     embedding = plan(spec(model="llama-3.2-nv-embedqa-1b-v2"), CATALOG, pools)
-    assert embedding.fits and embedding.usable_per_gpu_gib == 4.5
+    assert embedding.fits and embedding.usable_per_gpu_gib == 4.0
 
 
 def test_tainted_nodes_count_only_when_tolerated() -> None:
@@ -660,3 +661,123 @@ def test_more_gpu_memory_never_means_more_gpus(
         assert larger.fits
         assert larger.gpus_per_replica is not None and smaller.gpus_per_replica is not None
         assert larger.gpus_per_replica <= smaller.gpus_per_replica
+
+
+# --- suggestions that save GPUs ---------------------------------------------------------------
+
+
+def test_a_context_that_alone_keeps_a_model_off_fewer_gpus_is_named() -> None:
+    million = spec(model="nemotron-3-super", precision="fp8", maxModelLength=1_048_576)
+    result = plan(million, CATALOG, pool_of("NVIDIA-H200"))
+    assert result.gpus_per_replica == 2
+    assert "fits on 1 x NVIDIA-H200 with maxModelLength <= 262144" in result.message
+    shorter = plan(
+        million.model_copy(update={"max_model_length": 262144}), CATALOG, pool_of("NVIDIA-H200")
+    )
+    assert shorter.gpus_per_replica == 1  # the suggestion holds
+    twice = plan(
+        million.model_copy(update={"max_model_length": 524288}), CATALOG, pool_of("NVIDIA-H200")
+    )
+    assert twice.gpus_per_replica == 2  # and is the longest power of two that does
+
+
+def test_a_precision_that_halves_the_gpus_is_named() -> None:
+    bf16 = plan(spec(model="nemotron-3-super", precision="bf16"), CATALOG, pool_of(H100))
+    assert bf16.gpus_per_replica == 4
+    assert "fp8 fits on 2 x NVIDIA-H100-80GB-HBM3, half the GPUs or fewer" in bf16.message
+    fp8 = plan(spec(model="nemotron-3-super", precision="fp8"), CATALOG, pool_of(H100))
+    assert fp8.gpus_per_replica == 2
+    assert "fits on" not in fp8.message  # bf16 needs more, and no context gets it onto 1
+
+
+def test_no_saving_is_suggested_against_a_pinned_gpu_count() -> None:
+    pinned = spec(model="nemotron-3-super", precision="bf16", gpu={"count": 8})
+    result = plan(pinned, CATALOG, pool_of(H100))
+    assert result.gpus_per_replica == 8 and "fits on" not in result.message
+
+
+# --- custom models from a config.json (customModel.configMapRef) ------------------------------
+
+
+def from_config(**custom: Any) -> NemotronDeploymentSpec:
+    return spec(
+        model="custom",
+        customModel={
+            "image": "nvcr.io/nim/nvidia/llm-nim:2.1.6",
+            "configMapRef": {"name": "model-config"},
+            "precisions": ["bf16", "fp8"],
+            **custom,
+        },
+    )
+
+
+def test_config_map_text_sizes_a_custom_model_like_the_typed_facts() -> None:
+    from .test_hf_config import NANO
+
+    config = json.dumps(NANO)
+    counted = plan(from_config(), CATALOG, pool_of(H100), hf_config_text=config)
+    assert counted.fits and (counted.precision, counted.gpus_per_replica) == ("fp8", 1)
+    assert counted.max_model_length == 262144
+    # typed facts replace the config's: a shorter context
+    shorter = plan(
+        from_config(nativeContextLength=8192), CATALOG, pool_of(H100), hf_config_text=config
+    )
+    assert shorter.max_model_length == 8192
+    assert shorter.kv_cache_gib is not None and counted.kv_cache_gib is not None
+    assert shorter.kv_cache_gib < counted.kv_cache_gib
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (None, "could not be read"),
+        ("not json", "not valid JSON"),
+        ('{"hidden_size": 4096}', "num_attention_heads"),
+    ],
+)
+def test_an_unreadable_config_map_is_refused_with_where_and_why(
+    text: str | None, words: str
+) -> None:
+    result = plan(from_config(), CATALOG, pool_of(H100), hf_config_text=text)
+    assert (result.fits, result.reason) == (False, "ModelConfigInvalid")
+    assert "ConfigMap model-config, key config.json" in result.message and words in result.message
+
+
+def test_custom_model_needs_a_config_map_or_every_typed_fact() -> None:
+    with pytest.raises(ValueError, match="configMapRef"):
+        spec(model="custom", customModel={"image": "x.io/a/b:1", "precisions": ["bf16"]})
+    typed = {
+        "image": "x.io/a/b:1",
+        "precisions": ["bf16"],
+        "parameters": 10**9,
+        "attentionLayers": 16,
+        "kvHeads": 8,
+        "headDim": 64,
+    }
+    with pytest.raises(ValueError, match="configMapRef"):
+        spec(model="custom", customModel=typed)
+    assert spec(model="custom", customModel={**typed, "nativeContextLength": 8192}).custom_model
+
+
+def test_a_dense_70b_at_fp8_and_128k_fits_one_h200_and_the_parts_say_why() -> None:
+    """Issue 15's first example: NVIDIA lists one H200; the old 0.3 GiB per active billion
+    term asked for two."""
+    from tests.calibrate import as_config, corpus_models
+
+    config = json.dumps(as_config(corpus_models()["llama-3.1-70b-instruct"]))
+    llama = from_config(precisions=["fp8"])
+    result = plan(llama, CATALOG, pool_of("NVIDIA-H200"), hf_config_text=config)
+    assert (result.gpus_per_replica, result.max_model_length) == (1, 131072)
+    # fp8 weights with 16-bit embeddings and lm_head: (68.5e9 x 1 + 2.1e9 x 2) bytes
+    assert result.weights_gib == pytest.approx(67.7, abs=0.1)
+    # 80 layers x 2 x 8 KV heads x 128 x 2 bytes = 320 KiB per token, x 131072 tokens
+    assert result.kv_cache_gib == pytest.approx(40.0, abs=0.05)
+    # 8192 tokens x 3 bytes x 2 x 28672 (the SwiGLU MLP's gate and up projections)
+    assert result.activations_gib == pytest.approx(1.3, abs=0.05)
+    parts = (
+        result.weights_gib,
+        result.kv_cache_gib,
+        result.activations_gib,
+        result.overhead_gib,
+    )
+    assert result.memory_per_gpu_gib == pytest.approx(sum(p or 0 for p in parts), abs=0.2)

@@ -1,0 +1,346 @@
+"""The planner's memory model against NVIDIA's published configurations: `make calibrate`.
+
+The corpus (tests/data/calibration: models.yaml, configurations.yaml, corrections.yaml) holds
+NVIDIA's published GPU counts and minimum memory per GPU. Two comparisons, on the physical
+estimate alone (the catalog's published figures are not used, so this calibrates physics):
+
+* GPU counts. Rows are grouped by (model, GPU, precision, maxModelLength); NVIDIA's count is the
+  smallest among the group's non-latency rows (latency profiles buy speed with GPUs). Ours is
+  the fewest GPUs (TP within a node of 8, 4 for GB200/GB300, then PP) whose estimate fits the
+  usable memory. Exact, over-ask (ours larger) and under-ask (ours smaller) are counted apart;
+  an under-ask where NVIDIA states a minimum (a 'published minimum', 'model-card minimum' or
+  NIM 2.x 'generic' row) would be a NIM that cannot start.
+* Minimum memory. A NIM 2.x manifest's minimum per GPU at a tensor-parallel size: ours must
+  not be lower, beyond NVIDIA's rounding to whole GB.
+
+Run as `python -m tests.calibrate` from the repository root (with operator/ on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nemotron_operator.catalog import Architecture, Catalog, load_catalog
+from nemotron_operator.hf_config import HfConfigError, architecture_from_hf_config
+from nemotron_operator.planner import (
+    MemoryFacts,
+    fewest_gpus_estimated,
+    memory_facts,
+    memory_need,
+    usable_gib,
+)
+
+CORPUS = Path(__file__).resolve().parent / "data" / "calibration"
+GPUS_PER_NODE = {"NVIDIA-GB200": 4, "NVIDIA-GB300": 4}  # a GB200/GB300 NVL compute tray
+DEFAULT_GPUS_PER_NODE = 8
+# Statements of more GPUs than needed, for speed: latency profiles, NIM Turbo, and performance
+# recipes (TensorRT-LLM, Dynamo) at a traffic pattern.
+SPEED_PROFILES = ("latency", "turbo", "trtllm-recipe", "dynamo-recipe")
+MINIMUM_PROFILES = ("published minimum", "model-card minimum", "generic")
+ADAPTER_PROFILES = ("generic-lora",)  # room for LoRA adapters, which the planner does not plan
+ROUNDING_GIB = 1.0
+MINIMUM_MARK = " [minimum published]"  # NVIDIA publishes minimum memory in whole GB
+
+
+@dataclass(frozen=True)
+class CountVerdict:
+    """Our GPU count against NVIDIA's for one (model, GPU, precision, context)."""
+
+    model: str
+    gpu_product: str
+    precision: str
+    max_model_length: int
+    nvidia: int
+    ours: int | None  # None: does not fit on 8 nodes
+    minimum_published: bool
+    usable_gib: float
+    need_at_nvidia_gib: float  # our estimate per GPU at NVIDIA's count
+    need_at_ours_gib: float | None
+    sources: tuple[str, ...]
+
+    @property
+    def outcome(self) -> str:
+        if self.ours == self.nvidia:
+            return "exact"
+        return "over" if self.ours is None or self.ours > self.nvidia else "under"
+
+
+@dataclass(frozen=True)
+class MemoryVerdict:
+    """Our need per GPU against a manifest's minimum at one tensor-parallel size."""
+
+    model: str
+    precision: str
+    max_model_length: int
+    tp: int
+    nvidia_gib: float
+    ours_gib: float
+    source: str
+
+    @property
+    def under(self) -> bool:
+        return self.ours_gib < self.nvidia_gib - ROUNDING_GIB
+
+
+@dataclass(frozen=True)
+class Score:
+    counts: tuple[CountVerdict, ...]
+    memory: tuple[MemoryVerdict, ...]
+    skipped: tuple[str, ...]  # rows that cannot be scored, and why
+
+    def tally(self, outcome: str) -> int:
+        return sum(1 for verdict in self.counts if verdict.outcome == outcome)
+
+    @property
+    def exact_share(self) -> float:
+        return self.tally("exact") / len(self.counts)
+
+    @property
+    def under_where_minimum_published(self) -> int:
+        return sum(1 for v in self.counts if v.outcome == "under" and v.minimum_published)
+
+    @property
+    def memory_under(self) -> int:
+        return sum(1 for verdict in self.memory if verdict.under)
+
+
+def _merged_models(models: Mapping[str, Any], corrections: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {key: dict(entry) for key, entry in models.items()}
+    for key, fields in (corrections.get("models") or {}).items():
+        if key in merged:
+            merged[key].update({k: v for k, v in fields.items() if k != "source"})
+    return merged
+
+
+def as_config(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry as a config.json: its verbatim config when the corpus has one, else its fields
+    (named as in config.json), layer_counts turned into a hybrid pattern."""
+    config = dict(entry.get("config") or entry)
+    counts = entry.get("layer_counts")
+    if isinstance(counts, Mapping) and "hybrid_override_pattern" not in config:
+        config["hybrid_override_pattern"] = (
+            "M" * counts.get("mamba2", 0)
+            + "E" * counts.get("moe", 0)
+            + "*" * counts.get("attention", 0)
+            + "-" * counts.get("mlp", 0)
+        )
+        config.setdefault("mlp_hidden_act", "relu2")  # Nemotron-H's MLPs and experts
+    blocks = entry.get("block_counts")
+    if isinstance(blocks, list) and "block_configs" not in config:  # NAS blocks by kind
+        config["block_configs"] = [
+            {
+                "attention": {"n_heads_in_group": 8} if group["attention"] else {"no_op": True},
+                "ffn": {"ffn_mult": group["ffn_mult"]},
+            }
+            for group in blocks
+            for _ in range(group["count"])
+        ]
+    kinds = entry.get("layer_types")
+    if isinstance(kinds, Mapping):  # counts by kind, as the corpus gives them
+        config["layer_types"] = [kind for kind, count in kinds.items() for _ in range(count)]
+    return config
+
+
+def _corrected_rows(
+    rows: Iterable[Mapping[str, Any]], corrections: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    fixed = [dict(row) for row in rows]
+    for correction in corrections.get("configurations") or []:
+        for row in fixed:
+            if all(row.get(key) == value for key, value in correction["match"].items()):
+                row.update(correction["set"])
+    return fixed
+
+
+def corpus_models() -> dict[str, Any]:
+    """models.yaml with corrections.yaml's model facts merged over it."""
+    return _merged_models(_load("models.yaml")["models"], _load("corrections.yaml") or {})
+
+
+def counted_architecture(entry: Mapping[str, Any]) -> Architecture:
+    """The corpus entry's facts through the same reader `plan --hf-config` uses."""
+    return architecture_from_hf_config(as_config(entry))
+
+
+def corpus_architecture(entry: Mapping[str, Any]) -> Architecture:
+    """What the planner sizes a corpus model with: the config's widths, and the published
+    parameter counts (what the checkpoint holds, MTP heads included where given). A config too
+    incomplete to count from gives only the basic facts; the widths are then estimated from
+    the parameters."""
+    held = entry.get("checkpoint_parameters_b") or entry["parameters_b"]  # MTP heads included
+    published = {
+        "parameters": round(float(held) * 1e9),
+        "active_parameters": round(float(entry["active_parameters_b"]) * 1e9),
+    }
+    try:
+        return counted_architecture(entry).model_copy(update=published)
+    except HfConfigError:
+        heads = int(entry["num_attention_heads"])
+        hidden = entry.get("hidden_size")
+        layers = (entry.get("layer_counts") or {}).get("attention") or entry["num_hidden_layers"]
+        return Architecture(
+            **published,
+            attention_layers=layers,
+            kv_heads=int(entry.get("num_key_value_heads") or heads),
+            head_dim=int(entry.get("head_dim") or hidden // heads),
+            native_context_length=int(entry["max_position_embeddings"]),
+            hidden_size=hidden,
+            attention_heads=heads,
+            vocab_size=entry.get("vocab_size"),
+        )
+
+
+def _load(name: str) -> Any:
+    path = CORPUS / name
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _memory_mib(catalog: Catalog, product: str) -> int:
+    gpu = catalog.gpu(product)
+    assert gpu is not None
+    return gpu.memory_mib
+
+
+def _count_verdicts(
+    rows: Iterable[Mapping[str, Any]],
+    facts: Mapping[str, MemoryFacts],
+    catalog: Catalog,
+    skipped: list[str],
+) -> list[CountVerdict]:
+    groups: dict[tuple[str, str, str, int], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row.get("kind") != "gpu_count" or row["profile"].startswith(SPEED_PROFILES):
+            continue
+        product = row.get("gpu_product")
+        if row["model"] not in facts:
+            skipped.append(f"{row['model']}: not in models.yaml")
+            continue
+        if product is None or catalog.gpu(product) is None:
+            skipped.append(f"{row['model']} on {row['gpu']}: GPU not in the catalog")
+            continue
+        key = (row["model"], product, row["precision"], int(row["max_model_length"]))
+        groups.setdefault(key, []).append(row)
+    memory = {key: _memory_mib(catalog, key[1]) for key in groups}
+    verdicts = []
+    for (model, product, precision, length), group in sorted(groups.items()):
+        # NVIDIA's count on this GPU, or on a GPU with no more memory: a replica that fits N
+        # smaller GPUs fits N of these
+        same = [
+            rows
+            for key, rows in groups.items()
+            if key[0::2] == (model, precision)
+            and key[3] == length
+            and memory[key] <= memory[(model, product, precision, length)]
+        ]
+        group = [row for rows in same for row in rows]
+        gpu = catalog.gpu(product)
+        assert gpu is not None
+        usable = usable_gib(gpu.memory_mib)
+        per_node = GPUS_PER_NODE.get(product, DEFAULT_GPUS_PER_NODE)
+        nvidia = min(int(row["gpus"]) for row in group)
+        nvidia_layout = (min(nvidia, per_node), max(nvidia // per_node, 1))
+        layout = fewest_gpus_estimated(facts[model], precision, length, usable, per_node)
+        ours = layout[0] * layout[1] if layout else None
+        need = memory_need(facts[model], precision, length, *nvidia_layout).total
+        ours_need = memory_need(facts[model], precision, length, *layout).total if layout else None
+        verdicts.append(
+            CountVerdict(
+                model=model,
+                gpu_product=product,
+                precision=precision,
+                max_model_length=length,
+                nvidia=nvidia,
+                ours=ours,
+                minimum_published=any(row["profile"] in MINIMUM_PROFILES for row in group),
+                usable_gib=usable,
+                need_at_nvidia_gib=need,
+                need_at_ours_gib=ours_need,
+                sources=tuple(sorted({str(row["source"]) for row in group})),
+            )
+        )
+    return verdicts
+
+
+def _memory_verdicts(
+    rows: Iterable[Mapping[str, Any]], facts: Mapping[str, MemoryFacts]
+) -> list[MemoryVerdict]:
+    verdicts = []
+    for row in rows:
+        if row.get("kind") != "min_memory" or row["model"] not in facts:
+            continue
+        if row["profile"] in ADAPTER_PROFILES:
+            continue
+        tp, length = int(row["gpus"]), int(row["max_model_length"])
+        ours = memory_need(facts[row["model"]], row["precision"], length, tp).total
+        verdicts.append(
+            MemoryVerdict(
+                model=row["model"],
+                precision=row["precision"],
+                max_model_length=length,
+                tp=tp,
+                nvidia_gib=float(row["min_memory_gib_per_gpu"]),
+                ours_gib=ours,
+                source=str(row["source"]),
+            )
+        )
+    return verdicts
+
+
+def score(catalog: Catalog | None = None) -> Score:
+    """The planner's estimate against the whole corpus."""
+    catalog = catalog or load_catalog()
+    corrections = _load("corrections.yaml") or {}
+    facts = {key: memory_facts(corpus_architecture(e)) for key, e in corpus_models().items()}
+    rows = _corrected_rows(_load("configurations.yaml")["configurations"], corrections)
+    skipped: list[str] = []
+    counts = _count_verdicts(rows, facts, catalog, skipped)
+    return Score(tuple(counts), tuple(_memory_verdicts(rows, facts)), tuple(sorted(set(skipped))))
+
+
+def report(result: Score) -> str:
+    total = len(result.counts)
+    lines = [
+        f"GPU counts: {total} published configurations (model, GPU, precision, context)",
+        f"  exact {result.tally('exact')} ({result.exact_share:.1%}), over-asks "
+        f"{result.tally('over')}, under-asks {result.tally('under')} "
+        f"({result.under_where_minimum_published} where NVIDIA states a minimum)",
+    ]
+    for verdict in result.counts:
+        if verdict.outcome == "exact":
+            continue
+        ours = verdict.need_at_ours_gib
+        lines.append(
+            f"  {verdict.outcome:<5} {verdict.model} {verdict.precision} on {verdict.gpu_product} "
+            f"at {verdict.max_model_length} tokens: NVIDIA {verdict.nvidia} GPUs (our need "
+            f"{verdict.need_at_nvidia_gib:.1f} GiB/GPU there), ours {verdict.ours} "
+            f"({f'{ours:.1f}' if ours is not None else '-'} GiB/GPU); usable "
+            f"{verdict.usable_gib:.1f} GiB{MINIMUM_MARK if verdict.minimum_published else ''}"
+        )
+    lines.append(
+        f"Minimum memory per GPU: {len(result.memory)} manifest figures, ours lower than NVIDIA's "
+        f"(beyond {ROUNDING_GIB:.0f} GiB rounding) on {result.memory_under}"
+    )
+    for verdict in result.memory:
+        if verdict.under:
+            lines.append(
+                f"  under {verdict.model} {verdict.precision} TP{verdict.tp} at "
+                f"{verdict.max_model_length}: NVIDIA {verdict.nvidia_gib:.0f} GiB, ours "
+                f"{verdict.ours_gib:.1f} GiB"
+            )
+    lines += [f"Not scored: {reason}" for reason in result.skipped]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    print(report(score()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
