@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from nemotron_operator.catalog import Architecture, Catalog, load_catalog
-from nemotron_operator.hf_config import HfConfigError, architecture_from_hf_config
-from nemotron_operator.planner import (
+from nemotron_operator.core.catalog import Architecture, Catalog, load_catalog
+from nemotron_operator.core.hf_config import HfConfigError, architecture_from_hf_config
+from nemotron_operator.core.planner import (
     MemoryFacts,
     fewest_gpus_estimated,
     memory_facts,
