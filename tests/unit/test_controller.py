@@ -47,6 +47,8 @@ class FakeCluster:
     fail_with: Exception | None = None
     lws_installed: bool = True
     config_maps: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    crd_without_plan_field: str | None = None  # a CRD older than the operator prunes it
+    stored: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def apply(
         self, child: Mapping[str, Any], dry_run: bool = False, answer: bool = False
@@ -62,8 +64,15 @@ class FakeCluster:
     def delete_workload(self, kind: str, namespace: str, name: str) -> None:
         self.writes.append(("delete", kind))
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         self.writes.append(("status", status))
+        stored = dict(status)
+        if "plan" in stored and self.crd_without_plan_field:
+            stored["plan"] = {
+                k: v for k, v in stored["plan"].items() if k != self.crd_without_plan_field
+            }
+        self.stored[(namespace, name)] = stored
+        return stored
 
     def post_event(self, owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.writes.append(("event", reason))
@@ -455,3 +464,19 @@ def test_a_custom_model_is_planned_from_its_config_map_and_refused_without_it() 
     work(r)
     status = [s for what, s in r.cluster.writes if what == "status"][-1]
     assert status["plan"]["fits"] and status["plan"]["maxModelLength"] == 262144
+
+
+def test_status_fields_an_older_crd_prunes_are_left_out_instead_of_written_forever() -> None:
+    r = rig(deployment("nano"))
+    r.cluster.crd_without_plan_field = "downloadGiB"
+    key = ("team-a", "nano")
+    r.controller.enqueue(key)
+    work(r)
+    assert "downloadGiB" not in r.cluster.stored[key]["plan"]
+    for _ in range(3):  # the watch brings the pruned status back; events come and go
+        body = r.deployments[key][0]
+        body["status"] = r.cluster.stored[key]
+        body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+        r.controller.enqueue(key)
+        work(r)
+    assert sum(what == "status" for what, _ in r.cluster.writes) == 1

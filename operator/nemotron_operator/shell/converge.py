@@ -48,7 +48,9 @@ class Cluster(Protocol):
 
     def delete_workload(self, kind: str, namespace: str, name: str) -> None: ...
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+    def patch_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
 
     def post_event(
         self, owner: Mapping[str, Any], type_: str, reason: str, message: str
@@ -140,6 +142,7 @@ class Converger:
         self.startup_allowance_setting = startup_allowance_seconds
         self.forget_leaderworkerset = forget_leaderworkerset
         self.statuses = StatusMemory()
+        self.unkept_status_fields: set[tuple[str, ...]] = set()
 
     def startup_allowance(self, plan: api.PlanStatus | None) -> int:
         """Seconds a NIM may take to become ready: the operator setting, else what the startup
@@ -216,11 +219,12 @@ class Converger:
     def _write_status(self, body: Mapping[str, Any], observed: Observed, now: dt.datetime) -> None:
         meta = body["metadata"]
         previous = self.statuses.current(body)
-        status = desired_status(observed, previous, now)
+        status = without(desired_status(observed, previous, now), self.unkept_status_fields)
         if same_status(previous, status):
             return
-        self.cluster.patch_status(meta["namespace"], meta["name"], status)
-        self.statuses.remember(body, status)
+        stored = self.cluster.patch_status(meta["namespace"], meta["name"], status)
+        self._learn_unkept_fields(status, stored)
+        self.statuses.remember(body, without(status, self.unkept_status_fields))
         posted: set[tuple[str, str]] = set()
         for condition in changed_reasons(previous.get("conditions"), status["conditions"]):
             if condition["type"] in (
@@ -234,6 +238,19 @@ class Converger:
                     continue
                 posted.add(news)
                 self.cluster.post_event(body, *news, condition["message"])
+
+    def _learn_unkept_fields(self, written: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
+        """A CRD older than the operator (Helm does not upgrade CRDs) prunes status fields it does
+        not know: leave them out from then on, or every converge would write them again."""
+        unkept = missing_fields(written, stored) - self.unkept_status_fields
+        if unkept:
+            self.unkept_status_fields |= unkept
+            log.warning(
+                "the NemotronDeployment CRD in the cluster does not keep status fields %s, which "
+                "this operator writes: upgrade the CRD (kubectl apply --server-side -f crds/) and "
+                "restart the operator; until then they are left out",
+                ", ".join(sorted(".".join(path) for path in unkept)),
+            )
 
     def _decide(
         self, namespace: str, spec: api.NemotronDeploymentSpec, snapshot: Snapshot
@@ -333,6 +350,36 @@ def explain(error: ValidationError) -> str:
     """A validation error in the API server's words (which refuse most such specs first)."""
     causes = admission_errors(error, ("spec",))[:3]
     return "; ".join(f"{cause.field}: {cause.message}" for cause in causes) + ": fix the spec"
+
+
+def missing_fields(
+    written: Mapping[str, Any], stored: Mapping[str, Any], path: tuple[str, ...] = ()
+) -> set[tuple[str, ...]]:
+    """Paths of the map fields in `written` that `stored` lacks (lists are compared whole)."""
+    missing: set[tuple[str, ...]] = set()
+    for key, value in written.items():
+        if value is None:
+            continue
+        if key not in stored:
+            missing.add((*path, key))
+        elif isinstance(value, Mapping) and isinstance(stored[key], Mapping):
+            missing |= missing_fields(value, stored[key], (*path, key))
+    return missing
+
+
+def without(status: Mapping[str, Any], paths: set[tuple[str, ...]]) -> dict[str, Any]:
+    """`status` less the fields at `paths`."""
+    kept = dict(status)
+    for path in paths:
+        parent: Any = kept
+        for key in path[:-1]:
+            if not isinstance(parent.get(key), Mapping):
+                break
+            parent[key] = dict(parent[key])
+            parent = parent[key]
+        else:
+            parent.pop(path[-1], None)
+    return kept
 
 
 def same_status(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:

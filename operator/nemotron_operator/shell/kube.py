@@ -182,8 +182,10 @@ def delete_workload(kind: str, namespace: str, name: str) -> None:
             raise
 
 
-def patch_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
-    response = client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
+def patch_status(namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the status; returns it as the API server stored it (a CRD older than the operator
+    prunes the fields it does not know)."""
+    response: Any = client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
         names.GROUP,
         names.VERSION,
         namespace,
@@ -192,7 +194,9 @@ def patch_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
         {"status": dict(status)},
         _preload_content=False,
     )
-    _done(response)
+    stored = json.loads(response.data)
+    response.release_conn()
+    return dict(stored.get("status") or {})
 
 
 def post_event(owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
