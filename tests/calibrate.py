@@ -69,6 +69,7 @@ class CountVerdict:
     ours: int | None  # None: does not fit on 8 nodes
     scored_context: int  # max_model_length, or the shorter context a row without one implies
     minimum_published: bool
+    statements: tuple[str, ...]  # the kinds of NVIDIA's statements of its count (row profiles)
     usable_gib: float
     need_at_nvidia_gib: float  # our estimate per GPU at NVIDIA's count
     need_at_ours_gib: float | None
@@ -323,6 +324,7 @@ def _count_verdicts(
                 ours=ours,
                 scored_context=scored,
                 minimum_published=any(row["profile"] in MINIMUM_PROFILES for row in group),
+                statements=tuple(sorted({str(row["profile"]) for row in counting})),
                 usable_gib=usable,
                 need_at_nvidia_gib=need,
                 need_at_ours_gib=ours_need,
@@ -391,7 +393,8 @@ def report(result: Score) -> str:
             f"at {verdict.max_model_length} tokens: NVIDIA {verdict.nvidia} GPUs (our need "
             f"{verdict.need_at_nvidia_gib:.1f} GiB/GPU there), ours {verdict.ours} "
             f"({f'{ours:.1f}' if ours is not None else '-'} GiB/GPU); usable "
-            f"{verdict.usable_gib:.1f} GiB{MINIMUM_MARK if verdict.minimum_published else ''}"
+            f"{verdict.usable_gib:.1f} GiB; NVIDIA's statement: {', '.join(verdict.statements)}"
+            f"{MINIMUM_MARK if verdict.minimum_published else ''}"
         )
     lines.append(
         f"Minimum memory per GPU: {len(result.memory)} manifest figures, ours lower than NVIDIA's "

@@ -59,6 +59,7 @@ def test_the_report_gives_each_disagreement_with_its_numbers(corpus_score: Score
         assert f"NVIDIA {verdict.nvidia} GPUs" in line and f"ours {verdict.ours}" in line
         assert f"usable {verdict.usable_gib:.1f} GiB" in line
         assert f"{verdict.need_at_nvidia_gib:.1f} GiB/GPU" in line
+        assert f"NVIDIA's statement: {', '.join(verdict.statements)}" in line
 
 
 def test_only_a_tensorrt_llm_count_without_a_stated_context_is_scored_at_a_shorter_one(
