@@ -37,7 +37,7 @@ from kubernetes import client, watch
 from tests.e2e.fake_kubelet import FakeKubelet
 from tests.standins.registry import UNENTITLED_KEY, VALID_KEY, RegistryStandin, catalog_config
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 
 KEY_SECRET = "ngc-api"
 SPEC = {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}

@@ -45,7 +45,7 @@ from tests.standins.registry import (  # noqa: E402
     catalog_config,
 )
 
-from nemotron_operator import names  # noqa: E402
+from nemotron_operator.api import names  # noqa: E402
 
 HARNESS = REPO / "hack" / "cluster" / "cluster.py"
 CRDS = REPO / "crds"

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from nemotron_operator import names
-from nemotron_operator.api import NemotronDeploymentSpec
-from nemotron_operator.catalog import load_catalog
-from nemotron_operator.inventory import GpuPool, gpu_pools
-from nemotron_operator.planner import plan
+from nemotron_operator.api import names
+from nemotron_operator.api.types import NemotronDeploymentSpec
+from nemotron_operator.core.catalog import load_catalog
+from nemotron_operator.core.inventory import GpuPool, gpu_pools
+from nemotron_operator.core.planner import plan
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = [

@@ -27,7 +27,7 @@ from benchkit import (
 )
 from kubernetes import client, watch
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 
 SPEC = {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}, "replicas": 0}
 

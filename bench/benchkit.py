@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO / "hack" / "cluster"))
 import cluster as local_cluster  # noqa: E402
 from tests.e2e.conftest import OperatorProcess  # noqa: E402
 
-from nemotron_operator import names  # noqa: E402
+from nemotron_operator.api import names  # noqa: E402
 
 
 def local_cluster_with_crd() -> tuple[Path, client.ApiClient]:

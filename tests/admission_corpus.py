@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_FILE = REPO / "tests" / "e2e" / "invalid_nemotrondeployments.yaml"

@@ -34,9 +34,9 @@ from typing import Any
 
 import yaml
 
-from nemotron_operator.catalog import Architecture, Catalog, load_catalog
-from nemotron_operator.hf_config import HfConfigError, architecture_from_hf_config
-from nemotron_operator.planner import (
+from nemotron_operator.core.catalog import Architecture, Catalog, load_catalog
+from nemotron_operator.core.hf_config import HfConfigError, architecture_from_hf_config
+from nemotron_operator.core.planner import (
     SHORTEST_SUGGESTED_CONTEXT,
     MemoryFacts,
     fewest_gpus_estimated,

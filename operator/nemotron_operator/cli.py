@@ -19,20 +19,21 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from nemotron_operator import docs, names
-from nemotron_operator.api import NemotronDeployment, PlanStatus
-from nemotron_operator.catalog import Catalog, CatalogError, key_requirement, load_catalog
-from nemotron_operator.crd import CRD_FILES, crd_yaml, write_crd_files
-from nemotron_operator.diagnose import (
+from nemotron_operator import docs
+from nemotron_operator.api import names
+from nemotron_operator.api.crd import CRD_FILES, crd_yaml, write_crd_files
+from nemotron_operator.api.rules import admission_errors
+from nemotron_operator.api.types import NemotronDeployment, PlanStatus
+from nemotron_operator.core.catalog import Catalog, CatalogError, key_requirement, load_catalog
+from nemotron_operator.core.diagnose import (
     OUTPUT_FORMATS,
     diagnose_pods,
     format_diagnosis,
     pods_and_events,
 )
-from nemotron_operator.inventory import GpuPool, gpu_pools, gpus_requested_by_node
-from nemotron_operator.planner import plan
-from nemotron_operator.rules import admission_errors
-from nemotron_operator.settings import CATALOG_OVERRIDES_ENV, Settings
+from nemotron_operator.core.inventory import GpuPool, gpu_pools, gpus_requested_by_node
+from nemotron_operator.core.planner import plan
+from nemotron_operator.shell.settings import CATALOG_OVERRIDES_ENV, Settings
 
 
 class UsageError(Exception):
@@ -293,7 +294,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from nemotron_operator.runner import run_operator
+    from nemotron_operator.shell.runner import run_operator
 
     try:
         settings = Settings.build(

@@ -1,9 +1,9 @@
 """The README's API reference, generated from the pydantic types so that it cannot drift.
 
-It walks the same structural schema the CRD carries (`crd.nemotron_deployment_crd`, built from
-`api.py`): every spec and status field with its type, default and description. `nemotron-operator
-docs` prints it; `nemotron-operator docs --write` (`make docs`) puts it into README.md between
-the markers below; a unit test fails when the README's copy differs.
+It walks the same structural schema the CRD carries (`crd.nemotron_deployment_crd`, built
+from `api/types.py`): every spec and status field with its type, default and description.
+`nemotron-operator docs` prints it; `nemotron-operator docs --write` (`make docs`) puts it into
+README.md between the markers below; a unit test fails when the README's copy differs.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from nemotron_operator import names
-from nemotron_operator.crd import PRINTER_COLUMNS, nemotron_deployment_crd
+from nemotron_operator.api import names
+from nemotron_operator.api.crd import PRINTER_COLUMNS, nemotron_deployment_crd
 
 README = Path("README.md")
-BEGIN = "<!-- BEGIN GENERATED api-reference: `make docs` writes this from api.py; do not edit -->"
+BEGIN = (
+    "<!-- BEGIN GENERATED api-reference: `make docs` writes this from api/types.py; do not edit -->"
+)
 END = "<!-- END GENERATED api-reference -->"
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import (
     CRD_FILE,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 from tests.e2e.fake_kubelet import FakeKubelet
 from tests.e2e.harness import local_cluster
 

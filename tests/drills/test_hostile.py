@@ -17,7 +17,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 from tests.e2e.conftest import operator_writes
 
 from .conftest import (

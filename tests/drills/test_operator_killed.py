@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 
 from .conftest import (
     Cluster,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 from tests.e2e.fake_kubelet import FakeKubelet
 
 from .conftest import OwnCluster, condition, list_nds, nd_body, poll, report, wait_until

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 from tests.e2e.observed import everything_in
 from tests.standins.registry import RegistryStandin, catalog_config
 

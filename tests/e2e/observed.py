@@ -9,7 +9,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 
 from .conftest import Cluster, wait_until
 from .nemotron import NemotronDeployments

@@ -18,8 +18,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from nemotron_operator import names
-from nemotron_operator.api import GpuSelection, NemotronDeploymentSpec
+from nemotron_operator.api import names
+from nemotron_operator.api.types import GpuSelection, NemotronDeploymentSpec
 from tests.admission_corpus import CORPUS, EXAMPLES, invalid_object, nemotron_deployment
 
 from .conftest import Cluster, OperatorProcess, create_namespace, wait_until

@@ -23,7 +23,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 from tests.standins.registry import UNENTITLED_KEY, VALID_KEY
 
 from .conftest import (

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 from tests.standins.registry import VALID_KEY
 
 from .conftest import Cluster, OperatorProcess, wait_until

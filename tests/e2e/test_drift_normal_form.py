@@ -18,12 +18,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nemotron_operator import kube, render
-from nemotron_operator.api import NemotronDeploymentSpec
-from nemotron_operator.catalog import load_catalog
-from nemotron_operator.drift import matches
-from nemotron_operator.inventory import gpu_pools
-from nemotron_operator.planner import plan
+from nemotron_operator.api.types import NemotronDeploymentSpec
+from nemotron_operator.core import render
+from nemotron_operator.core.catalog import load_catalog
+from nemotron_operator.core.drift import matches
+from nemotron_operator.core.inventory import gpu_pools
+from nemotron_operator.core.planner import plan
+from nemotron_operator.shell import kube
 
 from .conftest import Cluster
 

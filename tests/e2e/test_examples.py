@@ -12,7 +12,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from nemotron_operator import settings
+from nemotron_operator.shell import settings
 from tests.standins.registry import UNENTITLED_KEY, VALID_KEY
 
 from .conftest import (

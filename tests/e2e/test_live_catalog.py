@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from nemotron_operator import api, planner
-from nemotron_operator.catalog import load_catalog
-from nemotron_operator.inventory import gpu_pools
+from nemotron_operator.api import types as api
+from nemotron_operator.core import planner
+from nemotron_operator.core.catalog import load_catalog
+from nemotron_operator.core.inventory import gpu_pools
 from tests.standins.registry import VALID_KEY, RegistryStandin, catalog_config, metadata_document
 
 from .conftest import Cluster

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from nemotron_operator import settings
+from nemotron_operator.shell import settings
 from tests.standins.registry import UNENTITLED_KEY, VALID_KEY, RegistryStandin, catalog_config
 
 from .conftest import Cluster, OperatorProcess, free_port

@@ -53,8 +53,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from nemotron_operator.catalog import key_requirement, load_catalog
-from nemotron_operator.ngc import ImageReference
+from nemotron_operator.core.catalog import key_requirement, load_catalog
+from nemotron_operator.shell.ngc import ImageReference
 
 NGC_USERNAME = "$oauthtoken"
 ANONYMOUS = object()

@@ -21,7 +21,9 @@ import yaml
 from celpy import celtypes
 from pydantic import BaseModel, ValidationError
 
-from nemotron_operator.api import (
+from nemotron_operator.api.crd import nemotron_deployment_crd
+from nemotron_operator.api.rules import Rule, admission_errors
+from nemotron_operator.api.types import (
     DEPLOYMENT_NAME_RULES,
     QUANTITY_PATTERN,
     ApiObject,
@@ -30,8 +32,6 @@ from nemotron_operator.api import (
     quantity_bytes,
 )
 from nemotron_operator.cli import main
-from nemotron_operator.crd import nemotron_deployment_crd
-from nemotron_operator.rules import Rule, admission_errors
 from tests.admission_corpus import CORPUS, EXAMPLES, invalid_object, nemotron_deployment
 
 H100 = ["--gpu-product", "NVIDIA-H100-80GB-HBM3", "--gpus-per-node", "8", "--nodes", "2"]

@@ -10,14 +10,14 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from nemotron_operator import names
-from nemotron_operator.api import (
+from nemotron_operator.api import names
+from nemotron_operator.api.crd import CRD_FILE, crd_yaml, nemotron_deployment_crd
+from nemotron_operator.api.types import (
     NemotronDeployment,
     NemotronDeploymentSpec,
     PlanStatus,
     quantity_bytes,
 )
-from nemotron_operator.crd import CRD_FILE, crd_yaml, nemotron_deployment_crd
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = nemotron_deployment_crd()

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from nemotron_operator.catalog import load_catalog
-from nemotron_operator.planner import memory_facts, usable_gib
+from nemotron_operator.core.catalog import load_catalog
+from nemotron_operator.core.planner import memory_facts, usable_gib
 from tests.calibrate import (
     DEFAULT_GPUS_PER_NODE,
     GPUS_PER_NODE,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nemotron_operator.catalog import (
+from nemotron_operator.core.catalog import (
     CatalogError,
     ModelEntry,
     key_requirement,

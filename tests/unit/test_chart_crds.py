@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from nemotron_operator.api.crd import CHART_CRD_FILE, CRD_FILE, crd_yaml
 from nemotron_operator.cli import main
-from nemotron_operator.crd import CHART_CRD_FILE, CRD_FILE, crd_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from nemotron_operator.api.crd import crd_yaml
 from nemotron_operator.cli import main
-from nemotron_operator.crd import crd_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SUPER = """

@@ -1,6 +1,6 @@
 import datetime as dt
 
-from nemotron_operator.conditions import (
+from nemotron_operator.core.conditions import (
     Condition,
     find_condition,
     merge_conditions,

@@ -13,17 +13,19 @@ from typing import Any
 
 import pytest
 
-from nemotron_operator import names, ngc, render
-from nemotron_operator.api import NemotronDeploymentSpec, PlanStatus
-from nemotron_operator.catalog import load_catalog
-from nemotron_operator.controller import Controller, KopfIndexes, resync_due
-from nemotron_operator.converge import Converger
-from nemotron_operator.credentials import Credentials
-from nemotron_operator.peering import PeeringGate
-from nemotron_operator.planner import plan
-from nemotron_operator.settings import PeeringSettings, Settings
-from nemotron_operator.workqueue import WorkQueue
-from nemotron_operator.world import direct
+from nemotron_operator.api import names
+from nemotron_operator.api.types import NemotronDeploymentSpec, PlanStatus
+from nemotron_operator.core import render
+from nemotron_operator.core.catalog import load_catalog
+from nemotron_operator.core.planner import plan
+from nemotron_operator.shell import ngc
+from nemotron_operator.shell.controller import Controller, KopfIndexes, resync_due
+from nemotron_operator.shell.converge import Converger
+from nemotron_operator.shell.credentials import Credentials
+from nemotron_operator.shell.peering import PeeringGate
+from nemotron_operator.shell.settings import PeeringSettings, Settings
+from nemotron_operator.shell.workqueue import WorkQueue
+from nemotron_operator.shell.world import direct
 
 from .test_inventory import node
 
@@ -357,7 +359,7 @@ def test_the_safety_resync_picks_what_no_watch_reports() -> None:
 def test_ultras_startup_probe_allows_its_download() -> None:
     spec = NemotronDeploymentSpec.model_validate({"model": "nemotron-3-ultra", "precision": "bf16"})
     h200 = [node(f"h200-{i}", product="NVIDIA-H200", memory_mib=143771) for i in range(4)]
-    from nemotron_operator.inventory import gpu_pools
+    from nemotron_operator.core.inventory import gpu_pools
 
     ultra = plan(spec, CATALOG, gpu_pools(h200))
     assert ultra.fits and ultra.download_gib and ultra.download_gib > 500

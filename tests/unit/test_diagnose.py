@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nemotron_operator.diagnose import (
+from nemotron_operator.core.diagnose import (
     DIAGNOSIS_REASONS,
     Diagnosis,
     Reason,

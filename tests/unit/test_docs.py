@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nemotron_operator import docs, names
+from nemotron_operator import docs
+from nemotron_operator.api import names
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"

@@ -1,4 +1,4 @@
-from nemotron_operator.drift import matches
+from nemotron_operator.core.drift import matches
 
 RENDERED = {
     "spec": {

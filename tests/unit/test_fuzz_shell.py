@@ -14,13 +14,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nemotron_operator import names, render
-from nemotron_operator.api import NemotronDeploymentStatus
-from nemotron_operator.catalog import load_catalog
-from nemotron_operator.inventory import gpu_pools, gpus_requested_by_node
-from nemotron_operator.planner import plan
-from nemotron_operator.render import json_for_yaml
-from nemotron_operator.status import Blocker, Observed, desired_status
+from nemotron_operator.api import names
+from nemotron_operator.api.types import NemotronDeploymentStatus
+from nemotron_operator.core import render
+from nemotron_operator.core.catalog import load_catalog
+from nemotron_operator.core.inventory import gpu_pools, gpus_requested_by_node
+from nemotron_operator.core.planner import plan
+from nemotron_operator.core.render import json_for_yaml
+from nemotron_operator.core.status import Blocker, Observed, desired_status
 
 from .test_planner import PRODUCTS, specs
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from nemotron_operator.hf_config import (
+from nemotron_operator.core.hf_config import (
     HfConfigError,
     architecture_from_hf_config,
     architecture_from_hf_config_text,
 )
-from nemotron_operator.planner import kv_cache_gib, memory_facts
+from nemotron_operator.core.planner import kv_cache_gib, memory_facts
 from tests.calibrate import CORPUS, as_config, corpus_models
 
 MODELS = corpus_models()

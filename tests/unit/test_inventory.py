@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nemotron_operator import names
-from nemotron_operator.inventory import gpu_pools, gpus_requested_by_node, restrict_pools
+from nemotron_operator.api import names
+from nemotron_operator.core.inventory import gpu_pools, gpus_requested_by_node, restrict_pools
 
 
 def node(

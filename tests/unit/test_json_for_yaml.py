@@ -7,10 +7,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nemotron_operator import render
-from nemotron_operator.api import NemotronDeploymentSpec, PlanStatus
-from nemotron_operator.kube import apply_body
-from nemotron_operator.render import json_for_yaml
+from nemotron_operator.api.types import NemotronDeploymentSpec, PlanStatus
+from nemotron_operator.core import render
+from nemotron_operator.core.render import json_for_yaml
+from nemotron_operator.shell.kube import apply_body
 
 UNICODE = "Zoë 模型 🚀 \x7f end"
 

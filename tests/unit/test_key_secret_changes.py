@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from nemotron_operator.key_secrets import KeySecretWatches
+from nemotron_operator.shell.key_secrets import KeySecretWatches
 
 
 def test_a_namespace_whose_deployments_no_longer_read_a_key_is_not_watched() -> None:

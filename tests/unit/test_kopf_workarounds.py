@@ -21,8 +21,8 @@ from kopf._cogs.clients import watching
 from kopf._cogs.structs import references
 from kopf._core.reactor import observation, queueing
 
-from nemotron_operator import handlers, kopf_workarounds
-from nemotron_operator.kopf_workarounds import watcher_releasing_its_holds
+from nemotron_operator.shell import handlers, kopf_workarounds
+from nemotron_operator.shell.kopf_workarounds import watcher_releasing_its_holds
 
 PODS = references.Resource(group="", version="v1", plural="pods", namespaced=True)
 POD_EVENT = {"type": "ADDED", "object": {"metadata": {"uid": "u-1", "name": "p", "namespace": "n"}}}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nemotron_operator import names
-from nemotron_operator.leaderworkersets import LeaderWorkerSetChildren
-from nemotron_operator.world import World
+from nemotron_operator.api import names
+from nemotron_operator.shell.leaderworkersets import LeaderWorkerSetChildren
+from nemotron_operator.shell.world import World
 
 
 def lws(owner: str, generation: int = 1) -> dict[str, Any]:

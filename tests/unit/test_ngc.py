@@ -16,9 +16,9 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nemotron_operator import ngc
-from nemotron_operator.diagnose import Reason
-from nemotron_operator.ngc import (
+from nemotron_operator.core.diagnose import Reason
+from nemotron_operator.shell import ngc
+from nemotron_operator.shell.ngc import (
     ApiKey,
     CredentialCheck,
     ImageReference,

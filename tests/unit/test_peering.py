@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from nemotron_operator import peering
-from nemotron_operator.peering import PeeringGate, peers_allow
-from nemotron_operator.settings import PeeringSettings
+from nemotron_operator.shell import peering
+from nemotron_operator.shell.peering import PeeringGate, peers_allow
+from nemotron_operator.shell.settings import PeeringSettings
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 

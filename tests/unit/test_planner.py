@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from nemotron_operator import names
-from nemotron_operator.api import NemotronDeployment, NemotronDeploymentSpec, PlanStatus
-from nemotron_operator.catalog import Catalog, load_catalog
-from nemotron_operator.inventory import GpuPool, gpu_pools
-from nemotron_operator.ngc import PublishedProfile
-from nemotron_operator.planner import estimated_memory_per_gpu_gib, plan, usable_gib
+from nemotron_operator.api import names
+from nemotron_operator.api.types import NemotronDeployment, NemotronDeploymentSpec, PlanStatus
+from nemotron_operator.core.catalog import Catalog, load_catalog
+from nemotron_operator.core.inventory import GpuPool, gpu_pools
+from nemotron_operator.core.planner import estimated_memory_per_gpu_gib, plan, usable_gib
+from nemotron_operator.shell.ngc import PublishedProfile
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = load_catalog()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from nemotron_operator.workqueue import WorkQueue
+from nemotron_operator.shell.workqueue import WorkQueue
 
 
 class Clock:

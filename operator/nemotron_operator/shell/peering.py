@@ -22,8 +22,8 @@ from typing import Any
 from cachetools import TTLCache
 from kubernetes import client
 
-from . import kube
-from .settings import PeeringSettings
+from nemotron_operator.shell import kube
+from nemotron_operator.shell.settings import PeeringSettings
 
 log = logging.getLogger(__name__)
 GROUP, VERSION = "kopf.dev", "v1"

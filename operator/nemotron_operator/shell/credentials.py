@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 from cachetools import TTLCache
 
-from . import names, ngc
-from .api import NemotronDeploymentSpec, PlanStatus
-from .conditions import Condition
+from nemotron_operator.api import names
+from nemotron_operator.api.types import NemotronDeploymentSpec, PlanStatus
+from nemotron_operator.core.conditions import Condition
+from nemotron_operator.shell import ngc
 
 Why = names.StatusReason
 CACHE_ENTRIES = 65536

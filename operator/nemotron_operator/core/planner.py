@@ -31,14 +31,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol
 
-from nemotron_operator import names
-from nemotron_operator.api import (
+from nemotron_operator.api import names
+from nemotron_operator.api.types import (
     CUSTOM_MODEL_FACTS_MESSAGE,
     NemotronDeploymentSpec,
     PlanStatus,
     quantity_bytes,
 )
-from nemotron_operator.catalog import (
+from nemotron_operator.core.catalog import (
     Architecture,
     Catalog,
     KeyRequirement,
@@ -48,8 +48,8 @@ from nemotron_operator.catalog import (
     parameter_counts,
     precisions_for_compute_capability,
 )
-from nemotron_operator.hf_config import HfConfigError, architecture_from_hf_config_text
-from nemotron_operator.inventory import GpuPool, restrict_pools
+from nemotron_operator.core.hf_config import HfConfigError, architecture_from_hf_config_text
+from nemotron_operator.core.inventory import GpuPool, restrict_pools
 
 Reason = names.PlanReason
 

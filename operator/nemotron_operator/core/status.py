@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import names
-from .api import PlanStatus
-from .conditions import Condition, merge_conditions
+from nemotron_operator.api import names
+from nemotron_operator.api.types import PlanStatus
+from nemotron_operator.core.conditions import Condition, merge_conditions
 
 Why = names.StatusReason
 

@@ -6,13 +6,13 @@ import logging
 
 import kopf
 
-from .settings import Settings
+from nemotron_operator.shell.settings import Settings
 
 
 def run_operator(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT. No namespaces: the whole cluster. No peering: standalone (one
     replica, `Recreate`); with a peering name, several processes elect the one that acts."""
-    from . import (
+    from nemotron_operator.shell import (
         handlers,  # noqa: F401 - registers the handlers with Kopf
         kopf_workarounds,
     )

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import requests
 from cachetools import TLRUCache
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 
 Reason = names.NimReason
 

@@ -17,16 +17,17 @@ from typing import Any
 
 import kopf
 
-from . import kopf_workarounds, kube, names, ngc
-from .catalog import load_catalog
-from .controller import Controller, KopfIndexes
-from .converge import Converger
-from .credentials import Credentials, NgcRegistry
-from .inventory import gpus_requested_by_node
-from .key_secrets import KeySecretWatches
-from .peering import PeeringGate
-from .settings import Settings
-from .world import EventLoopReads
+from nemotron_operator.api import names
+from nemotron_operator.core.catalog import load_catalog
+from nemotron_operator.core.inventory import gpus_requested_by_node
+from nemotron_operator.shell import kopf_workarounds, kube, ngc
+from nemotron_operator.shell.controller import Controller, KopfIndexes
+from nemotron_operator.shell.converge import Converger
+from nemotron_operator.shell.credentials import Credentials, NgcRegistry
+from nemotron_operator.shell.key_secrets import KeySecretWatches
+from nemotron_operator.shell.peering import PeeringGate
+from nemotron_operator.shell.settings import Settings
+from nemotron_operator.shell.world import EventLoopReads
 
 log = logging.getLogger(__name__)
 ND = (names.GROUP, names.VERSION, names.PLURAL)

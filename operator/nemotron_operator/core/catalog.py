@@ -452,7 +452,7 @@ def parse_catalog(
 def load_catalog(overrides_path: str | os.PathLike[str] | None = None) -> Catalog:
     """The built-in catalog plus the overrides file at `overrides_path`, when given. Raises
     CatalogError naming the file and field."""
-    data = resources.files("nemotron_operator") / "catalog_data"
+    data = resources.files("nemotron_operator.core") / "catalog_data"
     models_yaml = (data / "models.yaml").read_text(encoding="utf-8")
     gpus_yaml = (data / "gpus.yaml").read_text(encoding="utf-8")
     path = overrides_path or None

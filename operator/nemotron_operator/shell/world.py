@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from . import names
-from .inventory import GpuPool, gpu_pools
+from nemotron_operator.api import names
+from nemotron_operator.core.inventory import GpuPool, gpu_pools
 
 T = TypeVar("T")
 Key = tuple[str, str]  # (namespace, NemotronDeployment)

@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from nemotron_operator import names
-from nemotron_operator.api import (
+from nemotron_operator.api import names
+from nemotron_operator.api.types import (
     DEPLOYMENT_NAME_RULES,
     MAX_DEPLOYMENT_NAME_LENGTH,
     NemotronDeploymentSpec,
@@ -163,7 +163,7 @@ def nemotron_deployment_crd() -> dict[str, Any]:
 def crd_yaml() -> str:
     """The CRD as the YAML checked in at crds/ (and printed by `nemotron-operator crd`)."""
     header = (
-        "# Generated from operator/nemotron_operator/api.py by `nemotron-operator crd`.\n"
+        "# Generated from operator/nemotron_operator/api/types.py by `nemotron-operator crd`.\n"
         "# Do not edit: change the pydantic models and regenerate.\n"
     )
     return header + yaml.safe_dump(nemotron_deployment_crd(), sort_keys=False, width=100)

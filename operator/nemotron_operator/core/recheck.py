@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from .diagnose import CLAIM_BINDING_GRACE_SECONDS
+from nemotron_operator.core.diagnose import CLAIM_BINDING_GRACE_SECONDS
 
 MARGIN_SECONDS = 1.0  # look just after the moment, not at it (timestamps have whole seconds)
 

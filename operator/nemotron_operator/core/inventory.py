@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nemotron_operator import names
+from nemotron_operator.api import names
 
 _BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 _MIG_MEMORY = re.compile(r"\.(\d+)gb$")

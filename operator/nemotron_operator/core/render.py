@@ -18,8 +18,8 @@ from typing import Any
 import jinja2
 import yaml
 
-from . import names
-from .api import PlanStatus
+from nemotron_operator.api import names
+from nemotron_operator.api.types import PlanStatus
 
 CACHE_PATH = "/opt/nim/.cache"
 SHM_SIZE = "16Gi"
@@ -52,7 +52,7 @@ def json_for_yaml(value: Any, **dumps_options: Any) -> str:
 
 
 _templates = jinja2.Environment(
-    loader=jinja2.PackageLoader("nemotron_operator", "templates"),
+    loader=jinja2.PackageLoader("nemotron_operator.core", "templates"),
     undefined=jinja2.StrictUndefined,
     autoescape=False,
     keep_trailing_newline=True,

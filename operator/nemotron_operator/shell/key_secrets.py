@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .namespace_watches import NamespaceWatches, WatchedKind
+from nemotron_operator.shell.namespace_watches import NamespaceWatches, WatchedKind
 
 SECRETS = WatchedKind(
     plural="Secrets",

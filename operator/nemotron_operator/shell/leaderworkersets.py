@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from . import names
-from .namespace_watches import NamespaceWatches, WatchedKind
+from nemotron_operator.api import names
+from nemotron_operator.shell.namespace_watches import NamespaceWatches, WatchedKind
 
 KIND = "LeaderWorkerSet"
 LEADERWORKERSETS = WatchedKind(

@@ -18,8 +18,8 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from . import names
-from .render import json_for_yaml
+from nemotron_operator.api import names
+from nemotron_operator.core.render import json_for_yaml
 
 FIELD_MANAGER = names.FIELD_MANAGER
 REQUEST_TIMEOUT = (10, 60)  # seconds to connect, seconds to wait for the answer

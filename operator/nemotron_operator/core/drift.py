@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .api import quantity_bytes
+from nemotron_operator.api.types import quantity_bytes
 
 QUANTITY_MAPS = frozenset({"limits", "requests", "capacity"})  # name -> quantity
 QUANTITY_FIELDS = frozenset({"sizeLimit"})

@@ -25,8 +25,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 
-from nemotron_operator import names
-from nemotron_operator.rules import ListType, Rule, enforce, says
+from nemotron_operator.api import names
+from nemotron_operator.api.rules import ListType, Rule, enforce, says
 
 # Kubernetes resource.Quantity, as the API server's own schemas validate it.
 QUANTITY_PATTERN = (

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from nemotron_operator.catalog import Architecture, parameter_counts
+from nemotron_operator.core.catalog import Architecture, parameter_counts
 
 # Mamba-2 defaults of transformers' NemotronHConfig, used when a config leaves them out
 _MAMBA_CONV_KERNEL = 4

@@ -19,15 +19,18 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from . import api, diagnose, kube, leaderworkersets, names, ngc, planner, render
-from .catalog import Catalog
-from .conditions import Condition, same_conditions
-from .credentials import Credentials
-from .drift import matches
-from .recheck import seconds_until_diagnosis_may_change
-from .rules import admission_errors
-from .status import Blocker, Observed, changed_reasons, desired_status
-from .world import Snapshot
+from nemotron_operator.api import names
+from nemotron_operator.api import types as api
+from nemotron_operator.api.rules import admission_errors
+from nemotron_operator.core import diagnose, planner, render
+from nemotron_operator.core.catalog import Catalog
+from nemotron_operator.core.conditions import Condition, same_conditions
+from nemotron_operator.core.drift import matches
+from nemotron_operator.core.recheck import seconds_until_diagnosis_may_change
+from nemotron_operator.core.status import Blocker, Observed, changed_reasons, desired_status
+from nemotron_operator.shell import kube, leaderworkersets, ngc
+from nemotron_operator.shell.credentials import Credentials
+from nemotron_operator.shell.world import Snapshot
 
 log = logging.getLogger(__name__)
 Why = names.StatusReason

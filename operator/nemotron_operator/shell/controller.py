@@ -26,14 +26,15 @@ from typing import Any, Protocol
 
 from kubernetes.client.rest import ApiException
 
-from . import kube, names
-from .converge import Converger, Outcome, key_secret_name
-from .inventory import GpuPool
-from .key_secrets import KeySecretWatches
-from .leaderworkersets import LeaderWorkerSetChildren
-from .peering import PeeringGate
-from .workqueue import WorkQueue
-from .world import Index, Key, OnLoop, World
+from nemotron_operator.api import names
+from nemotron_operator.core.inventory import GpuPool
+from nemotron_operator.shell import kube
+from nemotron_operator.shell.converge import Converger, Outcome, key_secret_name
+from nemotron_operator.shell.key_secrets import KeySecretWatches
+from nemotron_operator.shell.leaderworkersets import LeaderWorkerSetChildren
+from nemotron_operator.shell.peering import PeeringGate
+from nemotron_operator.shell.workqueue import WorkQueue
+from nemotron_operator.shell.world import Index, Key, OnLoop, World
 
 log = logging.getLogger(__name__)
 Why = names.StatusReason

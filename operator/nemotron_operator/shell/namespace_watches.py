@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from kubernetes.client.rest import ApiException
 
-from . import kube
+from nemotron_operator.shell import kube
 
 log = logging.getLogger(__name__)
 

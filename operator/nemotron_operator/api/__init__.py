@@ -1,0 +1,1 @@
+"""The NemotronDeployment API: its types, the names it shares with the cluster, its CRD."""
