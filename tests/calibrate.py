@@ -10,6 +10,18 @@ estimate alone (the catalog's published figures are not used, so this calibrates
   usable memory. Exact, over-ask (ours larger) and under-ask (ours smaller) are counted apart;
   an under-ask where NVIDIA states a minimum (a 'published minimum', 'model-card minimum' or
   NIM 2.x 'generic' row) would be a NIM that cannot start.
+  A row whose source does not state the context is scored at the model's default context, which
+  is what vLLM (NIM 2.x) runs without one, and which it refuses to start without room for. A
+  TensorRT-LLM row without a stated context says less: TensorRT-LLM starts even when its KV
+  cache cannot hold one sequence of the engine's longest (it shortens the attention window;
+  failing instead is opt-in since TensorRT-LLM PR 5974). Where ours exceeds NVIDIA's count
+  there, the row is scored at the longest shorter context (halving, down to 4096 tokens) at
+  which our count meets NVIDIA's, and the report names that context.
+  Every row is weighed with vLLM's rule (0.9 of CUDA's total for everything). TensorRT-LLM's own
+  rule (its KV cache takes 0.9 of the memory the weights and activations leave free) was tried
+  on its rows: 81 exact instead of 82, 7 under-asks instead of 5, one on a published minimum
+  (Super NVFP4 on one H100), so its engines need memory the parts do not model, and the
+  stricter rule stays.
 * Minimum memory. A NIM 2.x manifest's minimum per GPU at a tensor-parallel size: ours must
   not be lower, beyond NVIDIA's rounding to whole GB.
 
@@ -18,8 +30,9 @@ Run as `python -m tests.calibrate` from the repository root (with operator/ on P
 
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +42,7 @@ import yaml
 from nemotron_operator.core.catalog import Architecture, Catalog, load_catalog
 from nemotron_operator.core.hf_config import HfConfigError, architecture_from_hf_config
 from nemotron_operator.core.planner import (
+    SHORTEST_SUGGESTED_CONTEXT,
     MemoryFacts,
     fewest_gpus_estimated,
     memory_facts,
@@ -58,11 +72,18 @@ class CountVerdict:
     max_model_length: int
     nvidia: int
     ours: int | None  # None: does not fit on 8 nodes
+    scored_context: int  # max_model_length, or the shorter context a row without one implies
     minimum_published: bool
+    statements: tuple[str, ...]  # the kinds of NVIDIA's statements of its count (row profiles)
     usable_gib: float
     need_at_nvidia_gib: float  # our estimate per GPU at NVIDIA's count
     need_at_ours_gib: float | None
     sources: tuple[str, ...]
+
+    @property
+    def context_implied(self) -> bool:
+        """Scored at a shorter context than the row's, which the source leaves open."""
+        return self.scored_context != self.max_model_length
 
     @property
     def outcome(self) -> str:
@@ -100,6 +121,10 @@ class Score:
     @property
     def exact_share(self) -> float:
         return self.tally("exact") / len(self.counts)
+
+    @property
+    def exact_at_implied_context(self) -> int:
+        return sum(1 for v in self.counts if v.outcome == "exact" and v.context_implied)
 
     @property
     def under_where_minimum_published(self) -> int:
@@ -163,6 +188,12 @@ def corpus_models() -> dict[str, Any]:
     return _merged_models(_load("models.yaml")["models"], _load("corrections.yaml") or {})
 
 
+def corpus_rows() -> list[dict[str, Any]]:
+    """configurations.yaml's rows with corrections.yaml's fixes applied."""
+    corrections = _load("corrections.yaml") or {}
+    return _corrected_rows(_load("configurations.yaml")["configurations"], corrections)
+
+
 def counted_architecture(entry: Mapping[str, Any]) -> Architecture:
     """The corpus entry's facts through the same reader `plan --hf-config` uses."""
     return architecture_from_hf_config(as_config(entry))
@@ -207,6 +238,37 @@ def _memory_mib(catalog: Catalog, product: str) -> int:
     return gpu.memory_mib
 
 
+def layouts_by_context(
+    facts: MemoryFacts, precision: str, usable: float, gpus_per_node: int
+) -> Callable[[int], tuple[int, int] | None]:
+    """The planner's fewest-GPU layout for the model on one GPU product, by maxModelLength."""
+    return lambda tokens: fewest_gpus_estimated(facts, precision, tokens, usable, gpus_per_node)
+
+
+def _count(layout: tuple[int, int] | None) -> float:
+    return layout[0] * layout[1] if layout else math.inf
+
+
+def _context_open(row: Mapping[str, Any]) -> bool:
+    """Whether the row's count leaves its context open: a TensorRT-LLM engine's, without a
+    stated context (it starts with whatever window its KV cache holds)."""
+    return row.get("engine") == "tensorrt_llm" and row.get("context_stated") is False
+
+
+def _implied_context(
+    fewest: Callable[[int], tuple[int, int] | None], length: int, nvidia: int
+) -> int | None:
+    """The longest context below `length` (halving, down to the shortest the planner suggests)
+    at which our count is NVIDIA's; None when none is."""
+    tokens = length // 2
+    while tokens >= SHORTEST_SUGGESTED_CONTEXT:
+        count = _count(fewest(tokens))
+        if count <= nvidia:
+            return tokens if count == nvidia else None
+        tokens //= 2
+    return None
+
+
 def _count_verdicts(
     rows: Iterable[Mapping[str, Any]],
     facts: Mapping[str, MemoryFacts],
@@ -244,11 +306,19 @@ def _count_verdicts(
         usable = usable_gib(gpu.memory_mib)
         per_node = GPUS_PER_NODE.get(product, DEFAULT_GPUS_PER_NODE)
         nvidia = min(int(row["gpus"]) for row in group)
-        nvidia_layout = (min(nvidia, per_node), max(nvidia // per_node, 1))
-        layout = fewest_gpus_estimated(facts[model], precision, length, usable, per_node)
+
+        fewest = layouts_by_context(facts[model], precision, usable, per_node)
+        scored = length
+        layout = fewest(length)
+        counting = [row for row in group if int(row["gpus"]) == nvidia]
+        if _count(layout) > nvidia and all(map(_context_open, counting)):
+            shorter = _implied_context(fewest, length, nvidia)
+            if shorter is not None:
+                scored, layout = shorter, fewest(shorter)
         ours = layout[0] * layout[1] if layout else None
-        need = memory_need(facts[model], precision, length, *nvidia_layout).total
-        ours_need = memory_need(facts[model], precision, length, *layout).total if layout else None
+        nvidia_layout = (min(nvidia, per_node), max(nvidia // per_node, 1))
+        need = memory_need(facts[model], precision, scored, *nvidia_layout).total
+        ours_need = memory_need(facts[model], precision, scored, *layout).total if layout else None
         verdicts.append(
             CountVerdict(
                 model=model,
@@ -257,7 +327,9 @@ def _count_verdicts(
                 max_model_length=length,
                 nvidia=nvidia,
                 ours=ours,
+                scored_context=scored,
                 minimum_published=any(row["profile"] in MINIMUM_PROFILES for row in group),
+                statements=tuple(sorted({str(row["profile"]) for row in counting})),
                 usable_gib=usable,
                 need_at_nvidia_gib=need,
                 need_at_ours_gib=ours_need,
@@ -295,9 +367,8 @@ def _memory_verdicts(
 def score(catalog: Catalog | None = None) -> Score:
     """The planner's estimate against the whole corpus."""
     catalog = catalog or load_catalog()
-    corrections = _load("corrections.yaml") or {}
     facts = {key: memory_facts(corpus_architecture(e)) for key, e in corpus_models().items()}
-    rows = _corrected_rows(_load("configurations.yaml")["configurations"], corrections)
+    rows = corpus_rows()
     skipped: list[str] = []
     counts = _count_verdicts(rows, facts, catalog, skipped)
     return Score(tuple(counts), tuple(_memory_verdicts(rows, facts)), tuple(sorted(set(skipped))))
@@ -309,9 +380,16 @@ def report(result: Score) -> str:
         f"GPU counts: {total} published configurations (model, GPU, precision, context)",
         f"  exact {result.tally('exact')} ({result.exact_share:.1%}), over-asks "
         f"{result.tally('over')}, under-asks {result.tally('under')} "
-        f"({result.under_where_minimum_published} where NVIDIA states a minimum)",
+        f"({result.under_where_minimum_published} where NVIDIA states a minimum); "
+        f"{result.exact_at_implied_context} of the exact at a context the source leaves open",
     ]
     for verdict in result.counts:
+        if verdict.context_implied:
+            lines.append(
+                f"  context {verdict.model} {verdict.precision} on {verdict.gpu_product}: "
+                f"NVIDIA's TensorRT-LLM count {verdict.nvidia} (context not stated) is ours at "
+                f"maxModelLength {verdict.scored_context}, not at {verdict.max_model_length}"
+            )
         if verdict.outcome == "exact":
             continue
         ours = verdict.need_at_ours_gib
@@ -320,7 +398,8 @@ def report(result: Score) -> str:
             f"at {verdict.max_model_length} tokens: NVIDIA {verdict.nvidia} GPUs (our need "
             f"{verdict.need_at_nvidia_gib:.1f} GiB/GPU there), ours {verdict.ours} "
             f"({f'{ours:.1f}' if ours is not None else '-'} GiB/GPU); usable "
-            f"{verdict.usable_gib:.1f} GiB{MINIMUM_MARK if verdict.minimum_published else ''}"
+            f"{verdict.usable_gib:.1f} GiB; NVIDIA's statement: {', '.join(verdict.statements)}"
+            f"{MINIMUM_MARK if verdict.minimum_published else ''}"
         )
     lines.append(
         f"Minimum memory per GPU: {len(result.memory)} manifest figures, ours lower than NVIDIA's "
