@@ -33,6 +33,9 @@ DEFAULT_STARTUP_ALLOWANCE_SECONDS = 1200
 CLAIM_BINDING_GRACE_SECONDS = 60
 """How long a new pod may wait for its cache volume to be provisioned before that is reported."""
 
+SIGBUS_EXIT_CODE = 128 + 7
+"""How a container ends when the kernel sends SIGBUS: in a NIM, shared memory ran out."""
+
 EVIDENCE_CHARS = 300
 CRASH_EVIDENCE_LINES = 3
 OUTPUT_FORMATS = ("text", "json")
@@ -233,6 +236,8 @@ class _LogRule:
     unless: re.Pattern[str] | None = None
     instead: tuple[re.Pattern[str], Reason] | None = None
     """Another reason, when anything in the same text says so (the context decides)."""
+    within: re.Pattern[str] | None = None
+    """The rule applies only to a text that says this somewhere (a line alone is too terse)."""
     also_quiet: bool = False
     """Its evidence counts in lines logged below error level too, when no loud line says why:
     texts a working GPU start never prints (engines log why CUDA is unusable at DEBUG)."""
@@ -244,10 +249,11 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 _NGC_CONTEXT = r"(?=.*\b(?:ngc|nvcr|manifest|download|registry|api\.ngc)\b)"
 _HF_CONTEXT = r"(?=.*(?:hugging ?face|\bhf\.co\b|\bhf_(?:hub|token)\b|\bhf token\b))"
-_DOWNLOAD_CONTEXT = (
-    r"(?=.*(?:https?://|hugging ?face|\bhf\.co\b|\bngc\b|nvcr\.io|\bs3\b|amazonaws|download|"
-    r"urllib3|\brequests\b|https?connectionpool|max retries exceeded|\bhub\b|\bmanifest\b))"
+_DOWNLOAD_WORDS = (
+    r"(?:https?://|hugging ?face|\bhf\.co\b|\bngc\b|nvcr\.io|\bs3\b|amazonaws|botocore|download|"
+    r"urllib3|\brequests\b|https?connectionpool|max retries exceeded|\bhub\b|\bmanifest\b)"
 )
+_DOWNLOAD_CONTEXT = rf"(?=.*{_DOWNLOAD_WORDS})"
 _LOW_GPU_MEMORY = _rx(
     r"not runnable due to low (?:gpu )?(?:free )?memory|non-free gpus|"
     r"(?:insufficient|not enough|low) (?:free )?gpu memory|"
@@ -318,7 +324,8 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"requires (?:an? )?(?:nvidia |gpu )?driver (?:version )?(?:>=|of at least|\d)|"
             r"cuda (?:driver|version|runtime).{0,60}(?:mismatch|too old|incompatible|"
             r"not compatible|newer than|older than)|"
-            r"driver\b.{0,60}\b(?:too old|older than (?:the )?required|does not support cuda)"
+            r"driver\b.{0,60}\b(?:too old|older than (?:the )?required|does not support cuda)|"
+            r"built for nvidia driver release .{0,60}but version"
         ),
         also_quiet=True,
     ),
@@ -341,7 +348,8 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"no runtime for \W?nvidia|(?:devices?|device\(s\)) (?:is|are|is/are) busy or "
             r"unavailable|cudaerrordevicesunavailable|"
             r"(?:detected|found) 0 (?:nvidia |cuda )?gpus?\b|"
-            r"no (?:nvidia |cuda )?gpus? (?:were |was |are )?(?:found|detected|available)|"
+            r"no (?:supported |nvidia |cuda )?gpus?(?:\(s\))? (?:were |was |are )?"
+            r"(?:found|detected|available)|nvidia driver was not detected|"
             r"(?=.*nvidia\.com/gpu).*(?:allocate failed|devices? unavailable|unhealthy|"
             r"capacity: 0)"
         ),
@@ -354,13 +362,16 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"no (?:compatible|supported|runnable) (?:model )?profiles?|"
             r"(?:none of the|no) (?:model )?profiles? (?:is |are )?(?:compatible|supported)|"
             r"\b(?:gpu|device|hardware)\b.{0,60}\b(?:is|are) not supported|"
-            r"not supported on (?:this|the (?:current|detected|given)|your) "
-            r"(?:gpu|device|hardware)|"
+            r"not supported (?:on|for|by) (?:this|the (?:current|detected|given)|your) "
+            r"(?:gpu|device|hardware)|minimum capability: \d+\W+current capability|"
             r"unsupported (?:gpu|hardware|device|compute capability)|"
             r"no kernel image is available for execution on the device|"
             r"(?:generated|built|compiled|serialized) (?:on|for) an? (?:incompatible|different) "
             r"(?:device|gpu)|expecting compute \d+\.?\d* got compute|"
             r"only supported on gpus with compute capability|"
+            r"(?:ampere|hopper|blackwell|ada(?: lovelace)?|turing|volta) (?:gpus? )?or "
+            r"(?:newer|later)|unsupported (?:sm|arch)\b|"
+            r"(?:sm_?\d{2,3}|compute capability \d+\.\d) (?:is )?not supported|"
             r"requires? (?:a )?(?:gpu|device)s? with compute capability"
         ),
         instead=(_LOW_GPU_MEMORY, Reason.INSUFFICIENT_GPU_MEMORY),
@@ -398,10 +409,12 @@ _LOG_RULES: tuple[_LogRule, ...] = (
         Reason.SHARED_MEMORY_TOO_SMALL,
         _rx(
             r"(?=.*(?:/dev/shm|shared memory|\bshm\b|</torch_))"
-            r".*(?:no space|too small|insufficient|not enough|failed|error|cannot|unable|exceed)|"
+            r".*(?:no space|too small|insufficient|not enough|failed|error|cannot|unable|exceed|"
+            r"\bonly [\d.]+ ?(?:bytes|[kmg]i?b)\b)|"
             r"\bbus error\b|\bsigbus\b"
         ),
         unless=_rx(r"out of resource: shared memory|hardware limit|smem|per block"),
+        also_quiet=True,
     ),
     _LogRule(
         Reason.INSUFFICIENT_GPU_MEMORY,
@@ -416,7 +429,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"kv cache\b.*\b(?:is needed|not enough|insufficient|exceeds)|"
             r"free memory on device.*less than desired gpu memory utilization"
         ),
-        unless=_rx(r"illegal memory access"),
+        unless=_rx(r"illegal memory access|low on memory|memory on the node|java heap"),
     ),
     _LogRule(
         Reason.DISK_FULL,
@@ -431,7 +444,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
     _LogRule(
         Reason.CACHE_NOT_WRITABLE,
         _rx(
-            r"\[errno (?:30|13)\]|read-only file system|"
+            r"\[errno (?:30|13)\]|\(os error (?:30|13)\)|read-only file system|"
             r"(?=.*(?:/opt/nim|/model-store|nim_cache_path|\.cache\b|model (?:cache|store)|"
             r"cache (?:dir|directory|path|volume)))"
             r".*(?:permission denied|not writable|cannot write|unable to write|failed to write)"
@@ -442,13 +455,16 @@ _LOG_RULES: tuple[_LogRule, ...] = (
         Reason.HOST_MEMORY_EXHAUSTED,
         _rx(
             r"\[errno 12\]|cannot allocate memory|std::bad_alloc|(?<![A-Za-z])MemoryError\b|"
-            r"\boom[- ]killer\b|running low on memory"
+            r"\boom[- ]killer\b|running low on memory|exceeds the memory usage threshold|"
+            r":\s+\d+\s+killed\s|"
+            r"memory_usage_threshold|memory_monitor_refresh_ms"
         ),
     ),
     _LogRule(
         Reason.DISTRIBUTED_INIT_FAILED,
         _rx(
-            r"\bnccl\b.{0,80}(?:error|failure|failed|timeout|timed out)|"
+            r"\bnccl\b.{0,80}(?:error|failure|failed|timeout|timed out|abort)|"
+            r"\bgloo\b.{0,120}(?:connect|timed out|timeout|refused|error)|"
             r"nccl(?:internal|system|invalid\w*|unhandledcuda|remote)error|"
             r"watchdog caught collective operation timeout|\bc10d\b|distnetworkerror|"
             r"diststoreerror|tcpstore|init_process_group|"
@@ -458,7 +474,10 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"(?:rendezvous|rdzv).{0,60}(?:timeout|timed out|failed|error)|"
             r"(?:timed out|timeout) (?:initializing|waiting for|in) .{0,40}"
             r"(?:process group|barrier|workers?|peers?|ranks?)|"
-            r"(?:process group|barrier).{0,60}(?:timed out|timeout)"
+            r"(?:process group|barrier).{0,60}(?:timed out|timeout)|"
+            r"placement group.{0,80}(?:not|exceed|fail|timeout|timed out|infeasible)|"
+            r"(?:exceeds?|not enough).{0,80}placement group|"
+            r"\bmpi error\b|\bmpi_(?:init|abort|comm)\w*.{0,40}(?:error|fail)|mpiutils"
         ),
     ),
     _LogRule(
@@ -478,6 +497,16 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"readtimeout|timed out|network is unreachable|no route to host|connectionerror|"
             r"newconnectionerror|failed to establish a new connection|max retries exceeded)"
         ),
+    ),
+    _LogRule(
+        Reason.MODEL_SOURCE_UNREACHABLE,
+        _rx(
+            r"connection ?refused|connection (?:reset|timed out|aborted)|"
+            r"\[errno (?:101|110|111|113)\]|network is unreachable|no route to host|"
+            r"connecttimeout|newconnectionerror|endpointconnectionerror|"
+            r"could not connect to the endpoint"
+        ),
+        within=_rx(_DOWNLOAD_WORDS),
     ),
 )
 _RUNTIME_REASONS = frozenset(
@@ -502,6 +531,8 @@ def _classify_log(
     quiet = [redact(line.text) for line in lines if line.quiet]
     rules = [rule for rule in _LOG_RULES if rule.reason in reasons]
     for rule, texts in [(r, loud) for r in rules] + [(r, quiet) for r in rules if r.also_quiet]:
+        if rule.within and not any(rule.within.search(line.text) for line in lines):
+            continue
         hits = [
             line
             for line in texts
@@ -704,6 +735,8 @@ _PULL_UNAUTHORIZED = _rx(
     r"authentication required|failed to authorize|no basic auth credentials|"
     r"failed to fetch (?:anonymous|oauth) token"
 )
+_PULL_WRONG_PLATFORM = _rx(r"no match for platform|no matching manifest for")
+"""The tag exists, but not for the node's OS and architecture: not a missing image."""
 _PULL_NOT_FOUND = _rx(
     r"manifest unknown|name unknown|\bnot found\b|repository (?:\S+ )?does not exist|"
     r"no such manifest|not_found|manifest_unknown|name_unknown"
@@ -783,7 +816,8 @@ _HINTS = {
         "pre-fill the cache for an offline start."
     ),
     Reason.HUGGING_FACE_ACCESS_DENIED: (
-        "The model is gated or private on Hugging Face: accept its licence on huggingface.co "
+        "Check the model id (Hugging Face answers 401 for a repository that does not exist as "
+        "for a private one); for a gated or private model, accept its licence on huggingface.co "
         "with the account whose token the pod uses, and give the pod that token as HF_TOKEN "
         "from a Secret."
     ),
@@ -1014,7 +1048,7 @@ def _creation_problem(pod: Mapping[str, Any], about: list[Mapping]) -> Diagnosis
     classified = _classify_log(sandbox[0], _RUNTIME_REASONS)
     return _diagnosed(
         classified[0] if classified else Reason.CONTAINER_START_FAILED,
-        f"The pod's sandbox cannot be created: {_quote(sandbox[0])}",
+        f"The pod's sandbox cannot be created: {_quote(sandbox[0], keep_end=True)}",
     )
 
 
@@ -1071,8 +1105,10 @@ def _start_problem(
     text = message or _first(_runtime_errors(about)) or why
     classified = _classify_log(text, _RUNTIME_REASONS)
     if classified:
-        reason, _ = classified
-        return _diagnosed(reason, f"The container cannot start ({why}): {_quote(text)}")
+        reason, line = classified  # runtimes chain causes: the last one is the root
+        return _diagnosed(
+            reason, f"The container cannot start ({why}): {_quote(line, keep_end=True)}"
+        )
     if why == "InvalidImageName":
         image = _text(_field(status, "image")) or "the image"
         return _diagnosed(
@@ -1080,7 +1116,8 @@ def _start_problem(
             f"The image reference {image} is not valid: {_quote(text)}",
         )
     return _diagnosed(
-        Reason.CONTAINER_START_FAILED, f"The container cannot start ({why}): {_quote(text)}"
+        Reason.CONTAINER_START_FAILED,
+        f"The container cannot start ({why}): {_quote(text, keep_end=True)}",
     )
 
 
@@ -1106,7 +1143,8 @@ def _pull_problem(
         (
             m
             for m in [waiting_message, *pull_errors]
-            if _PULL_UNAUTHORIZED.search(m) or _PULL_NOT_FOUND.search(m)
+            if (_PULL_UNAUTHORIZED.search(m) or _PULL_NOT_FOUND.search(m))
+            and not _PULL_WRONG_PLATFORM.search(m)
         ),
         None,
     )
@@ -1197,6 +1235,12 @@ def _termination_problem(
             _gpu_memory_hint(plan) if reason is Reason.INSUFFICIENT_GPU_MEMORY else _HINTS[reason]
         )
         return Diagnosis(reason, f"{_LOG_SUMMARIES[reason]}: {_quote(line)}", hint)
+    if exit_code == SIGBUS_EXIT_CODE:
+        return _diagnosed(
+            Reason.SHARED_MEMORY_TOO_SMALL,
+            f"The container was killed by SIGBUS ({exited}, {times}), as when a process maps "
+            f"more shared memory than /dev/shm holds: {_quote(_last_lines(tail) or exited)}",
+        )
     probe_kills = _event_messages(about, "Killing", _STARTUP_PROBE_KILL)
     if probe_kills and not tail.strip():
         return _diagnosed(
