@@ -913,11 +913,13 @@ def diagnose_pods(
     now: datetime | None = None,
     startup_allowance_seconds: int = DEFAULT_STARTUP_ALLOWANCE_SECONDS,
 ) -> Diagnosis | None:
-    """The most decisive diagnosis among pods that are not being deleted (ties: by pod name)."""
+    """The most decisive diagnosis among pods that are not being deleted, nor failed and since
+    replaced by a ready pod (an evicted pod stays listed long after; ties: by pod name)."""
+    listed = _mappings(list(pods) if isinstance(pods, Sequence) else [])
     live = [
         pod
-        for pod in _mappings(list(pods) if isinstance(pods, Sequence) else [])
-        if not _field(pod, "metadata", "deletionTimestamp")
+        for pod in listed
+        if not _field(pod, "metadata", "deletionTimestamp") and not _replaced(pod, listed)
     ]
     found = [
         d
@@ -931,6 +933,25 @@ def diagnose_pods(
     if len(live) > 1:
         chosen = replace(chosen, message=f"{chosen.message} ({sharing} of {len(live)} pods)")
     return chosen
+
+
+def _replaced(pod: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> bool:
+    """Whether the pod failed as a whole (evicted, not admitted) and a pod created after it
+    is ready: what it says is history then."""
+    if _text(_field(pod, "status", "phase")) != "Failed":
+        return False
+    failed_at = _timestamp(_field(pod, "metadata", "creationTimestamp"))
+    return failed_at is not None and any(
+        (created := _timestamp(_field(other, "metadata", "creationTimestamp"))) is not None
+        and created > failed_at
+        and _ready(other)
+        for other in pods
+    )
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    conditions = _mappings(_field(pod, "status", "conditions"))
+    return any(_field(c, "type") == "Ready" and _field(c, "status") == "True" for c in conditions)
 
 
 def _container_statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -1382,3 +1382,20 @@ def test_a_claim_being_provisioned_is_not_reported_within_its_grace() -> None:
 def test_a_scheduled_pod_is_not_held_to_its_old_scheduling_events() -> None:
     pod = nim_pod(state={"running": {"startedAt": iso(NOW - timedelta(minutes=3))}})
     assert diagnose(pod, [series_event(UNBOUND, 400, 300)], now=NOW) is None
+
+
+def test_an_evicted_pod_counts_until_a_newer_pod_is_ready() -> None:
+    evicted = nim_pod("super-old", phase="Failed")
+    evicted["metadata"]["creationTimestamp"] = iso(NOW - timedelta(hours=2))
+    evicted["status"].update(
+        reason="Evicted", message="The node was low on resource: ephemeral-storage."
+    )
+    replacement = nim_pod("super-new", state={"running": {"startedAt": iso(NOW)}})
+    replacement["metadata"]["creationTimestamp"] = iso(NOW - timedelta(minutes=3))
+    found = diagnose_pods([evicted, replacement], [], now=NOW)
+    assert found is not None and found.reason == Reason.DISK_FULL, "the new pod still loads"
+    assert found.pod == "super-old" and found.message.endswith("(1 of 2 pods)")
+
+    replacement["status"]["conditions"].append({"type": "Ready", "status": "True"})
+    replacement["status"]["containerStatuses"][0]["ready"] = True
+    assert diagnose_pods([evicted, replacement], [], now=NOW) is None
