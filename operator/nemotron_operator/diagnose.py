@@ -30,6 +30,10 @@ from . import names
 DEFAULT_STARTUP_ALLOWANCE_SECONDS = 1200
 """What the NIM Operator's startup probe allows (failureThreshold 120 x period 10 s)."""
 
+VOLUME_RETRY_SECONDS = 600
+"""How recent a volume's failure Event must be to count: the kubelet and the attach controller
+post it again while they retry (the event recorder lets one through per 5 minutes at worst)."""
+
 CLAIM_BINDING_GRACE_SECONDS = 60
 """How long a new pod may wait for its cache volume to be provisioned before that is reported."""
 
@@ -325,7 +329,9 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"cuda (?:driver|version|runtime).{0,60}(?:mismatch|too old|incompatible|"
             r"not compatible|newer than|older than)|"
             r"driver\b.{0,60}\b(?:too old|older than (?:the )?required|does not support cuda)|"
-            r"built for nvidia driver release .{0,60}but version"
+            r"built for nvidia driver release .{0,60}but version|"
+            r"cuda initiali[sz]ation failure with error:? 35\b|"
+            r"libcuda\.so[.\d]*: version .{0,30}not found"
         ),
         also_quiet=True,
     ),
@@ -349,7 +355,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"unavailable|cudaerrordevicesunavailable|"
             r"(?:detected|found) 0 (?:nvidia |cuda )?gpus?\b|"
             r"no (?:supported |nvidia |cuda )?gpus?(?:\(s\))? (?:were |was |are )?"
-            r"(?:found|detected|available)|nvidia driver was not detected|"
+            r"(?:found|detected|available)|nvidia driver was not detected|number of gpus \(0\)|"
             r"(?=.*nvidia\.com/gpu).*(?:allocate failed|devices? unavailable|unhealthy|"
             r"capacity: 0)"
         ),
@@ -363,7 +369,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"(?:none of the|no) (?:model )?profiles? (?:is |are )?(?:compatible|supported)|"
             r"\b(?:gpu|device|hardware)\b.{0,60}\b(?:is|are) not supported|"
             r"not supported (?:on|for|by) (?:this|the (?:current|detected|given)|your) "
-            r"(?:gpu|device|hardware)|minimum capability: \d+\W+current capability|"
+            r"(?:gpu|device|hardware|architecture)|minimum capability: \d+\W+current capability|"
             r"unsupported (?:gpu|hardware|device|compute capability)|"
             r"no kernel image is available for execution on the device|"
             r"(?:generated|built|compiled|serialized) (?:on|for) an? (?:incompatible|different) "
@@ -379,7 +385,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
     _LogRule(
         Reason.MODEL_NOT_SUPPORTED,
         _rx(
-            r"architectures? .{0,100}(?:is|are) not supported|"
+            r"architectures? .{0,100}(?:(?:is|are) not supported|failed to be inspected)|"
             r"(?:unsupported|unrecognized|unknown) (?:model )?(?:architecture|model type|"
             r"configuration class)|does not recognize this architecture|"
             r"contains custom code which must be executed|execute the configuration file|"
@@ -456,7 +462,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
         _rx(
             r"\[errno 12\]|cannot allocate memory|std::bad_alloc|(?<![A-Za-z])MemoryError\b|"
             r"\boom[- ]killer\b|running low on memory|exceeds the memory usage threshold|"
-            r":\s+\d+\s+killed\s|"
+            r":\s+\d+\s+killed\s|^killed$|"
             r"memory_usage_threshold|memory_monitor_refresh_ms"
         ),
     ),
@@ -900,7 +906,7 @@ def diagnose(
             _container_problem(pod, status, about, plan, moment, startup_allowance_seconds)
             for status in _container_statuses(pod)
         ),
-        _creation_problem(pod, about),
+        _creation_problem(pod, about, moment),
     ]
     candidates = [replace(d, pod=name) for d in found if d is not None]
     return min(candidates, key=lambda d: DIAGNOSIS_REASONS.index(d.reason), default=None)
@@ -1041,17 +1047,28 @@ def _age_seconds(pod: Mapping[str, Any], now: datetime) -> float:
 
 
 _VOLUME_EVENTS = ("FailedMount", "FailedAttachVolume", "FailedMapVolume")
+_KUBELET_CACHE_RACE = _rx(r"\bnot registered\b")
+"""'object "ns"/"kube-root-ca.crt" not registered': the kubelet's own cache catching up."""
 _SANDBOX_EVENT = "FailedCreatePodSandBox"
 
 
-def _creation_problem(pod: Mapping[str, Any], about: list[Mapping]) -> Diagnosis | None:
+def _creation_problem(
+    pod: Mapping[str, Any], about: list[Mapping], now: datetime
+) -> Diagnosis | None:
     """A volume that cannot be attached or mounted, or a pod sandbox the runtime cannot create,
-    keeps the pod in ContainerCreating with no other sign than the Events about it."""
+    keeps the pod in ContainerCreating with no other sign than the Events about it (while they
+    are still posted: an old one is a failure retried away)."""
     if _text(_field(pod, "status", "phase")) not in ("", "Pending"):
         return None
     if any(_field(s, "state", "running") for s in _container_statuses(pod)):
         return None
-    volume = [_text(_field(e, "message")) for e in about if _field(e, "reason") in _VOLUME_EVENTS]
+    volume = [
+        _text(_field(e, "message"))
+        for e in about
+        if _field(e, "reason") in _VOLUME_EVENTS
+        and (now - _event_time(e)).total_seconds() <= VOLUME_RETRY_SECONDS
+        and not _KUBELET_CACHE_RACE.search(_text(_field(e, "message")))
+    ]
     missing = next((m for m in volume if _SECRET_MISSING.search(m)), None)
     if missing:
         return _diagnosed(Reason.SECRET_NOT_FOUND, f"A volume cannot be mounted: {_quote(missing)}")

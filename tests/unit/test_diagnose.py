@@ -1399,3 +1399,24 @@ def test_an_evicted_pod_counts_until_a_newer_pod_is_ready() -> None:
     replacement["status"]["conditions"].append({"type": "Ready", "status": "True"})
     replacement["status"]["containerStatuses"][0]["ready"] = True
     assert diagnose_pods([evicted, replacement], [], now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "age_seconds"),
+    [
+        (
+            'MountVolume.SetUp failed for volume "kube-api-access-8x2lq" : object '
+            '"llm"/"kube-root-ca.crt" not registered',
+            5,
+        ),
+        (
+            'MountVolume.SetUp failed for volume "nim-config" : configmap "nim-config" not found',
+            900,
+        ),
+    ],
+)
+def test_a_mount_failure_retried_away_is_not_reported(message: str, age_seconds: int) -> None:
+    """The kubelet's cache race, or a failure no longer posted: the pod now pulls its image."""
+    pod = nim_pod(state={"waiting": {"reason": "ContainerCreating"}}, phase="Pending")
+    events = [event("super-0", "FailedMount", message, age_seconds=age_seconds)]
+    assert diagnose(pod, events, now=NOW) is None
