@@ -408,6 +408,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"user-specified .{0,80}(?:greater|larger) than|"
             r"(?:unrecognized|unknown) (?:command[- ]line )?arguments?:|error: argument -|"
             r"invalid choice: |invalid (?:value|literal) for (?:argument|option|--)|"
+            r"invalid value for (?:the )?(?:environment variable )?\w+_\w+|"
             r"\d+ validation errors? for "
         ),
     ),
@@ -662,7 +663,8 @@ def _some_nodes_match(message: str) -> bool:
 _UNSCHEDULABLE_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         _rx(r"insufficient nvidia\.com/gpu"),
-        "not enough free GPUs{need}: free some, lower replicas, or add GPU nodes",
+        "not enough free GPUs{need}: free some, lower replicas, or add GPU nodes (nodes that "
+        "show no nvidia.com/gpu at all lack a running NVIDIA device plugin)",
     ),
     (
         _rx(r"untolerated taint"),
@@ -975,9 +977,13 @@ _EVICTION_CAUSES: tuple[tuple[re.Pattern[str], Reason], ...] = (
 )
 
 
+_NOT_THE_PODS_FAULT = frozenset({"Terminated", "Shutdown", "NodeShutdown", "Preempting"})
+"""Reasons a pod fails whole because its node goes away or preempts it: its replacement runs."""
+
+
 def _pod_failed(pod: Mapping[str, Any]) -> Diagnosis | None:
     """A pod the kubelet failed as a whole (status.reason): evicted for disk or memory, or not
-    admitted because the node's GPUs could not be allocated."""
+    admitted (the node's GPUs could not be allocated, another resource or rule)."""
     why = _text(_field(pod, "status", "reason"))
     message = _text(_field(pod, "status", "message"))
     if why == "Evicted":
@@ -985,12 +991,13 @@ def _pod_failed(pod: Mapping[str, Any]) -> Diagnosis | None:
         if reason is None:
             return None
         return _diagnosed(reason, f"The pod was evicted: {_quote(message)}")
-    if _text(_field(pod, "status", "phase")) != "Failed" or not why:
+    if _text(_field(pod, "status", "phase")) != "Failed" or not why or why in _NOT_THE_PODS_FAULT:
         return None
     classified = _classify_log(f"{why}: {message}", _RUNTIME_REASONS)
-    if classified is None:
-        return None
-    return _diagnosed(classified[0], f"The kubelet failed the pod ({why}): {_quote(message)}")
+    return _diagnosed(
+        classified[0] if classified else Reason.CONTAINER_START_FAILED,
+        f"The kubelet failed the pod ({why}): {_quote(message or why)}",
+    )
 
 
 def _scheduling_message(pod: Mapping[str, Any], about: list[Mapping]) -> str | None:

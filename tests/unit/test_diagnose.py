@@ -1420,3 +1420,30 @@ def test_a_mount_failure_retried_away_is_not_reported(message: str, age_seconds:
     pod = nim_pod(state={"waiting": {"reason": "ContainerCreating"}}, phase="Pending")
     events = [event("super-0", "FailedMount", message, age_seconds=age_seconds)]
     assert diagnose(pod, events, now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("why", "message", "reason"),
+    [
+        (
+            "OutOfnvidia.com/gpu",
+            "Pod was rejected: Node didn't have enough resource: nvidia.com/gpu, requested: 1, "
+            "used: 0, capacity: 0",
+            Reason.GPU_UNAVAILABLE,
+        ),
+        ("NodeAffinity", "Pod was rejected: Predicate NodeAffinity failed", None),
+        ("Terminated", "Pod was terminated in response to imminent node shutdown.", None),
+    ],
+)
+def test_a_pod_the_kubelet_rejected_never_started(
+    why: str, message: str, reason: Reason | None
+) -> None:
+    pod = nim_pod(phase="Failed")
+    pod["status"].update(reason=why, message=message)
+    found = diagnose(pod, [], now=NOW)
+    if why == "Terminated":  # the node went away: the pod's replacement runs elsewhere
+        assert found is None
+        return
+    assert found is not None
+    assert found.reason == (reason or Reason.CONTAINER_START_FAILED)
+    assert why in found.message
