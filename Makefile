@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/cluster.py
 
-.PHONY: demo test lint unit e2e drills cluster-up cluster-down crds docs bench calibrate clean
+.PHONY: demo test lint unit e2e drills cluster-up cluster-down crds docs bench calibrate \
+	diagnose-corpus clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +56,11 @@ docs: $(VENV)/.installed
 # exact GPU-count agreement, over- and under-asks, each disagreement with its numbers.
 calibrate: $(VENV)/.installed
 	$(PY) -m tests.calibrate
+
+# How often `diagnose` names the cause of the real failures in tests/data/diagnosis: per reason
+# precision and recall, overall accuracy, what is confused with what, and each miss.
+diagnose-corpus: $(VENV)/.installed
+	$(PY) -m tests.diagnosis_corpus
 
 bench: $(VENV)/.installed
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

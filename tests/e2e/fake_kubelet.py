@@ -15,6 +15,12 @@ alone (hack/cluster/cluster.py adds that exclusion to kwok's Stages) and the cal
     kubelet.oom_killed(pod, restarts=2)                        OOMKilled (exit 137), then back-off
     kubelet.config_error(pod, message='secret "ngc" not found') CreateContainerConfigError
     kubelet.not_ready(pod)                                     Running, probes failing
+    kubelet.start_error(pod, message=RUNTIME_ERROR)            the runtime cannot start it
+                                                               (StartError, exit 128), back-off
+    kubelet.evicted(pod, message=WHY)                          evicted: the pod Failed, Evicted
+    kubelet.scheduler_event(pod, note, count=5)                a FailedScheduling Event as the
+                                                               scheduler's events.k8s.io recorder
+                                                               writes and repeats it
 
 `pod` is a pod name or a V1Pod; every call works on the pod's first container unless
 `container=` names another.
@@ -120,6 +126,70 @@ class FakeKubelet:
         self.event(pod, "Failed", f'Failed to pull image "{image}": {message}')
         self.event(pod, "Failed", f"Error: {reason}")
 
+    def start_error(
+        self, pod: Any, message: str, restarts: int = 2, container: str | None = None
+    ) -> None:
+        """containerd could not start the container (an OCI hook or runc failed): StartError
+        with exit code 128 and the runtime's error, then a back-off."""
+        name = self._container(pod, container)
+        self._set(
+            pod,
+            container,
+            phase="Running",
+            ready=False,
+            restarts=restarts,
+            state={
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off 40s restarting failed container={name}"
+                    f" pod={self._name(pod)}",
+                }
+            },
+            last_state={"terminated": self._termination(128, "StartError", message)},
+        )
+        self.event(pod, "Failed", f"Error: {message}")
+
+    def evicted(self, pod: Any, message: str, container: str | None = None) -> None:
+        """The kubelet's eviction manager stopped the pod: it is Failed for good."""
+        self._set(
+            pod,
+            container,
+            phase="Failed",
+            ready=False,
+            state={"terminated": self._termination(137, "Error", "")},
+            pod_reason="Evicted",
+            pod_message=message,
+        )
+        self.event(pod, "Evicted", message)
+
+    def scheduler_event(self, pod: Any, note: str, count: int = 5) -> None:
+        """A FailedScheduling Event as kube-scheduler's events.k8s.io recorder leaves it after
+        `count` attempts: the note of the first, the series of all (the recorder's series key
+        has no note, so later attempts with another message only count on)."""
+        current = self._read(pod)
+        now = dt.datetime.now(dt.UTC)
+        client.EventsV1Api(self.core.api_client).create_namespaced_event(
+            self.namespace,
+            client.EventsV1Event(
+                metadata=client.V1ObjectMeta(generate_name=f"{current.metadata.name}."),
+                regarding=client.V1ObjectReference(
+                    kind="Pod",
+                    namespace=self.namespace,
+                    name=current.metadata.name,
+                    uid=current.metadata.uid,
+                    api_version="v1",
+                ),
+                reason="FailedScheduling",
+                action="Scheduling",
+                note=note,
+                type="Warning",
+                event_time=now - dt.timedelta(seconds=count),
+                series=client.EventsV1EventSeries(count=count, last_observed_time=now),
+                reporting_controller="default-scheduler",
+                reporting_instance="default-scheduler-fake",
+            ),
+        )
+
     def config_error(self, pod: Any, message: str, container: str | None = None) -> None:
         self._set(
             pod,
@@ -210,6 +280,8 @@ class FakeKubelet:
         state: dict[str, Any],
         last_state: dict[str, Any] | None = None,
         restarts: int = 0,
+        pod_reason: str | None = None,
+        pod_message: str | None = None,
     ) -> None:
         self._take_over(pod)
         spec = self._spec_container(pod, container)
@@ -243,6 +315,8 @@ class FakeKubelet:
                     },
                 ],
                 "containerStatuses": [container_status],
+                "reason": pod_reason,
+                "message": pod_message,
             }
         }
         self.core.patch_namespaced_pod_status(self._name(pod), self.namespace, body)

@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client
 
 from nemotron_operator.api import names
+from nemotron_operator.core.diagnose import CLAIM_BINDING_GRACE_SECONDS
 from tests.standins.registry import VALID_KEY
 
 from .conftest import Cluster, OperatorProcess, wait_until
@@ -31,6 +32,7 @@ from .observed import (
     KEY_SECRET,
     failing,
     nim_pod,
+    pods_of,
     posted_once,
     put_key_secret,
     recovered,
@@ -140,9 +142,25 @@ UNKNOWN_CRASH_LOG = "\n".join(
 UNKNOWN_CRASH_JSONL = "\n".join(
     [
         '{"level": "INFO", "message": "Starting the OpenAI-compatible server on port 8000"}',
+        '{"level": "ERROR", "message": "RuntimeError: Engine core initialization failed. See root '
+        "cause above. Failed core proc(s): {'EngineCore_0': 1}\"}",
+    ]
+)
+
+RAY_GCS_JSONL = "\n".join(
+    [
+        '{"level": "INFO", "message": "Starting the OpenAI-compatible server on port 8000"}',
         '{"level": "ERROR", "message": "ray.exceptions.RaySystemError: System error: '
         'Failed to connect to GCS within 60 seconds"}',
     ]
+)
+
+# containerd's StartError when the NVIDIA runtime hook finds no driver (NVIDIA/nvidia-docker#1629)
+NVML_DRIVER_NOT_LOADED = (
+    "failed to create shim: OCI runtime create failed: container_linux.go:380: starting container "
+    "process caused: process_linux.go:545: container init caused: Running hook #0:: error running "
+    "hook: exit status 1, stdout: , stderr: nvidia-container-cli: initialization error: nvml "
+    "error: driver not loaded: unknown"
 )
 
 
@@ -285,8 +303,24 @@ CAUSES = [
         NANO_ON_H100,
         lambda k, pod: k.crash_loop(pod, restarts=1, message=UNKNOWN_CRASH_JSONL),
         "CrashLoop",
-        ("Failed to connect to GCS within 60 seconds",),
+        ("Failed core proc(s)",),
         ("kubectl logs --previous",),
+    ),
+    Cause(
+        "ray-cannot-reach-gcs-jsonl",
+        NANO_ON_H100,
+        lambda k, pod: k.crash_loop(pod, restarts=1, message=RAY_GCS_JSONL),
+        "DistributedInitFailed",
+        ("Failed to connect to GCS within 60 seconds",),
+        ("reach each other",),
+    ),
+    Cause(
+        "runtime-hook-finds-no-nvidia-driver",
+        NANO_ON_H100,
+        lambda k, pod: k.start_error(pod, message=NVML_DRIVER_NOT_LOADED),
+        "GPUUnavailable",
+        ("StartError", "nvml error: driver not loaded"),
+        ("device plugin and container toolkit",),
     ),
     Cause(
         "exited-with-an-unknown-error",
@@ -427,6 +461,21 @@ def gpu_hog(namespace: str, pool: str, gpus: int) -> dict[str, Any]:
     }
 
 
+PRIVATE_TOLERATION = {
+    "key": "e2e.nemotron.dev/private",
+    "operator": "Exists",
+    "effect": "NoSchedule",
+}
+
+
+def on_private_node(pool: str) -> dict[str, Any]:
+    return {
+        **NANO_ON_H100,
+        "nodeSelector": {"nemotron.dev/node-pool": pool},
+        "tolerations": [PRIVATE_TOLERATION],
+    }
+
+
 def test_no_free_gpu_of_the_pinned_product_is_unschedulable_until_one_is_freed(
     cluster: Cluster, namespace: str, nds: NemotronDeployments, private_h100_node: str
 ) -> None:
@@ -437,16 +486,7 @@ def test_no_free_gpu_of_the_pinned_product_is_unschedulable_until_one_is_freed(
         lambda: core.read_namespaced_pod("gpu-hog", namespace).spec.node_name,
         "the other tenant's pod to take every GPU of the node",
     )
-    nds.create(
-        "nano",
-        {
-            **NANO_ON_H100,
-            "nodeSelector": {"nemotron.dev/node-pool": pool},
-            "tolerations": [
-                {"key": "e2e.nemotron.dev/private", "operator": "Exists", "effect": "NoSchedule"}
-            ],
-        },
-    )
+    nds.create("nano", on_private_node(pool))
     degraded = failing(nds, "nano", "Unschedulable")
     assert "1 Insufficient nvidia.com/gpu" in degraded["message"]
     assert "Not enough free GPUs (the pod asks for 1 nvidia.com/gpu)" in degraded["message"]
@@ -502,4 +542,90 @@ def test_a_nim_not_ready_past_its_startup_allowance_is_a_startup_timeout(
     posted_once(cluster, namespace, "nano", "StartupTimeout")
 
     kubelet.ready(pod)
+    recovered(nds, "nano")
+
+
+# --- pods failed whole, and what the scheduler says now ------------------------------------------
+
+# The kubelet's eviction message (LMCache/LMCache#1399, in the corpus: engines.yaml)
+EPHEMERAL_STORAGE_EVICTION = (
+    "The node was low on resource: ephemeral-storage. Threshold quantity: 638834513199, "
+    "available: 434266920Ki."
+)
+# The scheduler's note while a claim is not bound yet (open-metadata/openmetadata-helm-charts#417)
+UNBOUND_CLAIM_NOTE = (
+    "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/2 "
+    "nodes are available: 2 Preemption is not helpful for scheduling."
+)
+
+
+def test_an_evicted_pod_is_disk_full_until_its_replacement_serves(
+    cluster: Cluster,
+    namespace: str,
+    nds: NemotronDeployments,
+    kubelet: FakeKubelet,
+    private_h100_node: str,
+) -> None:
+    core = client.CoreV1Api(cluster.api)
+    nds.create("nano", on_private_node(private_h100_node))
+    nds.wait_condition("nano", "Ready", "True")
+    pod = nim_pod(cluster, namespace, "nano")
+
+    # the node is cordoned by a taint, as a node under disk pressure is: the replacement waits
+    node = core.list_node(label_selector=f"nemotron.dev/node-pool={private_h100_node}").items[0]
+    drained = {"key": "e2e.nemotron.dev/drained", "effect": "NoSchedule"}
+    taints = cluster.api.sanitize_for_serialization(node.spec.taints or [])
+    core.patch_node(node.metadata.name, {"spec": {"taints": [*taints, drained]}})
+    kubelet.evicted(pod, message=EPHEMERAL_STORAGE_EVICTION)
+
+    degraded = failing(nds, "nano", "DiskFull")
+    assert "The pod was evicted" in degraded["message"]
+    assert "low on resource: ephemeral-storage" in degraded["message"]
+    assert "PersistentVolumeClaim large enough" in degraded["message"]
+    posted_once(cluster, namespace, "nano", "DiskFull")
+
+    core.patch_node(node.metadata.name, {"spec": {"taints": taints}})
+    recovered(nds, "nano", timeout=30)  # the evicted pod stays listed: its replacement serves
+
+
+def test_a_stale_scheduling_event_does_not_outrank_the_pods_condition(
+    cluster: Cluster,
+    namespace: str,
+    nds: NemotronDeployments,
+    kubelet: FakeKubelet,
+    private_h100_node: str,
+) -> None:
+    pool = private_h100_node
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespaced_pod(namespace, gpu_hog(namespace, pool, 4))
+    wait_until(
+        lambda: core.read_namespaced_pod("gpu-hog", namespace).spec.node_name,
+        "the other tenant's pod to take every GPU of the node",
+    )
+    nds.create("nano", on_private_node(pool))
+    degraded = failing(nds, "nano", "Unschedulable")
+    assert "Insufficient nvidia.com/gpu" in degraded["message"]
+    (pod,) = pods_of(cluster, namespace, "nano")
+
+    # The newest Event says the claim is not bound (the first attempt's note, still counting);
+    # the pod's PodScheduled condition, rewritten on every attempt, says the GPUs are taken.
+    kubelet.scheduler_event(pod, UNBOUND_CLAIM_NOTE, count=5)
+    wait_until(
+        lambda: any(
+            e.message == UNBOUND_CLAIM_NOTE
+            for e in core.list_namespaced_event(namespace).items
+            if e.involved_object.name == pod.metadata.name
+        ),
+        "the stale scheduling Event",
+    )
+    time.sleep(2)  # the operator converges on the Event: nothing may change
+    age = time.time() - pod.metadata.creation_timestamp.timestamp()
+    now = nds.condition("nano", "Degraded")
+    assert now == degraded, "the stale Event changed what Degraded says"
+    assert "unbound" not in now["message"] and "not bound" not in now["message"]
+    assert "Not enough free GPUs" in now["message"]
+    assert age < CLAIM_BINDING_GRACE_SECONDS, "within the claim's grace: reported all the same"
+    posted_once(cluster, namespace, "nano", "Unschedulable")
+
+    core.delete_namespaced_pod("gpu-hog", namespace, grace_period_seconds=0)
     recovered(nds, "nano")

@@ -214,7 +214,7 @@ def test_ngc_refusal_without_any_key_in_the_pod_says_a_key_is_required() -> None
                     "you have enough free GPUs.",
                 },
             ),
-            Reason.INSUFFICIENT_GPU_MEMORY,
+            Reason.NO_PROFILE_FOR_GPU,
         ),
         (
             jsonl(
@@ -351,11 +351,6 @@ def test_events_about_other_pods_are_ignored() -> None:
             "initializing source docker://nvcr.io/nim/nvidia/nemotron-3-nano:9.9.9: reading "
             "manifest 9.9.9 in nvcr.io/nim/nvidia/nemotron-3-nano: manifest unknown",
         ),
-        (
-            "InvalidImageName",
-            'Failed to apply default image tag "nvcr.io/nim/nvidia/Nemotron:2.0": couldn\'t parse '
-            "image reference: invalid reference format: repository name must be lowercase",
-        ),
     ],
 )
 def test_missing_images_are_not_found(waiting: str, message: str) -> None:
@@ -444,7 +439,8 @@ def test_missing_pull_secret_explains_the_refused_pull() -> None:
     [
         "ERROR 2026-03-01 11:59:01.2 utils.py:21] Could not find a profile that is currently "
         "runnable with the detected hardware. Please check the system information below and make "
-        "sure you have enough free GPUs.",
+        "sure you have enough free GPUs.\nSYSTEM INFO\n- Free GPUs: <None>\n- Non-free GPUs:\n"
+        "  -  [2330:10de] (0) NVIDIA H100 80GB HBM3 (H100 80GB) [current utilization: 91%]",
         "ValueError: No available memory for the cache blocks. Try increasing "
         "`gpu_memory_utilization` when initializing the engine.",
         "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB "
@@ -599,7 +595,6 @@ def test_oom_killed_is_host_memory_not_gpu_memory() -> None:
     "tail",
     [
         "PermissionError: [Errno 13] Permission denied: '/opt/nim/.cache/ngc/hub/models--nim'",
-        "OSError: [Errno 28] No space left on device: '/model-store/ngc/hub/blobs/3c44f4ef'",
         "OSError: [Errno 30] Read-only file system: '/cache/ngc'",
         "ERROR nim_sdk.py:120] Cache directory /data/nim is not writable by the current user",
     ],
@@ -614,18 +609,8 @@ def test_unwritable_or_full_cache(tail: str) -> None:
 def test_full_shared_memory_is_not_blamed_on_the_cache() -> None:
     tail = "RuntimeError: NCCL error: unhandled system error: No space left on device (/dev/shm)"
     found = diagnose(crashed(tail), [], now=NOW)
-    assert found is not None and found.reason == Reason.CRASH_LOOP
-
-
-def test_eviction_for_disk_pressure_points_at_the_cache() -> None:
-    pod = nim_pod(phase="Failed")
-    pod["status"].update(
-        reason="Evicted", message="The node was low on resource: ephemeral-storage."
-    )
-    found = diagnose(pod, [], now=NOW)
-    assert found is not None
-    assert found.reason == Reason.CACHE_NOT_WRITABLE
-    assert "PersistentVolumeClaim" in found.hint
+    assert found is not None and found.reason == Reason.SHARED_MEMORY_TOO_SMALL
+    assert "medium: Memory" in found.hint
 
 
 # ---------------------------------------------------------------------------------------------
@@ -669,7 +654,7 @@ def test_healthy_lines_about_memory_and_permissions_are_not_evidence() -> None:
     )
     found = diagnose(crashed(tail), [], now=NOW)
     assert found is not None
-    assert found.reason == Reason.CRASH_LOOP
+    assert found.reason == Reason.DISTRIBUTED_INIT_FAILED
     assert "NCCL error" in found.message
 
 
@@ -976,3 +961,489 @@ def test_any_pod_shaped_input_gives_a_valid_answer(pods: list, events: list) -> 
 def test_any_value_at_all_gives_a_valid_answer(pod: Any, events: Any, plan: Any) -> None:
     assert_valid(diagnose(pod, events, plan, now=NOW))
     assert_valid(diagnose_pods(pod, events, plan, now=NOW))
+
+
+# ---------------------------------------------------------------------------------------------
+# Causes of issue 12, as different engines, runtimes and releases word them
+
+
+def runtime_refused(message: str, restarts: int = 2) -> dict[str, Any]:
+    """A container containerd could not start: StartError (exit 128) then a back-off."""
+    return nim_pod(
+        state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s restarting"}},
+        last_state={"terminated": {"exitCode": 128, "reason": "StartError", "message": message}},
+        restarts=restarts,
+    )
+
+
+NVML_NOT_LOADED = (
+    "failed to create containerd task: failed to create shim task: OCI runtime create failed: "
+    "runc create failed: unable to start container process: error during container init: error "
+    "running hook #0: error running hook: exit status 1, stdout: , stderr: Auto-detected mode as "
+    "'legacy'\nnvidia-container-cli: initialization error: nvml error: driver not loaded: unknown"
+)
+
+
+@pytest.mark.parametrize(
+    ("tail", "reason", "quoted"),
+    [
+        (
+            "RuntimeError: The NVIDIA driver on your system is too old (found version 11040). "
+            "Please update your GPU driver",
+            Reason.GPU_DRIVER_INCOMPATIBLE,
+            "too old",
+        ),
+        (
+            "[TensorRT-LLM][ERROR] CUDA runtime error in ::cudaGetDeviceCount(&device_count): CUDA "
+            "driver version is insufficient for CUDA runtime version",
+            Reason.GPU_DRIVER_INCOMPATIBLE,
+            "insufficient for CUDA runtime",
+        ),
+        (
+            "RuntimeError: Unexpected error from cudaGetDeviceCount(). Did you run some cuda "
+            "functions before calling NumCudaDevices() that might have already set an error? "
+            "Error 804: forward compatibility was attempted on non supported HW",
+            Reason.GPU_DRIVER_INCOMPATIBLE,
+            "forward compatibility",
+        ),
+        ("RuntimeError: No CUDA GPUs are available", Reason.GPU_UNAVAILABLE, "No CUDA GPUs"),
+        (
+            "RuntimeError: Found no NVIDIA driver on your system. Please check that you have an "
+            "NVIDIA GPU and installed a driver",
+            Reason.GPU_UNAVAILABLE,
+            "no NVIDIA driver",
+        ),
+        (
+            "DEBUG 08-29 04:29:54 [__init__.py:99] CUDA platform is not available because: NVML "
+            "Shared Library Not Found\nRuntimeError: Device string must not be empty",
+            Reason.GPU_UNAVAILABLE,
+            "Device string",
+        ),
+        (
+            "huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo for "
+            "url https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct/resolve/main/config.json.",
+            Reason.HUGGING_FACE_ACCESS_DENIED,
+            "gated repo",
+        ),
+        (
+            "requests.exceptions.HTTPError: 403 Client Error: Forbidden for url: "
+            "https://huggingface.co/api/models/meta-llama/Llama-3.1-8B-Instruct",
+            Reason.HUGGING_FACE_ACCESS_DENIED,
+            "403",
+        ),
+        (
+            "requests.exceptions.ConnectionError: HTTPSConnectionPool(host='api.ngc.nvidia.com', "
+            "port=443): Max retries exceeded with url: /v2/org/nim (Caused by NameResolutionError("
+            "\"Failed to resolve 'api.ngc.nvidia.com' ([Errno -3] Temporary failure in name "
+            'resolution)"))',
+            Reason.MODEL_SOURCE_UNREACHABLE,
+            "name resolution",
+        ),
+        (
+            "requests.exceptions.SSLError: HTTPSConnectionPool(host='huggingface.co', port=443): "
+            "(Caused by SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] "
+            "certificate verify failed: self signed certificate in certificate chain')))",
+            Reason.MODEL_SOURCE_UNREACHABLE,
+            "CERTIFICATE_VERIFY_FAILED",
+        ),
+        (
+            'Traceback (most recent call last):\n  File "/venv/lib/urllib3/connection.py", line '
+            "174, in _new_conn\nConnectionRefusedError: [Errno 111] Connection refused",
+            Reason.MODEL_SOURCE_UNREACHABLE,
+            "Connection refused",
+        ),
+        (
+            "host:221:221 [0] NCCL INFO Bootstrap : Using eth0:10.0.0.5<0>\n"
+            "host:221:221 [0] NCCL WARN Error while creating shared memory segment "
+            "/dev/shm/nccl-vzIpS6 (size 9637888)\n"
+            "torch.distributed.DistBackendError: NCCL error in: ProcessGroupNCCL.cpp:1269, "
+            "unhandled system error",
+            Reason.SHARED_MEMORY_TOO_SMALL,
+            "/dev/shm/nccl-",
+        ),
+        (
+            "RuntimeError: DataLoader worker (pid 412) is killed by signal: Bus error. It is "
+            "possible that dataloader's workers are out of shared memory.",
+            Reason.SHARED_MEMORY_TOO_SMALL,
+            "Bus error",
+        ),
+        (
+            "OSError: [Errno 28] No space left on device: '/model-store/ngc/hub/blobs/3c44f4ef'",
+            Reason.DISK_FULL,
+            "No space left",
+        ),
+        (
+            "ERROR 2026-03-01 11:59:01.2 utils.py:21] Could not find a profile that is currently "
+            "runnable with the detected hardware. Please check the system information below and "
+            "make sure you have enough free GPUs.\nSYSTEM INFO\n- Free GPUs:\n"
+            "  -  [1eb8:10de] (0) Tesla T4 [current utilization: 0%]",
+            Reason.NO_PROFILE_FOR_GPU,
+            "currently runnable",
+        ),
+        (
+            "ValueError: Bfloat16 is only supported on GPUs with compute capability of at least "
+            "8.0. Your Tesla T4 GPU has compute capability 7.5.",
+            Reason.NO_PROFILE_FOR_GPU,
+            "compute capability",
+        ),
+        (
+            "ValueError: Model architectures ['FooForCausalLM'] are not supported for now. "
+            "Supported architectures: ['LlamaForCausalLM']",
+            Reason.MODEL_NOT_SUPPORTED,
+            "not supported",
+        ),
+        (
+            "ValueError: Total number of attention heads (40) must be divisible by tensor "
+            "parallel size (3).",
+            Reason.MODEL_NOT_SUPPORTED,
+            "divisible",
+        ),
+        (
+            "torch.distributed.DistStoreError: Timed out after 601 seconds waiting for clients. "
+            "1/2 clients joined.",
+            Reason.DISTRIBUTED_INIT_FAILED,
+            "clients joined",
+        ),
+        (
+            "ray.exceptions.RaySystemError: System error: Failed to connect to GCS within 60 "
+            "seconds",
+            Reason.DISTRIBUTED_INIT_FAILED,
+            "GCS",
+        ),
+        (
+            "standard_init_linux.go:219: exec user process caused: exec format error",
+            Reason.CONTAINER_START_FAILED,
+            "exec format error",
+        ),
+    ],
+)
+def test_new_causes_are_named_from_the_log_tail(tail: str, reason: Reason, quoted: str) -> None:
+    found = diagnose(crashed(tail), [], now=NOW)
+    assert found is not None
+    assert found.reason == reason, found.message
+    assert quoted in found.message
+    assert found.hint
+
+
+def test_an_engine_dying_of_sigbus_with_nothing_said_ran_out_of_shared_memory() -> None:
+    found = diagnose(crashed("INFO Loading weights", exit_code=135), [], now=NOW)
+    assert found is not None and found.reason == Reason.SHARED_MEMORY_TOO_SMALL
+    assert "SIGBUS (exit code 135" in found.message
+
+
+def test_a_warning_line_is_no_evidence_unless_nothing_louder_says_why() -> None:
+    warning = (
+        "WARNING services.py:1996 -- WARNING: The object store is using /tmp instead of /dev/shm "
+        "because /dev/shm has only 67108864 bytes available."
+    )
+    found = diagnose(crashed(warning), [], now=NOW)
+    assert found is not None and found.reason == Reason.SHARED_MEMORY_TOO_SMALL
+    louder = f"{warning}\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    found = diagnose(crashed(louder), [], now=NOW)
+    assert found is not None and found.reason == Reason.INSUFFICIENT_GPU_MEMORY
+
+
+# --- a container that never starts is never healthy -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (NVML_NOT_LOADED, Reason.GPU_UNAVAILABLE),
+        (
+            "failed to create containerd task: OCI runtime create failed: nvidia-container-cli: "
+            "requirement error: unsatisfied condition: cuda>=12.4, please update your driver to a "
+            "newer version, or use an earlier cuda container: unknown",
+            Reason.GPU_DRIVER_INCOMPATIBLE,
+        ),
+        (
+            "failed to create containerd task: failed to create shim task: OCI runtime create "
+            'failed: runc create failed: unable to start container process: exec: "/opt/nim/'
+            'start_server.sh": stat /opt/nim/start_server.sh: no such file or directory: unknown',
+            Reason.CONTAINER_START_FAILED,
+        ),
+    ],
+)
+def test_a_container_the_runtime_cannot_start_is_never_healthy(
+    message: str, reason: Reason
+) -> None:
+    found = diagnose(runtime_refused(message), [], now=NOW)
+    assert found is not None
+    assert found.reason == reason
+    assert "StartError" in found.message
+
+
+@pytest.mark.parametrize(
+    ("waiting", "message", "reason"),
+    [
+        ("RunContainerError", NVML_NOT_LOADED, Reason.GPU_UNAVAILABLE),
+        (
+            "CreateContainerError",
+            'Error: failed to reserve container name "nim_super-0_llm_uid-super-0_0": name is '
+            "reserved",
+            Reason.CONTAINER_START_FAILED,
+        ),
+        (
+            "InvalidImageName",
+            'Failed to apply default image tag "nvcr.io/nim/nvidia/Nemotron:2.0": couldn\'t parse '
+            "image reference: invalid reference format: repository name must be lowercase",
+            Reason.CONTAINER_START_FAILED,
+        ),
+        ("PreStartHookError", "", Reason.CONTAINER_START_FAILED),
+    ],
+)
+def test_every_waiting_reason_but_creating_is_a_failure_to_start(
+    waiting: str, message: str, reason: Reason
+) -> None:
+    found = diagnose(pulling(waiting, message), [], now=NOW)
+    assert found is not None
+    assert found.reason == reason
+    assert waiting in found.message or "image reference" in found.message
+
+
+def test_a_runtime_error_only_in_the_kubelet_event_is_quoted() -> None:
+    pod = pulling("RunContainerError", "")
+    events = [
+        event("super-0", "Failed", "Error: RunContainerError", age_seconds=2),
+        event("super-0", "Failed", f"Error: failed to start container: {NVML_NOT_LOADED}", 5),
+    ]
+    found = diagnose(pod, events, now=NOW)
+    assert found is not None and found.reason == Reason.GPU_UNAVAILABLE
+    assert "driver not loaded" in found.message
+
+
+def test_pulling_a_large_image_is_not_a_failure() -> None:
+    pod = nim_pod(state={"waiting": {"reason": "ContainerCreating"}}, phase="Pending")
+    events = [event("super-0", "Pulling", f'Pulling image "{IMAGE}"', age_seconds=180)]
+    assert diagnose(pod, events, now=NOW) is None
+
+
+def test_a_sandbox_without_the_nvidia_runtime_means_no_usable_gpu() -> None:
+    pod = nim_pod(state={"waiting": {"reason": "ContainerCreating"}}, phase="Pending")
+    events = [
+        event(
+            "super-0",
+            "FailedCreatePodSandBox",
+            "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to get sandbox "
+            'runtime: no runtime for "nvidia" is configured',
+        )
+    ]
+    found = diagnose(pod, events, now=NOW)
+    assert found is not None and found.reason == Reason.GPU_UNAVAILABLE
+
+
+def test_a_pull_that_fills_the_disk_is_disk_full_not_a_network_problem() -> None:
+    pod = pulling(
+        "ErrImagePull",
+        f'failed to pull and unpack image "{IMAGE}": failed to extract layer sha256:ba31: write '
+        "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/604/fs/usr/lib/"
+        "libLLVM.so.20.1: no space left on device: unknown",
+    )
+    events = [event("super-0", "Failed", "Error: ErrImagePull", age_seconds=1)]
+    found = diagnose(pod, events, now=NOW)
+    assert found is not None and found.reason == Reason.DISK_FULL
+    assert "no space left on device" in found.message
+
+
+# --- pods the kubelet failed whole --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (
+            "The node was low on resource: ephemeral-storage. Threshold quantity: 10Gi, "
+            "available: 9Gi. Container nim was using 61Gi, which exceeds its request of 0.",
+            Reason.DISK_FULL,
+        ),
+        ("Pod ephemeral local storage usage exceeds the total limit of containers 20Gi.", None),
+        ("The node was low on resource: memory. Container nim was using 60Gi.", None),
+    ],
+)
+def test_an_eviction_names_the_resource_that_ran_out(message: str, reason: Reason | None) -> None:
+    pod = nim_pod(phase="Failed")
+    pod["status"].update(reason="Evicted", message=message)
+    found = diagnose(pod, [], now=NOW)
+    assert found is not None
+    expected = reason or (Reason.HOST_MEMORY_EXHAUSTED if "memory" in message else Reason.DISK_FULL)
+    assert found.reason == expected
+    assert "evicted" in found.message
+
+
+def test_a_gpu_the_device_plugin_cannot_allocate_fails_admission() -> None:
+    pod = nim_pod(phase="Failed")
+    pod["status"].update(
+        reason="UnexpectedAdmissionError",
+        message="Pod Allocate failed due to device plugin GetPreferredAllocation rpc failed with "
+        "err: rpc error: code = Unknown desc = error creating nvml.Device 5: nvml: GPU is lost",
+    )
+    found = diagnose(pod, [], now=NOW)
+    assert found is not None and found.reason == Reason.GPU_UNAVAILABLE
+    assert "UnexpectedAdmissionError" in found.message
+
+
+# --- volumes --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_reason", "message"),
+    [
+        (
+            "FailedAttachVolume",
+            'Multi-Attach error for volume "pvc-1c2d" Volume is already used by pod(s) '
+            "super-7d9c5b6f4-abcde",
+        ),
+        (
+            "FailedMount",
+            "Unable to attach or mount volumes: unmounted volumes=[nim-cache], unattached "
+            "volumes=[nim-cache kube-api-access]: timed out waiting for the condition",
+        ),
+    ],
+)
+def test_a_volume_that_cannot_be_attached_or_mounted(event_reason: str, message: str) -> None:
+    pod = nim_pod(state={"waiting": {"reason": "ContainerCreating"}}, phase="Pending")
+    found = diagnose(pod, [event("super-0", event_reason, message)], now=NOW)
+    assert found is not None and found.reason == Reason.VOLUME_MOUNT_FAILED
+    assert message[:30] in found.message
+
+
+# --- the newest evidence wins -------------------------------------------------------------------
+
+UNBOUND = (
+    "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/2 "
+    "nodes are available: 2 Preemption is not helpful for scheduling."
+)
+NO_FREE_GPU = (
+    "0/2 nodes are available: 1 Insufficient nvidia.com/gpu, 1 node(s) were unschedulable."
+)
+
+
+def pending(age_seconds: int, condition_message: str) -> dict[str, Any]:
+    pod = nim_pod(
+        node=None,
+        phase="Pending",
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": condition_message,
+            }
+        ],
+    )
+    pod["metadata"]["creationTimestamp"] = iso(NOW - timedelta(seconds=age_seconds))
+    return pod
+
+
+def series_event(message: str, first_seconds_ago: int, last_seconds_ago: int) -> dict[str, Any]:
+    """A FailedScheduling Event of the scheduler's events.k8s.io recorder, read through core/v1:
+    the first attempt's note, its eventTime, and a series that counts the later attempts."""
+    return {
+        **event("super-0", "FailedScheduling", message),
+        "lastTimestamp": None,
+        "eventTime": iso(NOW - timedelta(seconds=first_seconds_ago)),
+        "series": {"count": 6, "lastObservedTime": iso(NOW - timedelta(seconds=last_seconds_ago))},
+    }
+
+
+@pytest.mark.parametrize("age_seconds", [30, 300])
+def test_the_pods_condition_outranks_a_stale_scheduling_event(age_seconds: int) -> None:
+    """A young pod too: the claim's grace period must not hold back what the condition says."""
+    found = diagnose(
+        pending(age_seconds, NO_FREE_GPU),
+        [series_event(UNBOUND, age_seconds - 1, 2)],
+        now=NOW,
+    )
+    assert found is not None and found.reason == Reason.UNSCHEDULABLE
+    assert "Insufficient nvidia.com/gpu" in found.message
+    assert "unbound" not in found.message and "not bound" not in found.hint
+    assert "Not enough free GPUs" in found.hint
+
+
+def test_without_a_condition_message_the_event_seen_last_speaks() -> None:
+    pod = pending(300, "")
+    events = [
+        series_event(NO_FREE_GPU, 200, 100),
+        {**event("super-0", "FailedScheduling", UNBOUND, age_seconds=290)},
+    ]
+    found = diagnose(pod, events, now=NOW)
+    assert found is not None and "Insufficient nvidia.com/gpu" in found.message
+
+
+def test_a_claim_being_provisioned_is_not_reported_within_its_grace() -> None:
+    pod = pending(20, UNBOUND)
+    assert diagnose(pod, [series_event(UNBOUND, 19, 3)], now=NOW) is None
+    later = pending(120, UNBOUND)
+    found = diagnose(later, [series_event(UNBOUND, 119, 3)], now=NOW)
+    assert found is not None and found.reason == Reason.UNSCHEDULABLE
+    assert "not bound" in found.hint
+
+
+def test_a_scheduled_pod_is_not_held_to_its_old_scheduling_events() -> None:
+    pod = nim_pod(state={"running": {"startedAt": iso(NOW - timedelta(minutes=3))}})
+    assert diagnose(pod, [series_event(UNBOUND, 400, 300)], now=NOW) is None
+
+
+def test_an_evicted_pod_counts_until_a_newer_pod_is_ready() -> None:
+    evicted = nim_pod("super-old", phase="Failed")
+    evicted["metadata"]["creationTimestamp"] = iso(NOW - timedelta(hours=2))
+    evicted["status"].update(
+        reason="Evicted", message="The node was low on resource: ephemeral-storage."
+    )
+    replacement = nim_pod("super-new", state={"running": {"startedAt": iso(NOW)}})
+    replacement["metadata"]["creationTimestamp"] = iso(NOW - timedelta(minutes=3))
+    found = diagnose_pods([evicted, replacement], [], now=NOW)
+    assert found is not None and found.reason == Reason.DISK_FULL, "the new pod still loads"
+    assert found.pod == "super-old" and found.message.endswith("(1 of 2 pods)")
+
+    replacement["status"]["conditions"].append({"type": "Ready", "status": "True"})
+    replacement["status"]["containerStatuses"][0]["ready"] = True
+    assert diagnose_pods([evicted, replacement], [], now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "age_seconds"),
+    [
+        (
+            'MountVolume.SetUp failed for volume "kube-api-access-8x2lq" : object '
+            '"llm"/"kube-root-ca.crt" not registered',
+            5,
+        ),
+        (
+            'MountVolume.SetUp failed for volume "nim-config" : configmap "nim-config" not found',
+            900,
+        ),
+    ],
+)
+def test_a_mount_failure_retried_away_is_not_reported(message: str, age_seconds: int) -> None:
+    """The kubelet's cache race, or a failure no longer posted: the pod now pulls its image."""
+    pod = nim_pod(state={"waiting": {"reason": "ContainerCreating"}}, phase="Pending")
+    events = [event("super-0", "FailedMount", message, age_seconds=age_seconds)]
+    assert diagnose(pod, events, now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("why", "message", "reason"),
+    [
+        (
+            "OutOfnvidia.com/gpu",
+            "Pod was rejected: Node didn't have enough resource: nvidia.com/gpu, requested: 1, "
+            "used: 0, capacity: 0",
+            Reason.GPU_UNAVAILABLE,
+        ),
+        ("NodeAffinity", "Pod was rejected: Predicate NodeAffinity failed", None),
+        ("Terminated", "Pod was terminated in response to imminent node shutdown.", None),
+    ],
+)
+def test_a_pod_the_kubelet_rejected_never_started(
+    why: str, message: str, reason: Reason | None
+) -> None:
+    pod = nim_pod(phase="Failed")
+    pod["status"].update(reason=why, message=message)
+    found = diagnose(pod, [], now=NOW)
+    if why == "Terminated":  # the node went away: the pod's replacement runs elsewhere
+        assert found is None
+        return
+    assert found is not None
+    assert found.reason == (reason or Reason.CONTAINER_START_FAILED)
+    assert why in found.message

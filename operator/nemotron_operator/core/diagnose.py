@@ -30,8 +30,15 @@ from nemotron_operator.api import names
 DEFAULT_STARTUP_ALLOWANCE_SECONDS = 1200
 """What the NIM Operator's startup probe allows (failureThreshold 120 x period 10 s)."""
 
+VOLUME_RETRY_SECONDS = 600
+"""How recent a volume's failure Event must be to count: the kubelet and the attach controller
+post it again while they retry (the event recorder lets one through per 5 minutes at worst)."""
+
 CLAIM_BINDING_GRACE_SECONDS = 60
 """How long a new pod may wait for its cache volume to be provisioned before that is reported."""
+
+SIGBUS_EXIT_CODE = 128 + 7
+"""How a container ends when the kernel sends SIGBUS: in a NIM, shared memory ran out."""
 
 EVIDENCE_CHARS = 300
 CRASH_EVIDENCE_LINES = 3
@@ -45,13 +52,24 @@ DIAGNOSIS_REASONS: tuple[Reason, ...] = (
     Reason.NGC_KEY_REQUIRED,
     Reason.NGC_AUTHENTICATION_FAILED,
     Reason.NGC_NOT_ENTITLED,
+    Reason.HUGGING_FACE_ACCESS_DENIED,
     Reason.IMAGE_PULL_UNAUTHORIZED,
     Reason.IMAGE_NOT_FOUND,
     Reason.MODEL_PROFILE_NOT_FOUND,
     Reason.CONTAINER_CONFIG_ERROR,
+    Reason.VOLUME_MOUNT_FAILED,
+    Reason.GPU_DRIVER_INCOMPATIBLE,
+    Reason.GPU_UNAVAILABLE,
+    Reason.NO_PROFILE_FOR_GPU,
+    Reason.MODEL_NOT_SUPPORTED,
     Reason.INSUFFICIENT_GPU_MEMORY,
     Reason.HOST_MEMORY_EXHAUSTED,
+    Reason.SHARED_MEMORY_TOO_SMALL,
+    Reason.DISK_FULL,
     Reason.CACHE_NOT_WRITABLE,
+    Reason.MODEL_SOURCE_UNREACHABLE,
+    Reason.DISTRIBUTED_INIT_FAILED,
+    Reason.CONTAINER_START_FAILED,
     Reason.UNSCHEDULABLE,
     Reason.IMAGE_PULL_FAILED,
     Reason.CRASH_LOOP,
@@ -172,8 +190,11 @@ _JSON_MESSAGE_KEYS = ("message", "msg", "log", "text", "error", "exception", "ex
 _JSON_LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
 _QUIET_LEVELS = frozenset({"trace", "debug", "info", "notice", "warn", "warning"})
 _TEXT_LEVEL = re.compile(
-    r"^.{0,60}?(?<![A-Za-z])(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING)(?![A-Za-z])"
+    r"^.{0,60}?(?:(?<![A-Za-z])(?:TRACE|DEBUG|INFO|NOTICE|(?<!NCCL )WARN|WARNING)(?![A-Za-z])|"
+    r"(?<![A-Za-z0-9])[IW]\d{3,4} \d{1,2}:\d\d:\d\d)"
 )
+"""A line's level where the logger writes one: a word (NCCL writes its errors as ``NCCL
+WARN``), or glog's letter before the date (``W0505 14:36:29``, PyTorch's ``[W505 14:36:29``)."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +238,13 @@ class _LogRule:
     reason: Reason
     matches: re.Pattern[str]
     unless: re.Pattern[str] | None = None
+    instead: tuple[re.Pattern[str], Reason] | None = None
+    """Another reason, when anything in the same text says so (the context decides)."""
+    within: re.Pattern[str] | None = None
+    """The rule applies only to a text that says this somewhere (a line alone is too terse)."""
+    also_quiet: bool = False
+    """Its evidence counts in lines logged below error level too, when no loud line says why:
+    texts a working GPU start never prints (engines log why CUDA is unusable at DEBUG)."""
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
@@ -224,12 +252,24 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 
 _NGC_CONTEXT = r"(?=.*\b(?:ngc|nvcr|manifest|download|registry|api\.ngc)\b)"
+_HF_CONTEXT = r"(?=.*(?:hugging ?face|\bhf\.co\b|\bhf_(?:hub|token)\b|\bhf token\b))"
+_DOWNLOAD_WORDS = (
+    r"(?:https?://|hugging ?face|\bhf\.co\b|\bngc\b|nvcr\.io|\bs3\b|amazonaws|botocore|download|"
+    r"urllib3|\brequests\b|https?connectionpool|max retries exceeded|\bhub\b|\bmanifest\b)"
+)
+_DOWNLOAD_CONTEXT = rf"(?=.*{_DOWNLOAD_WORDS})"
+_LOW_GPU_MEMORY = _rx(
+    r"not runnable due to low (?:gpu )?(?:free )?memory|non-free gpus|"
+    r"(?:insufficient|not enough|low) (?:free )?gpu memory|"
+    r"\butilization: (?:[1-9]\d|100)%"
+)
 _LOG_RULES: tuple[_LogRule, ...] = (
     _LogRule(
         Reason.MODEL_PROFILE_NOT_FOUND,
         _rx(
             r"NIM_MODEL_PROFILE\b.*\b(?:no matching|not found|not valid|invalid)|"
-            r"no matching profile"
+            r"no matching profile|unknown profiles? (?:provided|requested|selected)|"
+            r"provided profiles? (?:are|is) not (?:supported|valid|known)"
         ),
     ),
     _LogRule(
@@ -237,6 +277,17 @@ _LOG_RULES: tuple[_LogRule, ...] = (
         _rx(
             r"\bNGC_(?:CLI_)?API_KEY\b.*\b(?:not set|not (?:been )?provided|missing|is required|"
             r"must be (?:set|provided)|is empty)|\bno (?:ngc )?api key\b"
+        ),
+    ),
+    _LogRule(
+        Reason.HUGGING_FACE_ACCESS_DENIED,
+        _rx(
+            r"gatedrepoerror|\bgated (?:repo|model)|cannot access gated|"
+            r"access to (?:model|repo\w*) \S+ is restricted|"
+            r"awaiting a review from the repo authors|not in the authorized list|"
+            + _HF_CONTEXT
+            + r".*(?:\b40[13]\b|unauthori[sz]ed|forbidden|invalid (?:user )?(?:token|credentials)|"
+            r"invalid username or password|must be authenticated|token is not valid)"
         ),
     ),
     _LogRule(
@@ -259,48 +310,244 @@ _LOG_RULES: tuple[_LogRule, ...] = (
         ),
     ),
     _LogRule(
+        Reason.CONTAINER_START_FAILED,
+        _rx(
+            r"exec format error|exec user process caused|starting container process caused|"
+            r"oci runtime (?:create|start|exec) failed|executable file not found in \$path"
+        ),
+    ),
+    _LogRule(
+        Reason.GPU_DRIVER_INCOMPATIBLE,
+        _rx(
+            r"nvidia driver on your system is too old|"
+            r"driver version is insufficient for cuda runtime|insufficient ?driver|"
+            r"unsatisfied condition: cuda\s*[<>=]|please update your (?:nvidia |gpu )?driver|"
+            r"forward compatibility was attempted on non supported|compat_not_supported|"
+            r"unsupported display driver\s*/\s*cuda driver combination|system_driver_mismatch|"
+            r"ptx was compiled with an unsupported toolchain|unsupported_?ptx_?version|"
+            r"requires (?:an? )?(?:nvidia |gpu )?driver (?:version )?(?:>=|of at least|\d)|"
+            r"cuda (?:driver|version|runtime).{0,60}(?:mismatch|too old|incompatible|"
+            r"not compatible|newer than|older than)|"
+            r"driver\b.{0,60}\b(?:too old|older than (?:the )?required|does not support cuda)|"
+            r"built for nvidia driver release .{0,60}but version|"
+            r"cuda initiali[sz]ation failure with error:? 35\b|"
+            r"libcuda\.so[.\d]*: version .{0,30}not found"
+        ),
+        also_quiet=True,
+    ),
+    _LogRule(
+        Reason.GPU_UNAVAILABLE,
+        _rx(
+            r"no cuda gpus are available|no cuda-capable device|cudaerrornodevice|"
+            r"cuda_error_no_device|found no nvidia driver|nvidia-container-cli|"
+            r"\bnvml\b.{0,60}(?:error|not loaded|failed|unknown|mismatch|not found)|"
+            r"failed to initiali[sz]e nvml|driver/library version mismatch|"
+            r"(?:libcuda|libnvidia-ml)\.so[.\d]*:? cannot open shared object|"
+            r"could not select device driver .{0,20}with capabilities: \[\[gpu\]\]|"
+            r"unresolvable cdi devices|cdi device injection failed|"
+            r"failed to infer device type|cuda driver initialization failed|"
+            r"no platform detected|unspecifiedplatform|device string must not be empty|"
+            r"unexpected error from cudagetdevicecount|system not yet initiali[sz]ed|"
+            r"cudaerrorsystemnotready|fabric ?manager|"
+            r"gpu (?:is lost|has fallen off the bus)|fallen off the bus|"
+            r"allocate failed due to|device plugin.{0,80}(?:failed|error|unavailable)|"
+            r"no runtime for \W?nvidia|(?:devices?|device\(s\)) (?:is|are|is/are) busy or "
+            r"unavailable|cudaerrordevicesunavailable|"
+            r"(?:detected|found) 0 (?:nvidia |cuda )?gpus?\b|"
+            r"no (?:supported |nvidia |cuda )?gpus?(?:\(s\))? (?:were |was |are )?"
+            r"(?:found|detected|available)|nvidia driver was not detected|number of gpus \(0\)|"
+            r"(?=.*nvidia\.com/gpu).*(?:allocate failed|devices? unavailable|unhealthy|"
+            r"capacity: 0)"
+        ),
+        also_quiet=True,
+    ),
+    _LogRule(
+        Reason.NO_PROFILE_FOR_GPU,
+        _rx(
+            r"could not find a profile that is (?:currently runnable|compatible)|"
+            r"no (?:compatible|supported|runnable) (?:model )?profiles?|"
+            r"(?:none of the|no) (?:model )?profiles? (?:is |are )?(?:compatible|supported)|"
+            r"\b(?:gpu|device|hardware)\b.{0,60}\b(?:is|are) not supported|"
+            r"not supported (?:on|for|by) (?:this|the (?:current|detected|given)|your) "
+            r"(?:gpu|device|hardware|architecture)|minimum capability: \d+\W+current capability|"
+            r"unsupported (?:gpu|hardware|device|compute capability)|"
+            r"no kernel image is available for execution on the device|"
+            r"(?:generated|built|compiled|serialized) (?:on|for) an? (?:incompatible|different) "
+            r"(?:device|gpu)|expecting compute \d+\.?\d* got compute|"
+            r"only supported on gpus with compute capability|"
+            r"(?:ampere|hopper|blackwell|ada(?: lovelace)?|turing|volta) (?:gpus? )?or "
+            r"(?:newer|later)|unsupported (?:sm|arch)\b|"
+            r"(?:sm_?\d{2,3}|compute capability \d+\.\d) (?:is )?not supported|"
+            r"requires? (?:a )?(?:gpu|device)s? with compute capability"
+        ),
+        instead=(_LOW_GPU_MEMORY, Reason.INSUFFICIENT_GPU_MEMORY),
+    ),
+    _LogRule(
+        Reason.MODEL_NOT_SUPPORTED,
+        _rx(
+            r"architectures? .{0,100}(?:(?:is|are) not supported|failed to be inspected)|"
+            r"(?:unsupported|unrecognized|unknown) (?:model )?(?:architecture|model type|"
+            r"configuration class)|does not recognize this architecture|"
+            r"contains custom code which must be executed|execute the configuration file|"
+            r"(?:pass|set|requires?|needs?|enable) (?:the )?(?:argument |option |flag )?"
+            r"`?-?-?trust[_-]remote[_-]code|"
+            r"(?:divisible by|multiple of) (?:the )?(?:tensor|pipeline|tp\b|pp\b|world)|"
+            r"not divisible by|must be divisible|"
+            r"(?:quantization|quant method).{0,60}(?:not supported|unsupported|unknown)|"
+            r"unknown quantization|model type .{0,60}not supported|"
+            r"version tag does not match|serialized engine version|kserialization_version|"
+            r"(?:engine|plan)\b.{0,40}(?:built|serialized|created) (?:with|by) (?:a )?"
+            r"(?:different|another|newer|older) (?:version|tensorrt)|"
+            r"is not supported (?:by|in) (?:vllm|sglang|tensorrt-llm|trt-llm|"
+            r"this (?:version|engine))"
+        ),
+    ),
+    _LogRule(
+        Reason.CONTAINER_CONFIG_ERROR,
+        _rx(
+            r"user-specified .{0,80}(?:greater|larger) than|"
+            r"(?:unrecognized|unknown) (?:command[- ]line )?arguments?:|error: argument -|"
+            r"invalid choice: |invalid (?:value|literal) for (?:argument|option|--)|"
+            r"invalid value for (?:the )?(?:environment variable )?\w+_\w+|"
+            r"\d+ validation errors? for "
+        ),
+    ),
+    _LogRule(
+        Reason.SHARED_MEMORY_TOO_SMALL,
+        _rx(
+            r"(?=.*(?:/dev/shm|shared memory|\bshm\b|</torch_))"
+            r".*(?:no space|too small|insufficient|not enough|failed|error|cannot|unable|exceed|"
+            r"\bonly [\d.]+ ?(?:bytes|[kmg]i?b)\b)|"
+            r"\bbus error\b|\bsigbus\b"
+        ),
+        unless=_rx(r"out of resource: shared memory|hardware limit|smem|per block"),
+        also_quiet=True,
+    ),
+    _LogRule(
         Reason.INSUFFICIENT_GPU_MEMORY,
         _rx(
-            r"could not find a profile that is currently runnable|"
             r"no available memory for the cache blocks|"
-            r"\bcuda\b.*\bout of memory|outofmemoryerror|"
+            r"\bcuda\b.*\bout of memory|outofmemory(?:error)?\b|"
             r"cudaerrormemoryallocation|cuda_error_out_of_memory|"
+            r"gpu memory.{0,60}could not be allocated|"
             r"(?:not enough|insufficient) (?:gpu |device |cuda )?memory|"
             r"larger than the (?:maximum number of tokens that can be stored in|available)"
             r" kv cache|"
             r"kv cache\b.*\b(?:is needed|not enough|insufficient|exceeds)|"
             r"free memory on device.*less than desired gpu memory utilization"
         ),
-        unless=_rx(r"illegal memory access"),
+        unless=_rx(r"illegal memory access|low on memory|memory on the node|java heap"),
+    ),
+    _LogRule(
+        Reason.DISK_FULL,
+        _rx(
+            r"no space left on device|\benospc\b|\[errno (?:28|122)\]|disk quota exceeded|"
+            r"(?:not enough|insufficient) (?:free )?(?:disk|storage) space|"
+            r"\b(?:disk|filesystem|file system) (?:is )?full\b|"
+            r"ephemeral[- ]storage|ephemeral local storage|\bdiskpressure\b|"
+            r"\bover \d+(?:\.\d+)?% full\b"
+        ),
     ),
     _LogRule(
         Reason.CACHE_NOT_WRITABLE,
         _rx(
-            r"no space left on device|disk quota exceeded|\[errno (?:28|122|30|13)\]|"
-            r"read-only file system|"
+            r"\[errno (?:30|13)\]|\(os error (?:30|13)\)|read-only file system|"
             r"(?=.*(?:/opt/nim|/model-store|nim_cache_path|\.cache\b|model (?:cache|store)|"
             r"cache (?:dir|directory|path|volume)))"
             r".*(?:permission denied|not writable|cannot write|unable to write|failed to write)"
         ),
-        unless=_rx(r"/dev/shm|\bshm\b|shared memory|kv[ _]cache"),
+        unless=_rx(r"kv[ _]cache"),
     ),
     _LogRule(
         Reason.HOST_MEMORY_EXHAUSTED,
-        _rx(r"\[errno 12\]|cannot allocate memory|std::bad_alloc|(?<![A-Za-z])MemoryError\b"),
+        _rx(
+            r"\[errno 12\]|cannot allocate memory|std::bad_alloc|(?<![A-Za-z])MemoryError\b|"
+            r"\boom[- ]killer\b|running low on memory|exceeds the memory usage threshold|"
+            r":\s+\d+\s+killed\s|^killed$|"
+            r"memory_usage_threshold|memory_monitor_refresh_ms"
+        ),
+    ),
+    _LogRule(
+        Reason.DISTRIBUTED_INIT_FAILED,
+        _rx(
+            r"\bnccl\b.{0,80}(?:error|failure|failed|timeout|timed out|abort)|"
+            r"\bgloo\b.{0,120}(?:connect|timed out|timeout|refused|error)|"
+            r"nccl(?:internal|system|invalid\w*|unhandledcuda|remote)error|"
+            r"watchdog caught collective operation timeout|\bc10d\b|distnetworkerror|"
+            r"diststoreerror|tcpstore|init_process_group|"
+            r"torch\.distributed.{0,80}(?:error|timeout|timed out|failed)|"
+            r"failed to connect to gcs|raysystemerror|"
+            r"\bgcs\b.{0,60}(?:timeout|timed out|failed|unavailable)|"
+            r"(?:rendezvous|rdzv).{0,60}(?:timeout|timed out|failed|error)|"
+            r"(?:timed out|timeout) (?:initializing|waiting for|in) .{0,40}"
+            r"(?:process group|barrier|workers?|peers?|ranks?)|"
+            r"(?:process group|barrier).{0,60}(?:timed out|timeout)|"
+            r"placement group.{0,80}(?:not|exceed|fail|timeout|timed out|infeasible)|"
+            r"(?:exceeds?|not enough).{0,80}placement group|"
+            r"\bmpi error\b|\bmpi_(?:init|abort|comm)\w*.{0,40}(?:error|fail)|mpiutils"
+        ),
+    ),
+    _LogRule(
+        Reason.MODEL_SOURCE_UNREACHABLE,
+        _rx(
+            r"temporary failure in name resolution|name or service not known|"
+            r"nodename nor servname|getaddrinfo failed|could not resolve host|\bno such host\b|"
+            r"nameresolutionerror|failed to resolve '|"
+            r"certificate verify failed|certificate_verify_failed|self[- ]signed certificate|"
+            r"unable to get local issuer certificate|proxyerror|tunnel connection failed|"
+            r"unable to connect to proxy|we couldn't connect to '?https?://|"
+            r"couldn't reach .{0,60}(?:hub|hugging ?face|ngc)|localentrynotfounderror|"
+            r"offline ?mode ?is ?enabled|error sending request for url|error trying to connect|"
+            r"\b451\b.{0,40}unavailable for legal reasons|"
+            + _DOWNLOAD_CONTEXT
+            + r".*(?:connection (?:refused|reset|timed out|aborted|error)|connecttimeout|"
+            r"readtimeout|timed out|network is unreachable|no route to host|connectionerror|"
+            r"newconnectionerror|failed to establish a new connection|max retries exceeded)"
+        ),
+    ),
+    _LogRule(
+        Reason.MODEL_SOURCE_UNREACHABLE,
+        _rx(
+            r"connection ?refused|connection (?:reset|timed out|aborted)|"
+            r"\[errno (?:101|110|111|113)\]|network is unreachable|no route to host|"
+            r"connecttimeout|newconnectionerror|endpointconnectionerror|"
+            r"could not connect to the endpoint"
+        ),
+        within=_rx(_DOWNLOAD_WORDS),
     ),
 )
+_RUNTIME_REASONS = frozenset(
+    {
+        Reason.GPU_DRIVER_INCOMPATIBLE,
+        Reason.GPU_UNAVAILABLE,
+        Reason.DISK_FULL,
+        Reason.HOST_MEMORY_EXHAUSTED,
+    }
+)
+"""What a container runtime's refusal to create or start a container can name; anything else it
+says is reported as it is (ContainerStartFailed)."""
 
 
-def _classify_log(tail: str) -> tuple[Reason, str] | None:
-    """The first rule any loud line matches, with the last such line as evidence."""
-    lines = [redact(line.text) for line in _log_lines(tail) if not line.quiet]
-    for rule in _LOG_RULES:
+def _classify_log(
+    tail: str, reasons: frozenset[Reason] = frozenset(DIAGNOSIS_REASONS)
+) -> tuple[Reason, str] | None:
+    """The first rule (of `reasons`) any loud line matches, with the last such line as
+    evidence; failing that, the first rule that also reads quiet lines."""
+    lines = _log_lines(tail)
+    loud = [redact(line.text) for line in lines if not line.quiet]
+    quiet = [redact(line.text) for line in lines if line.quiet]
+    rules = [rule for rule in _LOG_RULES if rule.reason in reasons]
+    for rule, texts in [(r, loud) for r in rules] + [(r, quiet) for r in rules if r.also_quiet]:
+        if rule.within and not any(rule.within.search(line.text) for line in lines):
+            continue
         hits = [
             line
-            for line in lines
+            for line in texts
             if rule.matches.search(line) and not (rule.unless and rule.unless.search(line))
         ]
         if hits:
+            if rule.instead and any(rule.instead[0].search(line.text) for line in lines):
+                return rule.instead[1], hits[-1]
             return rule.reason, hits[-1]
     return None
 
@@ -337,13 +584,20 @@ def _events_about(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -
 
 
 def _event_time(event: Mapping[str, Any]) -> datetime:
-    for path in (("lastTimestamp",), ("eventTime",), ("firstTimestamp",)):
+    """When the event was last seen: the latest of lastTimestamp, series.lastObservedTime (a
+    repeated events.k8s.io Event) and eventTime; firstTimestamp or creation when none is set."""
+    seen = [
+        moment
+        for path in (("lastTimestamp",), ("series", "lastObservedTime"), ("eventTime",))
+        if (moment := _timestamp(_field(event, *path)))
+    ]
+    if seen:
+        return max(seen)
+    for path in (("firstTimestamp",), ("metadata", "creationTimestamp")):
         moment = _timestamp(_field(event, *path))
         if moment:
             return moment
-    return _timestamp(_field(event, "metadata", "creationTimestamp")) or datetime.min.replace(
-        tzinfo=UTC
-    )
+    return datetime.min.replace(tzinfo=UTC)
 
 
 def _event_messages(
@@ -391,9 +645,8 @@ def _gpu_memory_hint(plan: Mapping[str, Any] | None) -> str:
     return f"Needs ~{need:.0f} GiB per GPU on {setup}: {remedy}."
 
 
-_UNBOUND_CLAIM = _rx(
-    r"unbound (?:immediate )?persistentvolumeclaims|persistentvolumeclaim .* not found"
-)
+_UNBOUND_CLAIM = _rx(r"unbound (?:immediate )?persistentvolumeclaims")
+_MISSING_CLAIM = _rx(r"persistentvolumeclaim \S+ not found")
 _SELECTOR_MISMATCH = _rx(r"didn't match (?:pod's )?node (?:affinity|selector)")
 _NODE_COUNTS = re.compile(r"\d+/\d+ nodes are available:.*?\.(?=\s|$)")
 _NODES_IN_ALL = _rx(r"\b0/(\d+) nodes are available")
@@ -410,7 +663,8 @@ def _some_nodes_match(message: str) -> bool:
 _UNSCHEDULABLE_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         _rx(r"insufficient nvidia\.com/gpu"),
-        "not enough free GPUs{need}: free some, lower replicas, or add GPU nodes",
+        "not enough free GPUs{need}: free some, lower replicas, or add GPU nodes (nodes that "
+        "show no nvidia.com/gpu at all lack a running NVIDIA device plugin)",
     ),
     (
         _rx(r"untolerated taint"),
@@ -429,6 +683,7 @@ _UNSCHEDULABLE_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
         _UNBOUND_CLAIM,
         "the cache PersistentVolumeClaim is not bound: check its storage class and size",
     ),
+    (_MISSING_CLAIM, "the PersistentVolumeClaim the pod mounts does not exist"),
 )
 
 
@@ -488,12 +743,19 @@ _PULL_UNAUTHORIZED = _rx(
     r"authentication required|failed to authorize|no basic auth credentials|"
     r"failed to fetch (?:anonymous|oauth) token"
 )
+_PULL_WRONG_PLATFORM = _rx(r"no match for platform|no matching manifest for")
+"""The tag exists, but not for the node's OS and architecture: not a missing image."""
 _PULL_NOT_FOUND = _rx(
     r"manifest unknown|name unknown|\bnot found\b|repository (?:\S+ )?does not exist|"
     r"no such manifest|not_found|manifest_unknown|name_unknown"
 )
 _SECRET_MISSING = _rx(r"secrets? \"?[^\s\"]*\"? not found|couldn't find key \S+ in secret")
 _PULL_EVENT = _rx(r"pull|image")
+_DOCKER_OFFICIAL_IMAGE = re.compile(
+    r"(?:docker\.io/)?(?:library/)?[a-z0-9._-]+(?::[\w.-]+)?(?:@sha256:[0-9a-f]+)?$"
+)
+_KUBELET_SUMMARY = re.compile(r"Error: [A-Za-z]+$")
+_DISK = frozenset({Reason.DISK_FULL})
 _STARTUP_PROBE_KILL = _rx(r"failed startup probe")
 
 _HINTS = {
@@ -544,6 +806,62 @@ _HINTS = {
         "Downloading or loading the model takes too long: check the cache volume and the network "
         "to NGC, pre-fill the cache, or allow a longer startup."
     ),
+    Reason.GPU_DRIVER_INCOMPATIBLE: (
+        "The GPU node's NVIDIA driver is too old for the CUDA version this image is built with: "
+        "upgrade the driver on the GPU nodes (with the GPU Operator: its driver version), or "
+        "pin an older NIM release that this driver supports."
+    ),
+    Reason.GPU_UNAVAILABLE: (
+        "The container has no usable GPU: check that the NVIDIA driver is loaded on the node "
+        "(nvidia-smi there), that the GPU Operator's device plugin and container toolkit pods "
+        "are running, that the node's container runtime (or runtimeClassName) is NVIDIA's, and "
+        "that the pod requests nvidia.com/gpu."
+    ),
+    Reason.MODEL_SOURCE_UNREACHABLE: (
+        "The pod cannot reach where the model is downloaded from: allow egress to "
+        "api.ngc.nvidia.com and its download hosts (or huggingface.co), set HTTPS_PROXY and "
+        "NO_PROXY in env when a proxy is required, trust a TLS-inspecting proxy's CA, or "
+        "pre-fill the cache for an offline start."
+    ),
+    Reason.HUGGING_FACE_ACCESS_DENIED: (
+        "Check the model id (Hugging Face answers 401 for a repository that does not exist as "
+        "for a private one); for a gated or private model, accept its licence on huggingface.co "
+        "with the account whose token the pod uses, and give the pod that token as HF_TOKEN "
+        "from a Secret."
+    ),
+    Reason.SHARED_MEMORY_TOO_SMALL: (
+        "/dev/shm is too small for NCCL and the engine's workers: mount an emptyDir with "
+        "medium: Memory at /dev/shm (several GiB for multi-GPU), or raise its sizeLimit."
+    ),
+    Reason.DISK_FULL: (
+        "The node or the volume ran out of disk space: put the NIM cache on a "
+        "PersistentVolumeClaim large enough for the model (cache.size), raise the "
+        "ephemeral-storage limit, or free disk on the node (images, old caches)."
+    ),
+    Reason.NO_PROFILE_FOR_GPU: (
+        "This NIM release has no profile for the GPU it found: run it on a GPU the release "
+        "supports (list-model-profiles prints them), pick a release or precision that supports "
+        "this GPU, or set gpu.product to one it supports."
+    ),
+    Reason.VOLUME_MOUNT_FAILED: (
+        "A volume cannot be attached or mounted: a ReadWriteOnce volume still attached to "
+        "another node must be released first (its old pod gone, or use ReadWriteMany), and the "
+        "claim, ConfigMap or storage driver the message names must exist and work."
+    ),
+    Reason.CONTAINER_START_FAILED: (
+        "The container runtime could not create or start the container: fix what the quoted "
+        "error names (the image reference, command, a mount, the runtime or the node)."
+    ),
+    Reason.MODEL_NOT_SUPPORTED: (
+        "The serving engine does not support this model or setting: use a NIM or engine release "
+        "that supports the architecture, a tensor-parallel size that divides the model's "
+        "attention heads, or the settings the model card gives."
+    ),
+    Reason.DISTRIBUTED_INIT_FAILED: (
+        "The GPUs or nodes of one replica could not set up their communication (NCCL, "
+        "torch.distributed, Ray): check /dev/shm size, that the replica's pods reach each other "
+        "(network policies, NCCL_SOCKET_IFNAME, InfiniBand), and that every worker starts."
+    ),
 }
 
 _LOG_SUMMARIES = {
@@ -554,6 +872,17 @@ _LOG_SUMMARIES = {
     Reason.INSUFFICIENT_GPU_MEMORY: "The model does not fit in GPU memory",
     Reason.CACHE_NOT_WRITABLE: "The NIM cannot write its model cache",
     Reason.HOST_MEMORY_EXHAUSTED: "The NIM ran out of host memory",
+    Reason.GPU_DRIVER_INCOMPATIBLE: "The GPU driver is too old for this image's CUDA",
+    Reason.GPU_UNAVAILABLE: "No GPU is usable in the container",
+    Reason.MODEL_SOURCE_UNREACHABLE: "The model download cannot reach its source",
+    Reason.HUGGING_FACE_ACCESS_DENIED: "Hugging Face refused access to the model",
+    Reason.SHARED_MEMORY_TOO_SMALL: "Shared memory (/dev/shm) is too small",
+    Reason.DISK_FULL: "The disk is full",
+    Reason.NO_PROFILE_FOR_GPU: "No profile of this release runs on the detected GPU",
+    Reason.MODEL_NOT_SUPPORTED: "The engine does not support this model or setting",
+    Reason.DISTRIBUTED_INIT_FAILED: "Multi-GPU communication could not be set up",
+    Reason.CONTAINER_START_FAILED: "The container's program cannot be started",
+    Reason.CONTAINER_CONFIG_ERROR: "The engine rejects a setting",
 }
 
 
@@ -573,13 +902,13 @@ def diagnose(
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     plan = plan if isinstance(plan, Mapping) else None
     found = [
-        _evicted(pod),
+        _pod_failed(pod),
         _unschedulable(pod, about, plan, moment),
         *(
             _container_problem(pod, status, about, plan, moment, startup_allowance_seconds)
             for status in _container_statuses(pod)
         ),
-        _mount_problem(pod, about),
+        _creation_problem(pod, about, moment),
     ]
     candidates = [replace(d, pod=name) for d in found if d is not None]
     return min(candidates, key=lambda d: DIAGNOSIS_REASONS.index(d.reason), default=None)
@@ -592,11 +921,13 @@ def diagnose_pods(
     now: datetime | None = None,
     startup_allowance_seconds: int = DEFAULT_STARTUP_ALLOWANCE_SECONDS,
 ) -> Diagnosis | None:
-    """The most decisive diagnosis among pods that are not being deleted (ties: by pod name)."""
+    """The most decisive diagnosis among pods that are not being deleted, nor failed and since
+    replaced by a ready pod (an evicted pod stays listed long after; ties: by pod name)."""
+    listed = _mappings(list(pods) if isinstance(pods, Sequence) else [])
     live = [
         pod
-        for pod in _mappings(list(pods) if isinstance(pods, Sequence) else [])
-        if not _field(pod, "metadata", "deletionTimestamp")
+        for pod in listed
+        if not _field(pod, "metadata", "deletionTimestamp") and not _replaced(pod, listed)
     ]
     found = [
         d
@@ -612,43 +943,89 @@ def diagnose_pods(
     return chosen
 
 
+def _replaced(pod: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> bool:
+    """Whether the pod failed as a whole (evicted, not admitted) and a pod created after it
+    is ready: what it says is history then."""
+    if _text(_field(pod, "status", "phase")) != "Failed":
+        return False
+    failed_at = _timestamp(_field(pod, "metadata", "creationTimestamp"))
+    return failed_at is not None and any(
+        (created := _timestamp(_field(other, "metadata", "creationTimestamp"))) is not None
+        and created > failed_at
+        and _ready(other)
+        for other in pods
+    )
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    conditions = _mappings(_field(pod, "status", "conditions"))
+    return any(_field(c, "type") == "Ready" and _field(c, "status") == "True" for c in conditions)
+
+
 def _container_statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return _mappings(_field(pod, "status", "initContainerStatuses")) + _mappings(
         _field(pod, "status", "containerStatuses")
     )
 
 
-def _evicted(pod: Mapping[str, Any]) -> Diagnosis | None:
-    if _text(_field(pod, "status", "reason")) != "Evicted":
-        return None
+_EVICTION_CAUSES: tuple[tuple[re.Pattern[str], Reason], ...] = (
+    (
+        _rx(r"ephemeral[- ]storage|ephemeral local storage|nodefs|imagefs|disk ?pressure|emptydir"),
+        Reason.DISK_FULL,
+    ),
+    (_rx(r"\bmemory\b|memorypressure"), Reason.HOST_MEMORY_EXHAUSTED),
+)
+
+
+_NOT_THE_PODS_FAULT = frozenset({"Terminated", "Shutdown", "NodeShutdown", "Preempting"})
+"""Reasons a pod fails whole because its node goes away or preempts it: its replacement runs."""
+
+
+def _pod_failed(pod: Mapping[str, Any]) -> Diagnosis | None:
+    """A pod the kubelet failed as a whole (status.reason): evicted for disk or memory, or not
+    admitted (the node's GPUs could not be allocated, another resource or rule)."""
+    why = _text(_field(pod, "status", "reason"))
     message = _text(_field(pod, "status", "message"))
-    if re.search(r"ephemeral-storage", message, re.IGNORECASE):
-        reason = Reason.CACHE_NOT_WRITABLE
-        hint = (
-            "The model download filled the node's disk: put the NIM cache on a "
-            "PersistentVolumeClaim large enough for the model."
-        )
-    elif re.search(r"\bmemory\b", message, re.IGNORECASE):
-        reason, hint = Reason.HOST_MEMORY_EXHAUSTED, _HINTS[Reason.HOST_MEMORY_EXHAUSTED]
-    else:
+    if why == "Evicted":
+        reason = next((r for found, r in _EVICTION_CAUSES if found.search(message)), None)
+        if reason is None:
+            return None
+        return _diagnosed(reason, f"The pod was evicted: {_quote(message)}")
+    if _text(_field(pod, "status", "phase")) != "Failed" or not why or why in _NOT_THE_PODS_FAULT:
         return None
-    return Diagnosis(reason, f"The pod was evicted: {_quote(message)}", hint)
+    classified = _classify_log(f"{why}: {message}", _RUNTIME_REASONS)
+    return _diagnosed(
+        classified[0] if classified else Reason.CONTAINER_START_FAILED,
+        f"The kubelet failed the pod ({why}): {_quote(message or why)}",
+    )
 
 
-def _unschedulable(
-    pod: Mapping[str, Any], about: list[Mapping], plan: Mapping | None, now: datetime
-) -> Diagnosis | None:
+def _scheduling_message(pod: Mapping[str, Any], about: list[Mapping]) -> str | None:
+    """Why the scheduler cannot place the pod, from the freshest source: the pod's own
+    PodScheduled condition (the scheduler rewrites it on every attempt), else the newest
+    FailedScheduling Event (an Event's text may be its first attempt's: a repeated Event keeps
+    its first message and only counts on). None when the pod is scheduled or not yet tried."""
     if _text(_field(pod, "spec", "nodeName")):
         return None
     conditions = _mappings(_field(pod, "status", "conditions"))
     scheduled = next((c for c in conditions if _field(c, "type") == "PodScheduled"), None)
     if scheduled is not None and _field(scheduled, "status") == "True":
         return None
-    unschedulable = scheduled is not None and _field(scheduled, "reason") == "Unschedulable"
+    condition_message = _text(_field(scheduled, "message"))
+    if _field(scheduled, "reason") == "Unschedulable" and condition_message:
+        return condition_message
     messages = _event_messages(about, "FailedScheduling")
-    if not messages and not unschedulable:
+    if messages:
+        return messages[0]
+    return "" if _field(scheduled, "reason") == "Unschedulable" else None
+
+
+def _unschedulable(
+    pod: Mapping[str, Any], about: list[Mapping], plan: Mapping | None, now: datetime
+) -> Diagnosis | None:
+    message = _scheduling_message(pod, about)
+    if message is None:
         return None
-    message = (messages[0] if messages else "") or _text(_field(scheduled, "message"))
     causes = _unschedulable_causes(message)
     waits_for_its_claim = [found for found, _ in causes] == [_UNBOUND_CLAIM]
     if waits_for_its_claim and _age_seconds(pod, now) < CLAIM_BINDING_GRACE_SECONDS:
@@ -659,6 +1036,11 @@ def _unschedulable(
     first_sentence = (
         counts.group(0) if counts else re.split(r"\s+preemption:", message, maxsplit=1)[0]
     )
+    if [found for found, _ in causes] == [_MISSING_CLAIM]:
+        return _diagnosed(
+            Reason.VOLUME_MOUNT_FAILED,
+            f"The pod's volume claim does not exist: {_quote(first_sentence)}",
+        )
     return Diagnosis(
         Reason.UNSCHEDULABLE,
         f"No node can run the pod: {_quote(first_sentence or 'Unschedulable')}",
@@ -671,17 +1053,55 @@ def _age_seconds(pod: Mapping[str, Any], now: datetime) -> float:
     return (now - created).total_seconds() if created else math.inf
 
 
-def _mount_problem(pod: Mapping[str, Any], about: list[Mapping]) -> Diagnosis | None:
-    """A volume that cannot be mounted keeps the pod in ContainerCreating with no other sign."""
+_VOLUME_EVENTS = ("FailedMount", "FailedAttachVolume", "FailedMapVolume")
+_KUBELET_CACHE_RACE = _rx(r"\bnot registered\b")
+"""'object "ns"/"kube-root-ca.crt" not registered': the kubelet's own cache catching up."""
+_SANDBOX_EVENT = "FailedCreatePodSandBox"
+
+
+def _creation_problem(
+    pod: Mapping[str, Any], about: list[Mapping], now: datetime
+) -> Diagnosis | None:
+    """A volume that cannot be attached or mounted, or a pod sandbox the runtime cannot create,
+    keeps the pod in ContainerCreating with no other sign than the Events about it (while they
+    are still posted: an old one is a failure retried away)."""
     if _text(_field(pod, "status", "phase")) not in ("", "Pending"):
         return None
-    missing = _event_messages(about, "FailedMount", _SECRET_MISSING)
-    if not missing:
+    if any(_field(s, "state", "running") for s in _container_statuses(pod)):
         return None
+    volume = [
+        _text(_field(e, "message"))
+        for e in about
+        if _field(e, "reason") in _VOLUME_EVENTS
+        and (now - _event_time(e)).total_seconds() <= VOLUME_RETRY_SECONDS
+        and not _KUBELET_CACHE_RACE.search(_text(_field(e, "message")))
+    ]
+    missing = next((m for m in volume if _SECRET_MISSING.search(m)), None)
+    if missing:
+        return _diagnosed(Reason.SECRET_NOT_FOUND, f"A volume cannot be mounted: {_quote(missing)}")
+    if volume:
+        classified = _classify_log(volume[0], _RUNTIME_REASONS)
+        if classified:
+            return _diagnosed(classified[0], f"A volume cannot be mounted: {_quote(volume[0])}")
+        return _diagnosed(
+            Reason.VOLUME_MOUNT_FAILED,
+            f"A volume cannot be attached or mounted: {_quote(volume[0])}",
+        )
+    sandbox = _event_messages(about, _SANDBOX_EVENT)
+    if not sandbox:
+        return None
+    classified = _classify_log(sandbox[0], _RUNTIME_REASONS)
     return _diagnosed(
-        Reason.SECRET_NOT_FOUND,
-        f"A volume cannot be mounted: {_quote(missing[0])}",
+        classified[0] if classified else Reason.CONTAINER_START_FAILED,
+        f"The pod's sandbox cannot be created: {_quote(sandbox[0], keep_end=True)}",
     )
+
+
+_RUNTIME_REFUSALS = frozenset({"StartError", "ContainerCannotRun"})
+"""Termination reasons of a container the runtime never started (containerd, dockershim)."""
+_STARTING = frozenset({"ContainerCreating", "PodInitializing"})
+"""Waiting reasons of a container on its way to start (a slow image pull waits in
+ContainerCreating); any other waiting reason but a crash loop's is a failure to start."""
 
 
 def _container_problem(
@@ -696,10 +1116,12 @@ def _container_problem(
     waiting = _text(_field(status, "state", "waiting", "reason"))
     waiting_message = _text(_field(status, "state", "waiting", "message"))
     found: Diagnosis | None
-    if waiting in _PULL_WAITING or waiting == "InvalidImageName":
-        found = _pull_problem(status, waiting, waiting_message, about)
-    elif waiting in ("CreateContainerConfigError", "CreateContainerError"):
+    if waiting in _PULL_WAITING:
+        found = _pull_problem(pod, status, waiting, waiting_message, about)
+    elif waiting == "CreateContainerConfigError":
         found = _config_problem(waiting_message or _first(_event_messages(about, "Failed")))
+    elif waiting and waiting not in _STARTING and waiting != "CrashLoopBackOff":
+        found = _start_problem(status, waiting, waiting_message, about)
     elif _field(status, "ready") is True:
         found = None
     else:
@@ -713,28 +1135,69 @@ def _first(messages: list[str]) -> str:
     return messages[0] if messages else ""
 
 
-def _pull_problem(
-    status: Mapping[str, Any], waiting: str, waiting_message: str, about: list[Mapping]
+def _runtime_errors(about: list[Mapping]) -> list[str]:
+    """The kubelet's Failed Events that quote the runtime or registry, newest first (not its
+    "Error: ErrImagePull"-style summaries, which say nothing more than the container state)."""
+    return [m for m in _event_messages(about, "Failed") if not _KUBELET_SUMMARY.match(m)]
+
+
+def _start_problem(
+    status: Mapping[str, Any], why: str, message: str, about: list[Mapping]
 ) -> Diagnosis:
-    image = _text(_field(status, "image")) or "the image"
-    pull_errors = _event_messages(about, "Failed", _PULL_EVENT)
+    """The runtime could not create or start the container (CreateContainerError,
+    RunContainerError, StartError, InvalidImageName, ...): a GPU, driver or disk cause when its
+    error names one, else the error as it is."""
+    text = message or _first(_runtime_errors(about)) or why
+    classified = _classify_log(text, _RUNTIME_REASONS)
+    if classified:
+        reason, line = classified  # runtimes chain causes: the last one is the root
+        return _diagnosed(
+            reason, f"The container cannot start ({why}): {_quote(line, keep_end=True)}"
+        )
+    if why == "InvalidImageName":
+        image = _text(_field(status, "image")) or "the image"
+        return _diagnosed(
+            Reason.CONTAINER_START_FAILED,
+            f"The image reference {image} is not valid: {_quote(text)}",
+        )
+    return _diagnosed(
+        Reason.CONTAINER_START_FAILED,
+        f"The container cannot start ({why}): {_quote(text, keep_end=True)}",
+    )
+
+
+def _spec_image(pod: Mapping[str, Any], status: Mapping[str, Any]) -> str:
+    """The image the pod's spec gives the container (a status may not name it before a pull)."""
+    return _text(_field(_container_spec(pod, status), "image"))
+
+
+def _pull_problem(
+    pod: Mapping[str, Any],
+    status: Mapping[str, Any],
+    waiting: str,
+    waiting_message: str,
+    about: list[Mapping],
+) -> Diagnosis:
+    image = _text(_field(status, "image")) or _spec_image(pod, status) or "the image"
+    pull_errors = [m for m in _runtime_errors(about) if _PULL_EVENT.search(m)]
     # The newest text that says why (the current state's, then the newest Event's): an older
     # attempt's refusal must not outlive it. Within one text, a refusal wins over "not found"
-    # ("repository does not exist or may require authorization").
+    # ("repository does not exist or may require authorization"), except for a Docker Hub
+    # official image ("name" alone): those are all public, so a refusal means there is none.
     evidence = next(
         (
             m
             for m in [waiting_message, *pull_errors]
-            if _PULL_UNAUTHORIZED.search(m) or _PULL_NOT_FOUND.search(m)
+            if (_PULL_UNAUTHORIZED.search(m) or _PULL_NOT_FOUND.search(m))
+            and not _PULL_WRONG_PLATFORM.search(m)
         ),
         None,
     )
-    if waiting == "InvalidImageName":
-        return _diagnosed(
-            Reason.IMAGE_NOT_FOUND,
-            f"The image reference {image} is not valid: {_quote(waiting_message or waiting)}",
-        )
-    if evidence and _PULL_UNAUTHORIZED.search(evidence):
+    if (
+        evidence
+        and _PULL_UNAUTHORIZED.search(evidence)
+        and not (_DOCKER_OFFICIAL_IMAGE.match(image) and _PULL_NOT_FOUND.search(evidence))
+    ):
         missing_secret = _event_messages(about, "FailedToRetrieveImagePullSecret")
         if missing_secret:
             return _diagnosed(
@@ -751,6 +1214,15 @@ def _pull_problem(
             f"The image {image} does not exist: {_quote(evidence, keep_end=True)}",
         )
     described = next((m for m in [*pull_errors, waiting_message] if m), waiting)
+    disk_full = next(
+        (m for m in [waiting_message, *pull_errors] if _classify_log(m, _DISK)),
+        None,
+    )
+    if disk_full:
+        return _diagnosed(
+            Reason.DISK_FULL,
+            f"The node has no disk space left for {image}: {_quote(disk_full, keep_end=True)}",
+        )
     return _diagnosed(
         Reason.IMAGE_PULL_FAILED,
         f"Pulling {image} failed: {_quote(described, keep_end=True)}",
@@ -788,7 +1260,10 @@ def _termination_problem(
     if exit_code == 0 and waiting != "CrashLoopBackOff" and not restarts:
         return None
     times = f"{restarts} restart{'s' if restarts != 1 else ''}"
-    if _field(terminated, "reason") == "OOMKilled":
+    why = _text(_field(terminated, "reason"))
+    if why in _RUNTIME_REFUSALS:
+        return _start_problem(status, why, _text(_field(terminated, "message")), about)
+    if why == "OOMKilled":
         return _diagnosed(
             Reason.HOST_MEMORY_EXHAUSTED,
             f"The container exceeded its memory limit and was OOMKilled ({exited}, {times}).",
@@ -805,6 +1280,12 @@ def _termination_problem(
             _gpu_memory_hint(plan) if reason is Reason.INSUFFICIENT_GPU_MEMORY else _HINTS[reason]
         )
         return Diagnosis(reason, f"{_LOG_SUMMARIES[reason]}: {_quote(line)}", hint)
+    if exit_code == SIGBUS_EXIT_CODE:
+        return _diagnosed(
+            Reason.SHARED_MEMORY_TOO_SMALL,
+            f"The container was killed by SIGBUS ({exited}, {times}), as when a process maps "
+            f"more shared memory than /dev/shm holds: {_quote(_last_lines(tail) or exited)}",
+        )
     probe_kills = _event_messages(about, "Killing", _STARTUP_PROBE_KILL)
     if probe_kills and not tail.strip():
         return _diagnosed(
@@ -819,13 +1300,17 @@ def _termination_problem(
     )
 
 
-def _has_key(pod: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
-    """Whether the container may have an NGC key (True when envFrom makes it unknowable)."""
+def _container_spec(pod: Mapping[str, Any], status: Mapping[str, Any]) -> Mapping | None:
     name = _field(status, "name")
     specs = _mappings(_field(pod, "spec", "containers")) + _mappings(
         _field(pod, "spec", "initContainers")
     )
-    spec = next((c for c in specs if _field(c, "name") == name), None)
+    return next((c for c in specs if _field(c, "name") == name), None)
+
+
+def _has_key(pod: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether the container may have an NGC key (True when envFrom makes it unknowable)."""
+    spec = _container_spec(pod, status)
     if spec is None or _mappings(_field(spec, "envFrom")):
         return True
     names = {_field(env, "name") for env in _mappings(_field(spec, "env"))}
