@@ -645,7 +645,11 @@ def _gpu_memory_hint(plan: Mapping[str, Any] | None) -> str:
     return f"Needs ~{need:.0f} GiB per GPU on {setup}: {remedy}."
 
 
-_UNBOUND_CLAIM = _rx(r"unbound (?:immediate )?persistentvolumeclaims")
+_UNBOUND_CLAIM = _rx(
+    r"unbound (?:immediate )?persistentvolumeclaims|bound to non-existent persistentvolume"
+)
+"""A claim still being provisioned or bound (the scheduler may see the claim bound before the
+volume it is bound to)."""
 _MISSING_CLAIM = _rx(r"persistentvolumeclaim \S+ not found")
 _SELECTOR_MISMATCH = _rx(r"didn't match (?:pod's )?node (?:affinity|selector)")
 _NODE_COUNTS = re.compile(r"\d+/\d+ nodes are available:.*?\.(?=\s|$)")
@@ -1000,36 +1004,42 @@ def _pod_failed(pod: Mapping[str, Any]) -> Diagnosis | None:
     )
 
 
-def _scheduling_message(pod: Mapping[str, Any], about: list[Mapping]) -> str | None:
-    """Why the scheduler cannot place the pod, from the freshest source: the pod's own
-    PodScheduled condition (the scheduler rewrites it on every attempt), else the newest
-    FailedScheduling Event (an Event's text may be its first attempt's: a repeated Event keeps
-    its first message and only counts on). None when the pod is scheduled or not yet tried."""
+def _scheduling_messages(pod: Mapping[str, Any], about: list[Mapping]) -> list[str] | None:
+    """Why the scheduler cannot place the pod, freshest first: the pod's own PodScheduled
+    condition (the scheduler rewrites it on every attempt), then the FailedScheduling Events,
+    newest first (an Event's text may be its first attempt's: a repeated Event keeps its first
+    message and only counts on). None when the pod is scheduled or not yet tried."""
     if _text(_field(pod, "spec", "nodeName")):
         return None
     conditions = _mappings(_field(pod, "status", "conditions"))
     scheduled = next((c for c in conditions if _field(c, "type") == "PodScheduled"), None)
     if scheduled is not None and _field(scheduled, "status") == "True":
         return None
-    condition_message = _text(_field(scheduled, "message"))
-    if _field(scheduled, "reason") == "Unschedulable" and condition_message:
-        return condition_message
-    messages = _event_messages(about, "FailedScheduling")
-    if messages:
-        return messages[0]
-    return "" if _field(scheduled, "reason") == "Unschedulable" else None
+    unschedulable = _field(scheduled, "reason") == "Unschedulable"
+    condition = _text(_field(scheduled, "message")) if unschedulable else ""
+    found = [m for m in [condition, *_event_messages(about, "FailedScheduling")] if m]
+    if found:
+        return found
+    return [""] if unschedulable else None
+
+
+def _waits_for_its_claim(message: str) -> bool:
+    return [found for found, _ in _unschedulable_causes(message)] == [_UNBOUND_CLAIM]
 
 
 def _unschedulable(
     pod: Mapping[str, Any], about: list[Mapping], plan: Mapping | None, now: datetime
 ) -> Diagnosis | None:
-    message = _scheduling_message(pod, about)
+    messages = _scheduling_messages(pod, about)
+    if messages is None:
+        return None
+    # A new pod's cache volume being provisioned is not a failure yet: then the freshest text
+    # that names another cause speaks, if any does.
+    young = _age_seconds(pod, now) < CLAIM_BINDING_GRACE_SECONDS
+    message = next((m for m in messages if not (young and _waits_for_its_claim(m))), None)
     if message is None:
         return None
     causes = _unschedulable_causes(message)
-    waits_for_its_claim = [found for found, _ in causes] == [_UNBOUND_CLAIM]
-    if waits_for_its_claim and _age_seconds(pod, now) < CLAIM_BINDING_GRACE_SECONDS:
-        return None  # the cache volume is being provisioned: not a failure yet
     # "0/9 nodes are available: <why, per node>." then, in newer schedulers, DRA and
     # preemption notes ("no new claims to deallocate, preemption: ...") that explain nothing
     counts = _NODE_COUNTS.search(message)

@@ -1447,3 +1447,17 @@ def test_a_pod_the_kubelet_rejected_never_started(
     assert found is not None
     assert found.reason == (reason or Reason.CONTAINER_START_FAILED)
     assert why in found.message
+
+
+def test_while_the_claim_binds_the_freshest_other_cause_speaks() -> None:
+    """The scheduler's retries pass through the claim's binding ("bound to non-existent
+    persistentvolume") and back: that is no failure, the GPUs still are."""
+    binding = (
+        '0/9 nodes are available: persistentvolumeclaim "nano-cache" bound to non-existent '
+        'persistentvolume "".'
+    )
+    pod = pending(20, binding)
+    events = [event("super-0", "FailedScheduling", NO_FREE_GPU, age_seconds=4)]
+    found = diagnose(pod, events, now=NOW)
+    assert found is not None and "Insufficient nvidia.com/gpu" in found.message
+    assert diagnose(pod, [], now=NOW) is None, "the claim alone, within its grace"
