@@ -30,9 +30,10 @@ from . import names
 DEFAULT_STARTUP_ALLOWANCE_SECONDS = 1200
 """What the NIM Operator's startup probe allows (failureThreshold 120 x period 10 s)."""
 
-VOLUME_RETRY_SECONDS = 600
-"""How recent a volume's failure Event must be to count: the kubelet and the attach controller
-post it again while they retry (the event recorder lets one through per 5 minutes at worst)."""
+CREATION_RETRY_SECONDS = 600
+"""How recent a volume's or sandbox's failure Event must be to count: the kubelet and the
+attach controller post it again while they retry (the recorder lets one through per 5 minutes
+at worst)."""
 
 CLAIM_BINDING_GRACE_SECONDS = 60
 """How long a new pod may wait for its cache volume to be provisioned before that is reported."""
@@ -1067,24 +1068,36 @@ _VOLUME_EVENTS = ("FailedMount", "FailedAttachVolume", "FailedMapVolume")
 _KUBELET_CACHE_RACE = _rx(r"\bnot registered\b")
 """'object "ns"/"kube-root-ca.crt" not registered': the kubelet's own cache catching up."""
 _SANDBOX_EVENT = "FailedCreatePodSandBox"
+_START_PROGRESS = ("Pulling", "Pulled", "Created", "Started")
+"""The kubelet's Normal Events of the steps after the volumes and the sandbox."""
 
 
 def _creation_problem(
     pod: Mapping[str, Any], about: list[Mapping], now: datetime
 ) -> Diagnosis | None:
     """A volume that cannot be attached or mounted, or a pod sandbox the runtime cannot create,
-    keeps the pod in ContainerCreating with no other sign than the Events about it (while they
-    are still posted: an old one is a failure retried away)."""
+    keeps the pod in ContainerCreating with no other sign than the Events about it: those still
+    posted (an old one is a failure retried away) and not followed by a later step of the
+    start (the image being pulled: the failure was overcome)."""
     if _text(_field(pod, "status", "phase")) not in ("", "Pending"):
         return None
     if any(_field(s, "state", "running") for s in _container_statuses(pod)):
         return None
-    volume = [
-        _text(_field(e, "message"))
+    progress = max(
+        (_event_time(e) for e in about if _field(e, "reason") in _START_PROGRESS),
+        default=None,
+    )
+    current = [
+        e
         for e in about
-        if _field(e, "reason") in _VOLUME_EVENTS
-        and (now - _event_time(e)).total_seconds() <= VOLUME_RETRY_SECONDS
+        if (now - _event_time(e)).total_seconds() <= CREATION_RETRY_SECONDS
+        and (progress is None or _event_time(e) > progress)
         and not _KUBELET_CACHE_RACE.search(_text(_field(e, "message")))
+    ]
+    volume = [
+        _text(_field(e, "message") or _field(e, "note"))
+        for e in current
+        if _field(e, "reason") in _VOLUME_EVENTS
     ]
     missing = next((m for m in volume if _SECRET_MISSING.search(m)), None)
     if missing:
@@ -1097,7 +1110,7 @@ def _creation_problem(
             Reason.VOLUME_MOUNT_FAILED,
             f"A volume cannot be attached or mounted: {_quote(volume[0])}",
         )
-    sandbox = _event_messages(about, _SANDBOX_EVENT)
+    sandbox = _event_messages(current, _SANDBOX_EVENT)
     if not sandbox:
         return None
     classified = _classify_log(sandbox[0], _RUNTIME_REASONS)
@@ -1269,6 +1282,8 @@ def _termination_problem(
     exited = f"exit code {exit_code}" if isinstance(exit_code, int) else "no exit code"
     if exit_code == 0 and waiting != "CrashLoopBackOff" and not restarts:
         return None
+    if exit_code == 0 and _field(status, "state", "running"):
+        return None  # it ended cleanly and runs again
     times = f"{restarts} restart{'s' if restarts != 1 else ''}"
     why = _text(_field(terminated, "reason"))
     if why in _RUNTIME_REFUSALS:

@@ -1461,3 +1461,27 @@ def test_while_the_claim_binds_the_freshest_other_cause_speaks() -> None:
     found = diagnose(pod, events, now=NOW)
     assert found is not None and "Insufficient nvidia.com/gpu" in found.message
     assert diagnose(pod, [], now=NOW) is None, "the claim alone, within its grace"
+
+
+def test_a_sandbox_failure_followed_by_the_pull_was_overcome() -> None:
+    pod = nim_pod(state={"waiting": {"reason": "ContainerCreating"}}, phase="Pending")
+    sandbox = event(
+        "super-0",
+        "FailedCreatePodSandBox",
+        "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for "
+        'sandbox "3f2a": plugin type="calico" failed (add): connection is unauthorized',
+        age_seconds=60,
+    )
+    pulling = {**event("super-0", "Pulling", f'Pulling image "{IMAGE}"', 40), "type": "Normal"}
+    found = diagnose(pod, [sandbox], now=NOW)
+    assert found is not None and found.reason == Reason.CONTAINER_START_FAILED
+    assert diagnose(pod, [sandbox, pulling], now=NOW) is None
+
+
+def test_a_clean_exit_then_running_again_is_no_crash() -> None:
+    pod = nim_pod(
+        state={"running": {"startedAt": iso(NOW - timedelta(minutes=2))}},
+        last_state={"terminated": {"exitCode": 0, "reason": "Completed"}},
+        restarts=1,
+    )
+    assert diagnose(pod, [], now=NOW) is None
