@@ -1468,8 +1468,8 @@ def test_a_sandbox_failure_followed_by_the_pull_was_overcome() -> None:
     sandbox = event(
         "super-0",
         "FailedCreatePodSandBox",
-        "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for "
-        'sandbox "3f2a": plugin type="calico" failed (add): connection is unauthorized',
+        "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network "
+        'for sandbox "3f2a": plugin type="calico" failed (add): connection is unauthorized',
         age_seconds=60,
     )
     pulling = {**event("super-0", "Pulling", f'Pulling image "{IMAGE}"', 40), "type": "Normal"}
