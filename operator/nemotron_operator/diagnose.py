@@ -539,7 +539,7 @@ def _classify_log(
     quiet = [redact(line.text) for line in lines if line.quiet]
     rules = [rule for rule in _LOG_RULES if rule.reason in reasons]
     for rule, texts in [(r, loud) for r in rules] + [(r, quiet) for r in rules if r.also_quiet]:
-        if rule.within and not any(rule.within.search(line.text) for line in lines):
+        if rule.within and not any(rule.within.search(line) for line in loud):
             continue
         hits = [
             line
