@@ -352,6 +352,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"cudaerrorsystemnotready|fabric ?manager|"
             r"gpu (?:is lost|has fallen off the bus)|fallen off the bus|"
             r"allocate failed due to|device plugin.{0,80}(?:failed|error|unavailable)|"
+            r"uncorrectable ecc error|\bxid\b.{0,20}\b(?:48|62|64|74|79|94|95)\b|"
             r"no runtime for \W?nvidia|(?:devices?|device\(s\)) (?:is|are|is/are) busy or "
             r"unavailable|cudaerrordevicesunavailable|"
             r"(?:detected|found) 0 (?:nvidia |cuda )?gpus?\b|"
@@ -368,6 +369,8 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"could not find a profile that is (?:currently runnable|compatible)|"
             r"no (?:compatible|supported|runnable) (?:model )?profiles?|"
             r"(?:none of the|no) (?:model )?profiles? (?:is |are )?(?:compatible|supported)|"
+            r"\b(?:profile|engine)\b.{0,80}\bnot compatible with (?:the |this )?(?:current |"
+            r"detected )?(?:system|gpus?|hardware|device)|"
             r"\b(?:gpu|device|hardware)\b.{0,60}\b(?:is|are) not supported|"
             r"not supported (?:on|for|by) (?:this|the (?:current|detected|given)|your) "
             r"(?:gpu|device|hardware|architecture)|minimum capability: \d+\W+current capability|"
@@ -428,6 +431,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
         Reason.INSUFFICIENT_GPU_MEMORY,
         _rx(
             r"no available memory for the cache blocks|"
+            r"no gpus? with (?:sufficient|enough) (?:free )?memory|"
             r"\bcuda\b.*\bout of memory|outofmemory(?:error)?\b|"
             r"cudaerrormemoryallocation|cuda_error_out_of_memory|"
             r"gpu memory.{0,60}could not be allocated|"
@@ -499,6 +503,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"unable to connect to proxy|we couldn't connect to '?https?://|"
             r"couldn't reach .{0,60}(?:hub|hugging ?face|ngc)|localentrynotfounderror|"
             r"offline ?mode ?is ?enabled|error sending request for url|error trying to connect|"
+            r"offline mode.{0,40}(?:is set|set to|enabled|is on)|"
             r"\b451\b.{0,40}unavailable for legal reasons|"
             + _DOWNLOAD_CONTEXT
             + r".*(?:connection (?:refused|reset|timed out|aborted|error)|connecttimeout|"

@@ -1008,6 +1008,11 @@ NVML_NOT_LOADED = (
         ),
         ("RuntimeError: No CUDA GPUs are available", Reason.GPU_UNAVAILABLE, "No CUDA GPUs"),
         (
+            "RuntimeError: CUDA error: uncorrectable ECC error encountered",
+            Reason.GPU_UNAVAILABLE,
+            "ECC",
+        ),
+        (
             "RuntimeError: Found no NVIDIA driver on your system. Please check that you have an "
             "NVIDIA GPU and installed a driver",
             Reason.GPU_UNAVAILABLE,
