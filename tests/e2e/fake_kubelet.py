@@ -18,9 +18,9 @@ alone (hack/cluster/cluster.py adds that exclusion to kwok's Stages) and the cal
     kubelet.start_error(pod, message=RUNTIME_ERROR)            the runtime cannot start it
                                                                (StartError, exit 128), back-off
     kubelet.evicted(pod, message=WHY)                          evicted: the pod Failed, Evicted
-    kubelet.scheduler_event(pod, note, count=5)                a FailedScheduling Event as the
-                                                               scheduler's events.k8s.io recorder
-                                                               writes and repeats it
+    kubelet.first_scheduling_note(pod, note)                   the scheduler's FailedScheduling
+                                                               Event keeps an earlier attempt's
+                                                               note (as its recorder does)
 
 `pod` is a pod name or a V1Pod; every call works on the pod's first container unless
 `container=` names another.
@@ -41,6 +41,17 @@ HANDS_OFF = {local_cluster.HANDS_OFF_ANNOTATION: local_cluster.HANDS_OFF_VALUE}
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _last_seen(event: client.CoreV1Event) -> dt.datetime:
+    """When an Event was last seen, whichever recorder wrote it (core/v1 or events.k8s.io)."""
+    seen = [
+        event.last_timestamp,
+        event.series.last_observed_time if event.series else None,
+        event.event_time,
+        event.first_timestamp,
+    ]
+    return max(t for t in seen if t is not None)
 
 
 class FakeKubelet:
@@ -162,33 +173,26 @@ class FakeKubelet:
         )
         self.event(pod, "Evicted", message)
 
-    def scheduler_event(self, pod: Any, note: str, count: int = 5) -> None:
-        """A FailedScheduling Event as kube-scheduler's events.k8s.io recorder leaves it after
-        `count` attempts: the note of the first, the series of all (the recorder's series key
-        has no note, so later attempts with another message only count on)."""
-        current = self._read(pod)
-        now = dt.datetime.now(dt.UTC)
-        client.EventsV1Api(self.core.api_client).create_namespaced_event(
-            self.namespace,
-            client.EventsV1Event(
-                metadata=client.V1ObjectMeta(generate_name=f"{current.metadata.name}."),
-                regarding=client.V1ObjectReference(
-                    kind="Pod",
-                    namespace=self.namespace,
-                    name=current.metadata.name,
-                    uid=current.metadata.uid,
-                    api_version="v1",
-                ),
-                reason="FailedScheduling",
-                action="Scheduling",
-                note=note,
-                type="Warning",
-                event_time=now - dt.timedelta(seconds=count),
-                series=client.EventsV1EventSeries(count=count, last_observed_time=now),
-                reporting_controller="default-scheduler",
-                reporting_instance="default-scheduler-fake",
-            ),
-        )
+    def first_scheduling_note(self, pod: Any, note: str) -> None:
+        """Give kube-scheduler's newest FailedScheduling Event about the pod the `note` of an
+        earlier attempt, as it keeps one: its events.k8s.io recorder keys a series without the
+        note, so later attempts with another message only count on (series.count,
+        lastObservedTime)."""
+        name = self._name(pod)
+        deadline = time.monotonic() + 10
+        while True:
+            found = [
+                e
+                for e in self.core.list_namespaced_event(self.namespace).items
+                if e.involved_object.name == name and e.reason == "FailedScheduling"
+            ]
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if not found:
+            raise AssertionError(f"kube-scheduler posted no FailedScheduling Event about {name}")
+        newest = max(found, key=_last_seen)
+        self.core.patch_namespaced_event(newest.metadata.name, self.namespace, {"message": note})
 
     def config_error(self, pod: Any, message: str, container: str | None = None) -> None:
         self._set(

@@ -94,12 +94,15 @@ def failing(
 ) -> dict[str, Any]:
     """Wait for Degraded=True with `reason`; Ready must then be False with the same reason and
     message. Returns the Degraded condition."""
-    degraded = nds.wait_condition(name, "Degraded", "True", reason, timeout=timeout)
-    ready = nds.condition(name, "Ready")
-    assert ready is not None
+    nds.wait_condition(name, "Degraded", "True", reason, timeout=timeout)
+    # one read of both: the message may change meanwhile (a pod count "(1 of 2 pods)")
+    status = nds.get(name).get("status") or {}
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    degraded, ready = conditions["Degraded"], conditions["Ready"]
+    assert (degraded["status"], degraded["reason"]) == ("True", reason)
     assert (ready["status"], ready["reason"]) == ("False", reason)
-    assert ready["message"] == nds.condition(name, "Degraded")["message"]  # type: ignore[index]
-    return degraded
+    assert ready["message"] == degraded["message"]
+    return dict(degraded)
 
 
 def recovered(nds: NemotronDeployments, name: str, timeout: float = EVENT_WAIT) -> None:

@@ -1008,6 +1008,11 @@ NVML_NOT_LOADED = (
         ),
         ("RuntimeError: No CUDA GPUs are available", Reason.GPU_UNAVAILABLE, "No CUDA GPUs"),
         (
+            "RuntimeError: CUDA error: uncorrectable ECC error encountered",
+            Reason.GPU_UNAVAILABLE,
+            "ECC",
+        ),
+        (
             "RuntimeError: Found no NVIDIA driver on your system. Please check that you have an "
             "NVIDIA GPU and installed a driver",
             Reason.GPU_UNAVAILABLE,
@@ -1447,3 +1452,41 @@ def test_a_pod_the_kubelet_rejected_never_started(
     assert found is not None
     assert found.reason == (reason or Reason.CONTAINER_START_FAILED)
     assert why in found.message
+
+
+def test_while_the_claim_binds_the_freshest_other_cause_speaks() -> None:
+    """The scheduler's retries pass through the claim's binding ("bound to non-existent
+    persistentvolume") and back: that is no failure, the GPUs still are."""
+    binding = (
+        '0/9 nodes are available: persistentvolumeclaim "nano-cache" bound to non-existent '
+        'persistentvolume "".'
+    )
+    pod = pending(20, binding)
+    events = [event("super-0", "FailedScheduling", NO_FREE_GPU, age_seconds=4)]
+    found = diagnose(pod, events, now=NOW)
+    assert found is not None and "Insufficient nvidia.com/gpu" in found.message
+    assert diagnose(pod, [], now=NOW) is None, "the claim alone, within its grace"
+
+
+def test_a_sandbox_failure_followed_by_the_pull_was_overcome() -> None:
+    pod = nim_pod(state={"waiting": {"reason": "ContainerCreating"}}, phase="Pending")
+    sandbox = event(
+        "super-0",
+        "FailedCreatePodSandBox",
+        "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network "
+        'for sandbox "3f2a": plugin type="calico" failed (add): connection is unauthorized',
+        age_seconds=60,
+    )
+    pulling = {**event("super-0", "Pulling", f'Pulling image "{IMAGE}"', 40), "type": "Normal"}
+    found = diagnose(pod, [sandbox], now=NOW)
+    assert found is not None and found.reason == Reason.CONTAINER_START_FAILED
+    assert diagnose(pod, [sandbox, pulling], now=NOW) is None
+
+
+def test_a_clean_exit_then_running_again_is_no_crash() -> None:
+    pod = nim_pod(
+        state={"running": {"startedAt": iso(NOW - timedelta(minutes=2))}},
+        last_state={"terminated": {"exitCode": 0, "reason": "Completed"}},
+        restarts=1,
+    )
+    assert diagnose(pod, [], now=NOW) is None

@@ -17,9 +17,10 @@ from tests.diagnosis_corpus import (
     score,
 )
 
-ACCURACY_FLOOR = 0.99
-"""The accuracy reached on the corpus (216 cases, all right), rounded down: a change that makes
-the classifier name fewer causes right fails here."""
+ACCURACY_FLOOR = 1.00
+"""The accuracy reached on the corpus (216 of 216 cases right), rounded down to a whole percent:
+a change that makes the classifier name fewer causes right fails here, and so does a new case
+it misses until the classifier (or, with a reason why, relabels.yaml) is mended."""
 MINIMUM_CASES = 200
 
 

@@ -30,9 +30,10 @@ from nemotron_operator.api import names
 DEFAULT_STARTUP_ALLOWANCE_SECONDS = 1200
 """What the NIM Operator's startup probe allows (failureThreshold 120 x period 10 s)."""
 
-VOLUME_RETRY_SECONDS = 600
-"""How recent a volume's failure Event must be to count: the kubelet and the attach controller
-post it again while they retry (the event recorder lets one through per 5 minutes at worst)."""
+CREATION_RETRY_SECONDS = 600
+"""How recent a volume's or sandbox's failure Event must be to count: the kubelet and the
+attach controller post it again while they retry (the recorder lets one through per 5 minutes
+at worst)."""
 
 CLAIM_BINDING_GRACE_SECONDS = 60
 """How long a new pod may wait for its cache volume to be provisioned before that is reported."""
@@ -351,6 +352,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"cudaerrorsystemnotready|fabric ?manager|"
             r"gpu (?:is lost|has fallen off the bus)|fallen off the bus|"
             r"allocate failed due to|device plugin.{0,80}(?:failed|error|unavailable)|"
+            r"uncorrectable ecc error|\bxid\b.{0,20}\b(?:48|62|64|74|79|94|95)\b|"
             r"no runtime for \W?nvidia|(?:devices?|device\(s\)) (?:is|are|is/are) busy or "
             r"unavailable|cudaerrordevicesunavailable|"
             r"(?:detected|found) 0 (?:nvidia |cuda )?gpus?\b|"
@@ -367,6 +369,8 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"could not find a profile that is (?:currently runnable|compatible)|"
             r"no (?:compatible|supported|runnable) (?:model )?profiles?|"
             r"(?:none of the|no) (?:model )?profiles? (?:is |are )?(?:compatible|supported)|"
+            r"\b(?:profile|engine)\b.{0,80}\bnot compatible with (?:the |this )?(?:current |"
+            r"detected )?(?:system|gpus?|hardware|device)|"
             r"\b(?:gpu|device|hardware)\b.{0,60}\b(?:is|are) not supported|"
             r"not supported (?:on|for|by) (?:this|the (?:current|detected|given)|your) "
             r"(?:gpu|device|hardware|architecture)|minimum capability: \d+\W+current capability|"
@@ -427,6 +431,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
         Reason.INSUFFICIENT_GPU_MEMORY,
         _rx(
             r"no available memory for the cache blocks|"
+            r"no gpus? with (?:sufficient|enough) (?:free )?memory|"
             r"\bcuda\b.*\bout of memory|outofmemory(?:error)?\b|"
             r"cudaerrormemoryallocation|cuda_error_out_of_memory|"
             r"gpu memory.{0,60}could not be allocated|"
@@ -498,6 +503,7 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"unable to connect to proxy|we couldn't connect to '?https?://|"
             r"couldn't reach .{0,60}(?:hub|hugging ?face|ngc)|localentrynotfounderror|"
             r"offline ?mode ?is ?enabled|error sending request for url|error trying to connect|"
+            r"offline mode.{0,40}(?:is set|set to|enabled|is on)|"
             r"\b451\b.{0,40}unavailable for legal reasons|"
             + _DOWNLOAD_CONTEXT
             + r".*(?:connection (?:refused|reset|timed out|aborted|error)|connecttimeout|"
@@ -538,7 +544,7 @@ def _classify_log(
     quiet = [redact(line.text) for line in lines if line.quiet]
     rules = [rule for rule in _LOG_RULES if rule.reason in reasons]
     for rule, texts in [(r, loud) for r in rules] + [(r, quiet) for r in rules if r.also_quiet]:
-        if rule.within and not any(rule.within.search(line.text) for line in lines):
+        if rule.within and not any(rule.within.search(line) for line in loud):
             continue
         hits = [
             line
@@ -645,7 +651,11 @@ def _gpu_memory_hint(plan: Mapping[str, Any] | None) -> str:
     return f"Needs ~{need:.0f} GiB per GPU on {setup}: {remedy}."
 
 
-_UNBOUND_CLAIM = _rx(r"unbound (?:immediate )?persistentvolumeclaims")
+_UNBOUND_CLAIM = _rx(
+    r"unbound (?:immediate )?persistentvolumeclaims|bound to non-existent persistentvolume"
+)
+"""A claim still being provisioned or bound (the scheduler may see the claim bound before the
+volume it is bound to)."""
 _MISSING_CLAIM = _rx(r"persistentvolumeclaim \S+ not found")
 _SELECTOR_MISMATCH = _rx(r"didn't match (?:pod's )?node (?:affinity|selector)")
 _NODE_COUNTS = re.compile(r"\d+/\d+ nodes are available:.*?\.(?=\s|$)")
@@ -1000,36 +1010,42 @@ def _pod_failed(pod: Mapping[str, Any]) -> Diagnosis | None:
     )
 
 
-def _scheduling_message(pod: Mapping[str, Any], about: list[Mapping]) -> str | None:
-    """Why the scheduler cannot place the pod, from the freshest source: the pod's own
-    PodScheduled condition (the scheduler rewrites it on every attempt), else the newest
-    FailedScheduling Event (an Event's text may be its first attempt's: a repeated Event keeps
-    its first message and only counts on). None when the pod is scheduled or not yet tried."""
+def _scheduling_messages(pod: Mapping[str, Any], about: list[Mapping]) -> list[str] | None:
+    """Why the scheduler cannot place the pod, freshest first: the pod's own PodScheduled
+    condition (the scheduler rewrites it on every attempt), then the FailedScheduling Events,
+    newest first (an Event's text may be its first attempt's: a repeated Event keeps its first
+    message and only counts on). None when the pod is scheduled or not yet tried."""
     if _text(_field(pod, "spec", "nodeName")):
         return None
     conditions = _mappings(_field(pod, "status", "conditions"))
     scheduled = next((c for c in conditions if _field(c, "type") == "PodScheduled"), None)
     if scheduled is not None and _field(scheduled, "status") == "True":
         return None
-    condition_message = _text(_field(scheduled, "message"))
-    if _field(scheduled, "reason") == "Unschedulable" and condition_message:
-        return condition_message
-    messages = _event_messages(about, "FailedScheduling")
-    if messages:
-        return messages[0]
-    return "" if _field(scheduled, "reason") == "Unschedulable" else None
+    unschedulable = _field(scheduled, "reason") == "Unschedulable"
+    condition = _text(_field(scheduled, "message")) if unschedulable else ""
+    found = [m for m in [condition, *_event_messages(about, "FailedScheduling")] if m]
+    if found:
+        return found
+    return [""] if unschedulable else None
+
+
+def _waits_for_its_claim(message: str) -> bool:
+    return [found for found, _ in _unschedulable_causes(message)] == [_UNBOUND_CLAIM]
 
 
 def _unschedulable(
     pod: Mapping[str, Any], about: list[Mapping], plan: Mapping | None, now: datetime
 ) -> Diagnosis | None:
-    message = _scheduling_message(pod, about)
+    messages = _scheduling_messages(pod, about)
+    if messages is None:
+        return None
+    # A new pod's cache volume being provisioned is not a failure yet: then the freshest text
+    # that names another cause speaks, if any does.
+    young = _age_seconds(pod, now) < CLAIM_BINDING_GRACE_SECONDS
+    message = next((m for m in messages if not (young and _waits_for_its_claim(m))), None)
     if message is None:
         return None
     causes = _unschedulable_causes(message)
-    waits_for_its_claim = [found for found, _ in causes] == [_UNBOUND_CLAIM]
-    if waits_for_its_claim and _age_seconds(pod, now) < CLAIM_BINDING_GRACE_SECONDS:
-        return None  # the cache volume is being provisioned: not a failure yet
     # "0/9 nodes are available: <why, per node>." then, in newer schedulers, DRA and
     # preemption notes ("no new claims to deallocate, preemption: ...") that explain nothing
     counts = _NODE_COUNTS.search(message)
@@ -1057,24 +1073,36 @@ _VOLUME_EVENTS = ("FailedMount", "FailedAttachVolume", "FailedMapVolume")
 _KUBELET_CACHE_RACE = _rx(r"\bnot registered\b")
 """'object "ns"/"kube-root-ca.crt" not registered': the kubelet's own cache catching up."""
 _SANDBOX_EVENT = "FailedCreatePodSandBox"
+_START_PROGRESS = ("Pulling", "Pulled", "Created", "Started")
+"""The kubelet's Normal Events of the steps after the volumes and the sandbox."""
 
 
 def _creation_problem(
     pod: Mapping[str, Any], about: list[Mapping], now: datetime
 ) -> Diagnosis | None:
     """A volume that cannot be attached or mounted, or a pod sandbox the runtime cannot create,
-    keeps the pod in ContainerCreating with no other sign than the Events about it (while they
-    are still posted: an old one is a failure retried away)."""
+    keeps the pod in ContainerCreating with no other sign than the Events about it: those still
+    posted (an old one is a failure retried away) and not followed by a later step of the
+    start (the image being pulled: the failure was overcome)."""
     if _text(_field(pod, "status", "phase")) not in ("", "Pending"):
         return None
     if any(_field(s, "state", "running") for s in _container_statuses(pod)):
         return None
-    volume = [
-        _text(_field(e, "message"))
+    progress = max(
+        (_event_time(e) for e in about if _field(e, "reason") in _START_PROGRESS),
+        default=None,
+    )
+    current = [
+        e
         for e in about
-        if _field(e, "reason") in _VOLUME_EVENTS
-        and (now - _event_time(e)).total_seconds() <= VOLUME_RETRY_SECONDS
+        if (now - _event_time(e)).total_seconds() <= CREATION_RETRY_SECONDS
+        and (progress is None or _event_time(e) > progress)
         and not _KUBELET_CACHE_RACE.search(_text(_field(e, "message")))
+    ]
+    volume = [
+        _text(_field(e, "message") or _field(e, "note"))
+        for e in current
+        if _field(e, "reason") in _VOLUME_EVENTS
     ]
     missing = next((m for m in volume if _SECRET_MISSING.search(m)), None)
     if missing:
@@ -1087,7 +1115,7 @@ def _creation_problem(
             Reason.VOLUME_MOUNT_FAILED,
             f"A volume cannot be attached or mounted: {_quote(volume[0])}",
         )
-    sandbox = _event_messages(about, _SANDBOX_EVENT)
+    sandbox = _event_messages(current, _SANDBOX_EVENT)
     if not sandbox:
         return None
     classified = _classify_log(sandbox[0], _RUNTIME_REASONS)
@@ -1259,6 +1287,8 @@ def _termination_problem(
     exited = f"exit code {exit_code}" if isinstance(exit_code, int) else "no exit code"
     if exit_code == 0 and waiting != "CrashLoopBackOff" and not restarts:
         return None
+    if exit_code == 0 and _field(status, "state", "running"):
+        return None  # it ended cleanly and runs again
     times = f"{restarts} restart{'s' if restarts != 1 else ''}"
     why = _text(_field(terminated, "reason"))
     if why in _RUNTIME_REFUSALS:
