@@ -175,7 +175,7 @@ class Converger:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.CHILD_REJECTED, str(error))
 
         spans = _spans_nodes(plan)
-        workload = snapshot.children.get(leaderworkersets.KIND if spans else "Deployment")
+        workload = snapshot.children.get(render.cache_layout(spec, plan, name).workload_kind)
         diagnosis = None
         if blocker is None and snapshot.pods:
             allowance = self.startup_allowance(plan)
@@ -277,10 +277,11 @@ class Converger:
         meta = body["metadata"]
         owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
         pending: list[tuple[dict[str, Any], bool]] = []  # (child, new)
-        for child in render.render_children(owner, spec, plan, key_given=key_given):
-            observed = snapshot.children.get(child["kind"])
-            if child["kind"] == "PersistentVolumeClaim" and observed is not None:
+        for rendered in render.render_children(owner, spec, plan, key_given=key_given):
+            observed = snapshot.children.get(rendered["kind"])
+            if rendered["kind"] == "PersistentVolumeClaim" and observed is not None:
                 continue  # claims are immutable once bound: created once, never resized here
+            child = render.with_created_claim_templates(rendered, observed)
             if observed is None or not matches(child, observed):
                 pending.append((child, observed is None))
         if sum(new for _, new in pending) > 1:
@@ -300,8 +301,12 @@ class Converger:
                 applied = None  # e.g. the rendered port beside a hand-made one of the same name
             if applied is None or not matches(child, applied):
                 self.cluster.merge_patch(child)
-        stale = "Deployment" if _spans_nodes(plan) else leaderworkersets.KIND
-        if stale in snapshot.children:
+        # The workload of a kind the spec and plan no longer call for (the cache's access mode
+        # or the nodes per replica changed): the new one replaces it.
+        kind = render.cache_layout(spec, plan, owner.name).workload_kind
+        for stale in render.WORKLOAD_KINDS:
+            if stale == kind or stale not in snapshot.children:
+                continue
             self.cluster.delete_workload(stale, owner.namespace, owner.name)
             if stale == leaderworkersets.KIND:  # gone now, or already (its CRD gone: no event)
                 self.forget_leaderworkerset(owner.namespace, owner.name)

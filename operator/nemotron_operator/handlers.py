@@ -25,6 +25,7 @@ from .credentials import Credentials, NgcRegistry
 from .inventory import gpus_requested_by_node
 from .key_secrets import KeySecretWatches
 from .peering import PeeringGate
+from .render import ChildNames
 from .settings import Settings
 from .world import EventLoopReads
 
@@ -91,6 +92,7 @@ def operator_controller(
             pod_warnings=indexes["pod_warnings"],
             children=(
                 indexes["children_deployments"],
+                indexes["children_statefulsets"],
                 indexes["children_services"],
                 indexes["children_claims"],
             ),
@@ -176,8 +178,22 @@ def _child_index(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **
 kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS, id="children_deployments")(
     _child_index
 )
+kopf.index("apps", "v1", "statefulsets", labels=CHILD_LABELS, id="children_statefulsets")(
+    _child_index
+)
 kopf.index("v1", "services", labels=CHILD_LABELS, id="children_services")(_child_index)
-kopf.index("v1", "persistentvolumeclaims", labels=CHILD_LABELS, id="children_claims")(_child_index)
+
+
+@kopf.index("v1", "persistentvolumeclaims", labels=CHILD_LABELS, id="children_claims")
+def _shared_claim_index(
+    body: kopf.Body, namespace: str | None, name: str, labels: kopf.Labels, **_: Any
+) -> dict:
+    """The shared cache claim the operator creates; not the claims a StatefulSet makes per pod
+    (they carry the same labels, and are the StatefulSet's to create)."""
+    if name != ChildNames.of(labels[names.DEPLOYMENT_LABEL]).cache:
+        return {}
+    return _child_index(body, namespace, labels)
+
 
 # LeaderWorkerSets are not watched by Kopf: their API comes and goes with its CRD, which Kopf
 # handles badly (namespace_watches says how). The controller follows them with a watch of its
@@ -201,6 +217,7 @@ async def nemotron_deployment_changed(
 
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+@kopf.on.event("apps", "v1", "statefulsets", labels=CHILD_LABELS)
 @kopf.on.event("v1", "services", labels=CHILD_LABELS)
 @kopf.on.event("v1", "persistentvolumeclaims", labels=CHILD_LABELS)
 async def owned_object_changed(

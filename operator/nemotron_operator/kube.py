@@ -126,6 +126,7 @@ Body = str | Mapping[str, Any]  # text for YAML (apply), a mapping for JSON (mer
 # Where each kind of child lives: {api} is "api/v1" or "apis/<group>/<version>".
 _PLURALS = {
     "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
     "Service": "services",
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "LeaderWorkerSet": "leaderworkersets",
@@ -168,10 +169,13 @@ def _done(response: Any) -> None:
 
 
 def delete_workload(kind: str, namespace: str, name: str) -> None:
-    """Remove a workload of the kind the plan no longer uses (Deployment <-> LeaderWorkerSet)."""
+    """Remove a workload of a kind the NemotronDeployment no longer uses (Deployment,
+    StatefulSet, LeaderWorkerSet)."""
     try:
         if kind == "Deployment":
             client.AppsV1Api(api()).delete_namespaced_deployment(name, namespace)
+        elif kind == "StatefulSet":
+            client.AppsV1Api(api()).delete_namespaced_stateful_set(name, namespace)
         else:
             group, version = names.LWS_API_VERSION.split("/")
             client.CustomObjectsApi(api()).delete_namespaced_custom_object(

@@ -42,14 +42,15 @@ class Observed:
     blocker: Blocker | None
     credentials: Condition | None  # the CredentialsValid fact, when there is one
     replicas: int  # desired
-    workload: Mapping[str, Any] | None  # the Deployment / LeaderWorkerSet as observed
+    workload: Mapping[str, Any] | None  # the Deployment, StatefulSet or LeaderWorkerSet
     diagnosis: Any | None  # diagnose.Diagnosis of the pods, None when healthy
     endpoint: str | None
     selector: str
 
 
 def workload_counts(workload: Mapping[str, Any] | None) -> tuple[int, int, int]:
-    """(replicas, ready, updated) from a Deployment's or LeaderWorkerSet's status."""
+    """(replicas, ready, updated) from a Deployment's, StatefulSet's or LeaderWorkerSet's
+    status (the three name them alike)."""
     status = (workload or {}).get("status") or {}
     return (
         int(status.get("replicas") or 0),

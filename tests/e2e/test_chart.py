@@ -325,6 +325,11 @@ CODE_NEEDS = {
     ("served", "apps", "deployments", "create"): "kube.apply (an apply that creates)",
     ("served", "apps", "deployments", "patch"): "kube.apply",
     ("served", "apps", "deployments", "delete"): "kube.delete_workload",
+    ("served", "apps", "statefulsets", "list"): "children index",
+    ("served", "apps", "statefulsets", "watch"): "children index and trigger",
+    ("served", "apps", "statefulsets", "create"): "kube.apply (an apply that creates)",
+    ("served", "apps", "statefulsets", "patch"): "kube.apply",
+    ("served", "apps", "statefulsets", "delete"): "kube.delete_workload",
     ("served", "leaderworkerset.x-k8s.io", "leaderworkersets", "list"): "leaderworkersets",
     ("served", "leaderworkerset.x-k8s.io", "leaderworkersets", "watch"): "leaderworkersets",
     ("served", "leaderworkerset.x-k8s.io", "leaderworkersets", "create"): "kube.apply",
@@ -588,8 +593,8 @@ def test_create_then_scale_under_the_charts_rbac(
     credentials = nds.wait_condition("nano", "CredentialsValid", "True", timeout=60)
     assert credentials["reason"] == "NGCEntitled"
     nds.wait_condition("nano", "Ready", "True", timeout=60)
-    deployment = client.AppsV1Api(cluster.api).read_namespaced_deployment("nano", installed.keys)
-    assert deployment.metadata.owner_references[0].name == "nano"
+    statefulset = client.AppsV1Api(cluster.api).read_namespaced_stateful_set("nano", installed.keys)
+    assert statefulset.metadata.owner_references[0].name == "nano"
 
     nds.patch_spec("nano", {"replicas": 2})
     nds.wait_condition("nano", "Ready", "True", timeout=60)
@@ -646,11 +651,13 @@ def test_deleting_garbage_collects_children_under_the_charts_rbac(
     nds.delete("dropped")
 
     for what, read in (
-        ("Deployment", lambda: apps.read_namespaced_deployment("dropped", namespace)),
+        ("StatefulSet", lambda: apps.read_namespaced_stateful_set("dropped", namespace)),
         ("Service", lambda: core.read_namespaced_service("dropped", namespace)),
         (
             "cache claim",
-            lambda: core.read_namespaced_persistent_volume_claim("dropped-cache", namespace),
+            lambda: core.read_namespaced_persistent_volume_claim(
+                "model-cache-dropped-0", namespace
+            ),
         ),
     ):
         wait_until(lambda r=read: gone(r), f"the {what} to be garbage-collected", 60)
@@ -677,7 +684,7 @@ def test_a_secret_the_operator_may_not_read_stops_the_deployment(
     assert ready["reason"] == refused["reason"]
     time.sleep(2)
     assert gone(
-        lambda: client.AppsV1Api(cluster.api).read_namespaced_deployment("keyed", namespace)
+        lambda: client.AppsV1Api(cluster.api).read_namespaced_stateful_set("keyed", namespace)
     )
     assert not pods_of(cluster, namespace, "keyed")
 
