@@ -52,13 +52,19 @@ def nim_env(pod: client.V1Pod) -> dict[str, client.V1EnvVar]:
     return {e.name: e for e in pod.spec.containers[0].env or ()}
 
 
-def workload(cluster: Cluster, namespace: str, name: str) -> client.V1Deployment | None:
-    try:
-        return client.AppsV1Api(cluster.api).read_namespaced_deployment(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+def workload(
+    cluster: Cluster, namespace: str, name: str
+) -> client.V1StatefulSet | client.V1Deployment | None:
+    """The NIM pods' workload: a StatefulSet (a cache claim per replica, the default), or a
+    Deployment (a shared or existing cache claim)."""
+    apps = client.AppsV1Api(cluster.api)
+    for read in (apps.read_namespaced_stateful_set, apps.read_namespaced_deployment):
+        try:
+            return read(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+    return None
 
 
 def events_about(
@@ -123,6 +129,7 @@ def everything_in(cluster: Cluster, namespace: str) -> dict[str, str]:
         ),
         "Event": api.sanitize_for_serialization(core.list_namespaced_event(namespace)),
         "Deployment": api.sanitize_for_serialization(apps.list_namespaced_deployment(namespace)),
+        "StatefulSet": api.sanitize_for_serialization(apps.list_namespaced_stateful_set(namespace)),
         "ReplicaSet": api.sanitize_for_serialization(apps.list_namespaced_replica_set(namespace)),
         "Pod": pods,
         "Service": api.sanitize_for_serialization(core.list_namespaced_service(namespace)),

@@ -187,7 +187,11 @@ def test_examples_plan_as_documented_and_single_node_ones_become_ready(
             missing = nds.wait_condition(name, "Ready", "False", "LeaderWorkerSetMissing")
             assert "LeaderWorkerSet" in missing["message"]
     apps = client.AppsV1Api(cluster.api)
-    created = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
+    created = {
+        w.metadata.name
+        for listed in (apps.list_namespaced_deployment, apps.list_namespaced_stateful_set)
+        for w in listed(namespace).items
+    }
     assert created == {n for n, (*_, outcome) in EXPECTED.items() if outcome == "Ready"}
     production = nds.get("nano-pb")["status"]["plan"]
     assert production["image"] == "nvcr.io/nim/nvidia/nemotron-3-nano-pb6:2.0.4-pb6.0"
@@ -250,11 +254,11 @@ def test_a_replica_across_nodes_becomes_a_leaderworkerset(
         "the LeaderWorkerSet to be created again",
         10,
     )
-    # a plan on one node: a Deployment, and the LeaderWorkerSet goes
+    # a plan on one node: a StatefulSet (a cache claim per replica), and the LeaderWorkerSet goes
     nds.patch_spec("ultra", {"precision": "nvfp4", "gpu": {"product": "NVIDIA-B200"}})
     wait_until(
-        lambda: client.AppsV1Api(cluster.api).list_namespaced_deployment(namespace).items,
-        "the Deployment",
+        lambda: client.AppsV1Api(cluster.api).list_namespaced_stateful_set(namespace).items,
+        "the StatefulSet",
     )
     wait_until(lambda: leaderworkerset() is None, "the LeaderWorkerSet to be deleted")
 

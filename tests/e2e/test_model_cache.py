@@ -1,0 +1,173 @@
+"""The model cache on the local cluster (issue 14): each access mode as the API server stores the
+children, and the claims the scheduled pods really mount.
+
+kwok's volume provisioner binds any claim and has no attach semantics, so a Multi-Attach error
+cannot happen here: what is checked is that it could not happen on real storage, i.e. that no
+ReadWriteOnce claim is mounted by two pods."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from nemotron_operator import names
+
+from .conftest import Cluster, OperatorProcess, wait_until
+from .nemotron import NemotronDeployments
+from .observed import pods_of
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+NANO_ON_H100 = {"model": "nemotron-3-nano", "gpu": {"product": H100}}
+
+
+@pytest.fixture
+def nds(cluster: Cluster, namespace: str, operator: OperatorProcess) -> NemotronDeployments:
+    return NemotronDeployments(cluster, namespace)
+
+
+def scheduled_pods(cluster: Cluster, namespace: str, name: str, count: int) -> list[client.V1Pod]:
+    def all_scheduled() -> list[client.V1Pod] | None:
+        pods = pods_of(cluster, namespace, name)
+        return pods if len(pods) == count and all(p.spec.node_name for p in pods) else None
+
+    return wait_until(all_scheduled, f"{count} scheduled pods of {name}", 60)
+
+
+def cache_claim_of(pod: client.V1Pod) -> client.V1PersistentVolumeClaimVolumeSource:
+    (volume,) = [v for v in pod.spec.volumes if v.name == "model-cache"]
+    return volume.persistent_volume_claim
+
+
+def claim(cluster: Cluster, namespace: str, name: str) -> client.V1PersistentVolumeClaim:
+    return client.CoreV1Api(cluster.api).read_namespaced_persistent_volume_claim(name, namespace)
+
+
+def gone(read) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        read()
+    except ApiException as error:
+        return error.status == 404
+    return False
+
+
+def test_two_replicas_on_read_write_once_storage_get_a_claim_each_and_scale_to_three(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    nds.create("nano", {**NANO_ON_H100, "replicas": 2})
+    nds.wait_condition("nano", "Ready", "True", timeout=90)
+
+    statefulset = client.AppsV1Api(cluster.api).read_namespaced_stateful_set("nano", namespace)
+    (template,) = statefulset.spec.volume_claim_templates
+    assert template.spec.access_modes == ["ReadWriteOnce"]
+    pods = scheduled_pods(cluster, namespace, "nano", 2)
+    claims = [cache_claim_of(p).claim_name for p in pods]
+    assert len(set(claims)) == 2, claims  # each pod its own claim
+    for name in claims:
+        assert claim(cluster, namespace, name).spec.access_modes == ["ReadWriteOnce"]
+    assert gone(lambda: claim(cluster, namespace, "nano-cache"))  # no shared claim
+
+    # the scale subresource: a third replica, a third claim
+    cluster.kubectl("scale", names.SINGULAR, "nano", "--replicas=3", "-n", namespace)
+    wait_until(
+        lambda: (nds.get("nano").get("status") or {}).get("readyReplicas") == 3,
+        "3 ready replicas",
+        90,
+    )
+    pods = scheduled_pods(cluster, namespace, "nano", 3)
+    mounted = Counter(cache_claim_of(p).claim_name for p in pods)
+    assert len(mounted) == 3 and set(mounted.values()) == {1}, mounted
+
+
+def test_read_write_many_storage_is_one_claim_every_replica_mounts(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    nds.create("nano", {**NANO_ON_H100, "replicas": 2, "cache": {"accessMode": "ReadWriteMany"}})
+    nds.wait_condition("nano", "Ready", "True", timeout=90)
+
+    shared = claim(cluster, namespace, "nano-cache")
+    assert shared.spec.access_modes == ["ReadWriteMany"]
+    assert shared.metadata.owner_references[0].name == "nano"
+    pods = scheduled_pods(cluster, namespace, "nano", 2)
+    assert {cache_claim_of(p).claim_name for p in pods} == {"nano-cache"}
+    assert client.AppsV1Api(cluster.api).read_namespaced_deployment("nano", namespace)
+
+
+def test_an_existing_claim_is_mounted_read_only_by_every_replica(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="preloaded"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadOnlyMany"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "100Gi"}),
+            ),
+        ),
+    )
+    nds.create(
+        "nano",
+        {
+            **NANO_ON_H100,
+            "replicas": 2,
+            "cache": {"existingClaim": "preloaded", "accessMode": "ReadOnlyMany"},
+        },
+    )
+    nds.wait_condition("nano", "Ready", "True", timeout=90)
+
+    for pod in scheduled_pods(cluster, namespace, "nano", 2):
+        volume = cache_claim_of(pod)
+        assert (volume.claim_name, volume.read_only) == ("preloaded", True)
+        (mount,) = [m for m in pod.spec.containers[0].volume_mounts if m.name == "model-cache"]
+        assert mount.read_only is True
+        env = {e.name for e in pod.spec.containers[0].env}
+        assert "NGC_API_KEY" not in env
+    listed = core.list_namespaced_persistent_volume_claim(namespace).items
+    assert [c.metadata.name for c in listed] == ["preloaded"]  # nothing created beside it
+    assert not (listed[0].metadata.owner_references or [])  # and it is not the operator's
+
+
+def test_a_read_write_once_existing_claim_for_two_replicas_is_refused(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    with pytest.raises(ApiException) as refused:
+        nds.create("nano", {**NANO_ON_H100, "replicas": 2, "cache": {"existingClaim": "rwo"}})
+    assert refused.value.status == 422
+    assert "attaches to one node" in str(refused.value.body)
+
+
+@pytest.mark.parametrize(
+    ("cache", "claim_name"),
+    [({}, "model-cache-{}-0"), ({"accessMode": "ReadWriteMany"}, "{}-cache")],
+    ids=["claim-per-replica", "shared-claim"],
+)
+def test_deleting_keeps_the_cache_only_when_asked(
+    cluster: Cluster,
+    namespace: str,
+    nds: NemotronDeployments,
+    cache: dict[str, str],
+    claim_name: str,
+) -> None:
+    nds.create("dropped", {**NANO_ON_H100, "cache": cache})
+    nds.create("kept", {**NANO_ON_H100, "cache": {**cache, "keepOnDelete": True}})
+    for name in ("dropped", "kept"):
+        nds.wait_condition(name, "Ready", "True", timeout=90)
+        wait_until(
+            lambda n=name: not gone(lambda: claim(cluster, namespace, claim_name.format(n))),
+            f"{name}'s cache claim",
+        )
+        nds.delete(name)
+    wait_until(
+        lambda: gone(lambda: claim(cluster, namespace, claim_name.format("dropped"))),
+        "the dropped cache to be garbage-collected",
+        90,
+    )
+    wait_until(lambda: not pods_of(cluster, namespace, "kept"), "the kept one's pods to go", 60)
+    time.sleep(2)
+    kept = claim(cluster, namespace, claim_name.format("kept"))
+    assert kept.metadata.deletion_timestamp is None
