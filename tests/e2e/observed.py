@@ -4,6 +4,7 @@ NemotronDeployment, the children, and the Secret holding the NGC key."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -65,6 +66,31 @@ def workload(
             if error.status != 404:
                 raise
     return None
+
+
+def gone(read: Callable[[], Any]) -> bool:
+    """Whether `read` finds nothing (404)."""
+    try:
+        read()
+    except ApiException as error:
+        return error.status == 404
+    return False
+
+
+def create_claim(
+    cluster: Cluster, namespace: str, name: str, access_mode: str, size: str
+) -> client.V1PersistentVolumeClaim:
+    """A PersistentVolumeClaim of the cluster's default StorageClass, as a user makes one."""
+    return client.CoreV1Api(cluster.api).create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=[access_mode],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": size}),
+            ),
+        ),
+    )
 
 
 def events_about(

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from nemotron_operator import names
 from tests.standins.registry import UNENTITLED_KEY, VALID_KEY
@@ -37,7 +36,7 @@ from .conftest import (
 )
 from .fake_kubelet import FakeKubelet
 from .nemotron import NemotronDeployments
-from .observed import put_key_secret
+from .observed import gone, put_key_secret
 
 CHART = REPO / "charts" / "nemotron-operator"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
@@ -558,14 +557,6 @@ def pods_of(cluster: Cluster, namespace: str, name: str) -> list[client.V1Pod]:
         .list_namespaced_pod(namespace, label_selector=f"{names.DEPLOYMENT_LABEL}={name}")
         .items
     )
-
-
-def gone(read: Callable[[], Any]) -> bool:
-    try:
-        read()
-    except ApiException as error:
-        return error.status == 404
-    return False
 
 
 def test_the_service_account_may_read_secrets_only_where_listed(

@@ -22,6 +22,7 @@ from .conftest import (
     wait_until,
 )
 from .nemotron import NemotronDeployments
+from .observed import create_claim
 from .private_operator import NO_REGISTRY, PrivateOperator
 
 EXAMPLES = REPO / "examples"
@@ -70,16 +71,7 @@ def create_example_prerequisites(cluster: Cluster, namespace: str) -> None:
                 string_data={".dockerconfigjson": f'{{"auths":{{"nvcr.io":{{"auth":"{auth}"}}}}}}'},
             ),
         )
-    core.create_namespaced_persistent_volume_claim(
-        namespace,
-        client.V1PersistentVolumeClaim(
-            metadata=client.V1ObjectMeta(name="nemotron-3-nano-preloaded"),
-            spec=client.V1PersistentVolumeClaimSpec(
-                access_modes=["ReadWriteOnce"],
-                resources=client.V1VolumeResourceRequirements(requests={"storage": "64Gi"}),
-            ),
-        ),
-    )
+    create_claim(cluster, namespace, "nemotron-3-nano-preloaded", "ReadWriteOnce", "64Gi")
 
 
 def create_leaderworkerset_crd(cluster: Cluster) -> client.ApiextensionsV1Api:

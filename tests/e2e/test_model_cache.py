@@ -18,7 +18,7 @@ from nemotron_operator import names
 
 from .conftest import Cluster, OperatorProcess, wait_until
 from .nemotron import NemotronDeployments
-from .observed import pods_of
+from .observed import create_claim, gone, pods_of
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 NANO_ON_H100 = {"model": "nemotron-3-nano", "gpu": {"product": H100}}
@@ -44,14 +44,6 @@ def cache_claim_of(pod: client.V1Pod) -> client.V1PersistentVolumeClaimVolumeSou
 
 def claim(cluster: Cluster, namespace: str, name: str) -> client.V1PersistentVolumeClaim:
     return client.CoreV1Api(cluster.api).read_namespaced_persistent_volume_claim(name, namespace)
-
-
-def gone(read) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        read()
-    except ApiException as error:
-        return error.status == 404
-    return False
 
 
 def test_two_replicas_on_read_write_once_storage_get_a_claim_each_and_scale_to_three(
@@ -99,17 +91,7 @@ def test_read_write_many_storage_is_one_claim_every_replica_mounts(
 def test_an_existing_claim_is_mounted_read_only_by_every_replica(
     cluster: Cluster, namespace: str, nds: NemotronDeployments
 ) -> None:
-    core = client.CoreV1Api(cluster.api)
-    core.create_namespaced_persistent_volume_claim(
-        namespace,
-        client.V1PersistentVolumeClaim(
-            metadata=client.V1ObjectMeta(name="preloaded"),
-            spec=client.V1PersistentVolumeClaimSpec(
-                access_modes=["ReadOnlyMany"],
-                resources=client.V1VolumeResourceRequirements(requests={"storage": "100Gi"}),
-            ),
-        ),
-    )
+    create_claim(cluster, namespace, "preloaded", "ReadOnlyMany", "100Gi")
     nds.create(
         "nano",
         {
@@ -127,7 +109,7 @@ def test_an_existing_claim_is_mounted_read_only_by_every_replica(
         assert mount.read_only is True
         env = {e.name for e in pod.spec.containers[0].env}
         assert "NGC_API_KEY" not in env
-    listed = core.list_namespaced_persistent_volume_claim(namespace).items
+    listed = client.CoreV1Api(cluster.api).list_namespaced_persistent_volume_claim(namespace).items
     assert [c.metadata.name for c in listed] == ["preloaded"]  # nothing created beside it
     assert not (listed[0].metadata.owner_references or [])  # and it is not the operator's
 

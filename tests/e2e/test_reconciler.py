@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from .conftest import Cluster, OperatorProcess, operator_writes, wait_until
 from .harness import gpu_node_manifest
 from .nemotron import NemotronDeployments
-from .observed import EVENT_WAIT, workload
+from .observed import EVENT_WAIT, gone, workload
 from .private_operator import NO_REGISTRY, PrivateOperator
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -32,14 +31,6 @@ def read_workload(
     cluster: Cluster, namespace: str, name: str
 ) -> client.V1StatefulSet | client.V1Deployment:
     return wait_until(lambda: workload(cluster, namespace, name), f"the workload {name}")
-
-
-def gone(read) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        read()
-    except ApiException as error:
-        return error.status == 404
-    return False
 
 
 def test_nim_deployment_has_the_planned_gpus_environment_probes_and_volumes(
