@@ -26,7 +26,7 @@ from .credentials import Credentials
 from .drift import matches
 from .recheck import seconds_until_diagnosis_may_change
 from .rules import admission_errors
-from .status import Blocker, Observed, changed_reasons, desired_status
+from .status import Blocker, Observed, cache_ready, changed_reasons, desired_status
 from .world import Snapshot
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Cluster(Protocol):
 
     def merge_patch(self, child: Mapping[str, Any]) -> None: ...
 
-    def delete_workload(self, kind: str, namespace: str, name: str) -> None: ...
+    def delete_child(self, kind: str, namespace: str, name: str) -> None: ...
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
 
@@ -166,16 +166,31 @@ class Converger:
             recheck.append(after)
 
         spec = spec_model.model_dump(by_alias=True, mode="json") if spec_model else {}
+        layout = render.cache_layout(spec, plan, name)
+        cache = (
+            cache_ready(
+                render.download_content(spec, plan, layout, name), snapshot.children.get("Job")
+            )
+            if blocker is None
+            else None
+        )
         if blocker is None and plan is not None and spec_model is not None:
             try:
-                self._apply_children(body, spec, plan, snapshot, _key_given(spec_model))
+                self._apply_children(
+                    body,
+                    spec,
+                    plan,
+                    snapshot,
+                    _key_given(spec_model),
+                    cache_filled=cache is None or cache.status is True,
+                )
             except render.RenderError as error:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.RENDER_FAILED, str(error))
             except kube.ChildRejected as error:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.CHILD_REJECTED, str(error))
 
         spans = _spans_nodes(plan)
-        workload = snapshot.children.get(render.cache_layout(spec, plan, name).workload_kind)
+        workload = snapshot.children.get(layout.workload_kind)
         diagnosis = None
         if blocker is None and snapshot.pods:
             allowance = self.startup_allowance(plan)
@@ -200,6 +215,7 @@ class Converger:
             if "Service" in snapshot.children
             else None,
             selector=f"{names.DEPLOYMENT_LABEL}={name}",
+            cache=cache,
         )
         self._write_status(body, observed, now)
         return Outcome(
@@ -273,14 +289,27 @@ class Converger:
         plan: api.PlanStatus,
         snapshot: Snapshot,
         key_given: bool,
+        cache_filled: bool,
     ) -> None:
+        """Apply what drifted. Until the download Job has filled the shared cache
+        (`cache_filled`), the workload is left as it is: not created yet, or still serving the
+        version before."""
         meta = body["metadata"]
         owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+        kind = render.cache_layout(spec, plan, owner.name).workload_kind
         pending: list[tuple[dict[str, Any], bool]] = []  # (child, new)
         for rendered in render.render_children(owner, spec, plan, key_given=key_given):
             observed = snapshot.children.get(rendered["kind"])
             if rendered["kind"] == "PersistentVolumeClaim" and observed is not None:
                 continue  # claims are immutable once bound: created once, never resized here
+            if rendered["kind"] == "Job" and observed is not None:
+                # a Job's pod template is immutable: created once for the files it downloads,
+                # replaced (deleted, then created when its deletion is seen) for other files
+                if _download_content(observed) != _download_content(rendered):
+                    self.cluster.delete_child("Job", owner.namespace, rendered["metadata"]["name"])
+                continue
+            if rendered["kind"] == kind and not cache_filled:
+                continue
             child = render.with_created_claim_templates(rendered, observed)
             if observed is None or not matches(child, observed):
                 pending.append((child, observed is None))
@@ -302,14 +331,18 @@ class Converger:
             if applied is None or not matches(child, applied):
                 self.cluster.merge_patch(child)
         # The workload of a kind the spec and plan no longer call for (the cache's access mode
-        # or the nodes per replica changed): the new one replaces it.
-        kind = render.cache_layout(spec, plan, owner.name).workload_kind
+        # or the nodes per replica changed): the new one replaces it, once it can start.
         for stale in render.WORKLOAD_KINDS:
-            if stale == kind or stale not in snapshot.children:
+            if stale == kind or stale not in snapshot.children or not cache_filled:
                 continue
-            self.cluster.delete_workload(stale, owner.namespace, owner.name)
+            self.cluster.delete_child(stale, owner.namespace, owner.name)
             if stale == leaderworkersets.KIND:  # gone now, or already (its CRD gone: no event)
                 self.forget_leaderworkerset(owner.namespace, owner.name)
+
+
+def _download_content(job: Mapping[str, Any]) -> str | None:
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(names.CACHE_CONTENT_ANNOTATION)
 
 
 def key_secret_name(body: Mapping[str, Any]) -> str | None:

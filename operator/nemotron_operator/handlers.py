@@ -93,6 +93,7 @@ def operator_controller(
             children=(
                 indexes["children_deployments"],
                 indexes["children_statefulsets"],
+                indexes["children_jobs"],
                 indexes["children_services"],
                 indexes["children_claims"],
             ),
@@ -182,6 +183,7 @@ kopf.index("apps", "v1", "statefulsets", labels=CHILD_LABELS, id="children_state
     _child_index
 )
 kopf.index("v1", "services", labels=CHILD_LABELS, id="children_services")(_child_index)
+kopf.index("batch", "v1", "jobs", labels=CHILD_LABELS, id="children_jobs")(_child_index)
 
 
 @kopf.index("v1", "persistentvolumeclaims", labels=CHILD_LABELS, id="children_claims")
@@ -218,6 +220,7 @@ async def nemotron_deployment_changed(
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "statefulsets", labels=CHILD_LABELS)
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
 @kopf.on.event("v1", "services", labels=CHILD_LABELS)
 @kopf.on.event("v1", "persistentvolumeclaims", labels=CHILD_LABELS)
 async def owned_object_changed(

@@ -70,11 +70,15 @@ class ChildNames:
     workload: str  # the Deployment, StatefulSet or LeaderWorkerSet
     service: str
     cache: str  # the shared PersistentVolumeClaim the operator creates (ReadWriteMany)
+    download: str  # the Job that fills it
 
     @classmethod
     def of(cls, deployment_name: str) -> ChildNames:
         return cls(
-            workload=deployment_name, service=deployment_name, cache=f"{deployment_name}-cache"
+            workload=deployment_name,
+            service=deployment_name,
+            cache=f"{deployment_name}-cache",
+            download=f"{deployment_name}-download",
         )
 
 
@@ -123,6 +127,24 @@ def cache_layout(spec: Mapping[str, Any], plan: PlanStatus | None, name: str) ->
     if cache.get("accessMode") == "ReadWriteMany":
         return CacheLayout(shared_kind, ChildNames.of(name).cache, read_only=False)
     return CacheLayout(LEADER_WORKER_SET if multi_node else STATEFUL_SET, None, read_only=False)
+
+
+def download_content(
+    spec: Mapping[str, Any], plan: PlanStatus | None, layout: CacheLayout, name: str
+) -> str | None:
+    """What the download Job puts into the shared cache, "<image> <profile>", or None when no Job
+    runs: only the operator's own shared claim is filled by one (a claim per pod is filled by its
+    pod, an existing claim is preloaded), never offline, and only for an exact profile (an id, or
+    a description NIM knows: download-to-cache runs without GPUs, so it cannot choose one)."""
+    if (
+        plan is None
+        or layout.shared_claim != ChildNames.of(name).cache
+        or (spec.get("ngc") or {}).get("offline")
+        or not plan.profile
+        or plan.profile_source not in ("spec", "metadata")
+    ):
+        return None
+    return f"{plan.image} {plan.profile}"
 
 
 def with_created_claim_templates(
@@ -299,6 +321,7 @@ def render_children(
         "cache_path": CACHE_PATH,
         "cache_volume": CACHE_VOLUME,
         "cache": layout,
+        "cache_content_annotation": names.CACHE_CONTENT_ANNOTATION,
         "cache_size": str(cache.get("size") or plan.cache_size or ""),
         "shm_size": SHM_SIZE,
         "startup_failure_threshold": startup_allowance_seconds(plan)
@@ -307,6 +330,18 @@ def render_children(
     if not cache.get("existingClaim") and not context["cache_size"]:
         raise RenderError("the catalog has no download size for this model: set spec.cache.size")
     templates = [f"{layout.workload_kind.lower()}.yaml.j2", "service.yaml.j2"]
+    content = download_content(spec, plan, layout, owner.name)
+    if content is not None:
+        context["download"] = {
+            "content": content,
+            "profile": plan.profile,
+            "env": [e for e in env if e["name"] in ("NGC_API_KEY", "NIM_CACHE_PATH")],
+            "pod_labels": {
+                names.CACHE_DOWNLOAD_LABEL: owner.name,
+                names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+            },
+        }
+        templates.insert(0, "job.yaml.j2")
     if layout.shared_claim == child_names.cache:
         templates.insert(0, "persistentvolumeclaim.yaml.j2")
     return [_render(template, context) for template in templates]

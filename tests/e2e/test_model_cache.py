@@ -153,3 +153,70 @@ def test_deleting_keeps_the_cache_only_when_asked(
     time.sleep(2)
     kept = claim(cluster, namespace, claim_name.format("kept"))
     assert kept.metadata.deletion_timestamp is None
+
+
+# --- the download Job ---------------------------------------------------------------------------
+
+PROFILE = "vllm-fp8-tp1-pp1-h100"  # an exact description: the Job downloads what NIM will load
+
+
+def nim_images(cluster: Cluster, namespace: str, name: str) -> set[str]:
+    deployment = client.AppsV1Api(cluster.api).read_namespaced_deployment(name, namespace)
+    return {c.image for c in deployment.spec.template.spec.containers}
+
+
+def finished_download(cluster: Cluster, namespace: str, version: str) -> client.V1Job:
+    """The download Job for `version`, once complete (kwok completes a Job's pod at once)."""
+
+    def complete() -> client.V1Job | None:
+        job = client.BatchV1Api(cluster.api).read_namespaced_job("nano-download", namespace)
+        content = (job.metadata.annotations or {}).get(names.CACHE_CONTENT_ANNOTATION, "")
+        done = job.status.completion_time is not None
+        return job if done and f":{version} " in content else None
+
+    return wait_until(complete, f"the download Job of {version} to complete", 60)
+
+
+def test_the_download_job_fills_a_shared_cache_before_the_pods_and_each_new_version(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    spec = {
+        **NANO_ON_H100,
+        "version": "2.0.12",
+        "replicas": 2,
+        "profile": PROFILE,
+        "cache": {"accessMode": "ReadWriteMany"},
+    }
+    nds.create("nano", spec)
+    nds.wait_condition("nano", "Ready", "True", timeout=90)
+    assert nds.condition("nano", "CacheReady")["reason"] == "CacheDownloaded"
+
+    first = finished_download(cluster, namespace, "2.0.12")
+    (container,) = first.spec.template.spec.containers
+    assert container.command == ["download-to-cache", "--profiles", PROFILE]
+    assert not container.resources.limits  # no GPU
+    (volume,) = first.spec.template.spec.volumes
+    assert volume.persistent_volume_claim.claim_name == "nano-cache"
+    pods = scheduled_pods(cluster, namespace, "nano", 2)  # the Job's pod is not one of them
+    assert {cache_claim_of(p).claim_name for p in pods} == {"nano-cache"}
+    # the NIM pods were created once the files were in the cache, not before
+    assert all(p.metadata.creation_timestamp >= first.status.completion_time for p in pods)
+    served = nds.get("nano")["status"]["plan"]["image"]
+    assert nim_images(cluster, namespace, "nano") == {served}
+
+    # a new version: its files first, then the rollout
+    nds.patch_spec("nano", {"version": "2.1.5"})
+    newer = wait_until(
+        lambda: (
+            (nds.get("nano")["status"]["plan"]["image"] or "").endswith(":2.1.5")
+            and nds.get("nano")["status"]["plan"]["image"]
+        ),
+        "the plan of 2.1.5",
+    )
+    wait_until(lambda: nim_images(cluster, namespace, "nano") == {newer}, "the rollout", 60)
+    second = finished_download(cluster, namespace, "2.1.5")
+    assert second.metadata.uid != first.metadata.uid
+    replica_sets = client.AppsV1Api(cluster.api).list_namespaced_replica_set(namespace).items
+    (rolled,) = [r for r in replica_sets if r.spec.template.spec.containers[0].image == newer]
+    assert rolled.metadata.creation_timestamp >= second.status.completion_time
+    nds.wait_condition("nano", "CacheReady", "True", "CacheDownloaded", timeout=60)

@@ -17,6 +17,7 @@ from nemotron_operator.converge import Converger
 from nemotron_operator.credentials import Credentials
 from nemotron_operator.inventory import gpu_pools
 from nemotron_operator.planner import plan
+from nemotron_operator.status import cache_ready
 from nemotron_operator.world import Snapshot
 
 from .test_controller import Clock, FakeCluster, FakeRegistry, deployment
@@ -264,3 +265,167 @@ def test_changing_the_access_mode_replaces_the_workload(
     assert ("apply", new) in writes
     assert ("delete", old) in writes
     assert writes.index(("apply", new)) < writes.index(("delete", old))
+
+
+# --- the download Job fills a shared cache before the pods start from it ------------------------
+
+PROFILE = "vllm-fp8-tp1-pp1-l40s"  # an exact description: NIM takes it as given
+L40S = "NVIDIA-L40S"
+
+
+def exact(plan_: PlanStatus, profile: str = PROFILE) -> PlanStatus:
+    return plan_.model_copy(update={"profile": profile, "profile_source": "spec"})
+
+
+def rendered_with(
+    cache: Mapping[str, Any], plan_: PlanStatus, key_given: bool = True, **spec: Any
+) -> list[dict[str, Any]]:
+    wire = NemotronDeploymentSpec.model_validate(
+        {"model": "nemotron-3-nano", "replicas": 2, "cache": dict(cache), **spec}
+    ).model_dump(by_alias=True, mode="json")
+    return render.render_children(OWNER, wire, plan_, key_given=key_given)
+
+
+def test_a_shared_cache_is_filled_by_a_job_downloading_the_planned_profile() -> None:
+    children = rendered_with(
+        CACHES["read-write-many"],
+        exact(planned(1)),
+        ngc={"apiKeySecret": {"name": "ngc-api"}},
+        nodeSelector={"pool": "cpu"},
+    )
+    assert [c["kind"] for c in children] == [
+        "PersistentVolumeClaim",
+        "Job",
+        "Deployment",
+        "Service",
+    ]
+    (job,) = of_kind(children, "Job")
+    assert job["metadata"]["annotations"][names.CACHE_CONTENT_ANNOTATION] == (
+        f"nvcr.io/nim/nvidia/nemotron-3-nano:2.1.5 {PROFILE}"
+    )
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["download-to-cache", "--profiles", PROFILE]
+    assert container["image"] == "nvcr.io/nim/nvidia/nemotron-3-nano:2.1.5"
+    assert {e["name"] for e in container["env"]} == {"NGC_API_KEY", "NIM_CACHE_PATH"}
+    assert "resources" not in container  # no GPU
+    assert pod["nodeSelector"] == {"pool": "cpu"}  # where the user lets it run
+    assert claims_mounted(pod) == [{"claimName": "nano-cache"}]
+    assert "readOnly" not in container["volumeMounts"][0]
+    # the Service selects the NIM pods, never the download pod
+    (service,) = of_kind(children, "Service")
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not set(service["spec"]["selector"].items()) <= set(pod_labels.items())
+
+
+@pytest.mark.parametrize(
+    ("cache", "plan_", "spec"),
+    [
+        (CACHES["read-write-many"], planned(1), {}),  # a derived profile: only NIM can choose
+        ({}, exact(planned(1)), {}),  # a claim per pod: each pod downloads into its own
+        (CACHES["existing read-only-many"], exact(planned(1)), {}),  # preloaded
+        (
+            CACHES["existing read-only-many"],
+            exact(planned(1)),
+            {"ngc": {"offline": True}},
+        ),
+    ],
+    ids=["derived-profile", "claim-per-pod", "existing-claim", "offline"],
+)
+def test_no_download_job_where_none_can_or_need_fill_the_cache(
+    cache: dict[str, Any], plan_: PlanStatus, spec: dict[str, Any]
+) -> None:
+    assert not of_kind(rendered_with(cache, plan_, **spec), "Job")
+
+
+def job(content: str, condition: str | None = None, message: str = "") -> dict[str, Any]:
+    status = {"conditions": [{"type": condition, "status": "True", "message": message}]}
+    return {
+        "kind": "Job",
+        "metadata": {
+            "name": "nano-download",
+            "annotations": {names.CACHE_CONTENT_ANNOTATION: content},
+        },
+        "status": status if condition else {},
+    }
+
+
+CONTENT = f"nvcr.io/nim/nvidia/nemotron-3-nano:2.1.5 {PROFILE}"
+
+
+def test_cache_ready_follows_the_job_for_the_planned_files() -> None:
+    assert cache_ready(None, None) is None  # no Job fills this cache: no such condition
+    waiting = cache_ready(CONTENT, None)
+    assert waiting is not None and (waiting.status, waiting.reason) == (False, "CacheDownloading")
+    older = cache_ready(CONTENT, job("nvcr.io/nim/nvidia/nemotron-3-nano:2.1.4 x", "Complete"))
+    assert older is not None and older.reason == "CacheDownloading"  # done, but other files
+    running = cache_ready(CONTENT, job(CONTENT))
+    assert running is not None and running.reason == "CacheDownloading"
+    done = cache_ready(CONTENT, job(CONTENT, "Complete"))
+    assert done is not None and (done.status, done.reason) == (True, "CacheDownloaded")
+    failed = cache_ready(CONTENT, job(CONTENT, "Failed", "Job has reached the backoff limit"))
+    assert failed is not None and (failed.status, failed.reason) == (False, "CacheDownloadFailed")
+    assert "backoff limit" in failed.message and "kubectl logs job/nano-download" in failed.message
+
+
+def converge_download(
+    children: dict[str, Any],
+) -> tuple[list[tuple[str, Any]], dict[str, dict[str, Any]]]:
+    """One converge of a NemotronDeployment on a shared cache with an exact profile: the writes,
+    and the conditions written (by type)."""
+    cluster = FakeCluster()
+    body = deployment(
+        "nano", gpu={"product": L40S}, profile=PROFILE, cache={"accessMode": "ReadWriteMany"}
+    )
+    pools = gpu_pools([node("gpu-1", product=L40S, memory_mib=46068)])
+    snapshot = Snapshot(body, children=children, pools=pools)
+    converger(cluster).converge(snapshot, dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
+    (status,) = [s for what, s in cluster.writes if what == "status"]
+    return cluster.writes, {c["type"]: c for c in status["conditions"]}
+
+
+def test_the_pods_are_created_only_once_the_job_has_filled_the_cache() -> None:
+    writes, conditions = converge_download({})
+    applied = [kind for what, kind in writes if what == "apply"]
+    assert applied == ["PersistentVolumeClaim", "Job", "Service"]  # no Deployment yet
+    assert conditions["CacheReady"]["reason"] == "CacheDownloading"
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
+        "False",
+        "CacheDownloading",
+    )
+
+    image = _planned_image()
+    claim = {"kind": "PersistentVolumeClaim", "metadata": {"name": "nano-cache"}}
+    writes, conditions = converge_download(
+        {"PersistentVolumeClaim": claim, "Job": job(f"{image} {PROFILE}", "Complete")}
+    )
+    assert ("apply", "Deployment") in writes
+    assert conditions["CacheReady"]["status"] == "True"
+
+
+def test_a_new_version_downloads_before_the_rollout_and_the_old_replicas_keep_serving() -> None:
+    image = _planned_image()
+    serving = {
+        "kind": "Deployment",
+        "metadata": {"name": "nano"},
+        "spec": {},
+        "status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1},
+    }
+    claim = {"kind": "PersistentVolumeClaim", "metadata": {"name": "nano-cache"}}
+    older = job("nvcr.io/nim/nvidia/nemotron-3-nano:2.0.9 vllm-fp8-tp1-pp1-l40s", "Complete")
+    writes, conditions = converge_download(
+        {"PersistentVolumeClaim": claim, "Job": older, "Deployment": serving}
+    )
+    assert ("delete", "Job") in writes  # replaced: a Job's pod template cannot change
+    assert ("apply", "Deployment") not in writes and ("merge-patch", "Deployment") not in writes
+    assert conditions["Progressing"]["reason"] == "CacheDownloading"
+    assert "running replicas serve meanwhile" in conditions["Progressing"]["message"]
+    assert image in conditions["CacheReady"]["message"]
+
+
+def _planned_image() -> str:
+    spec = NemotronDeploymentSpec.model_validate(
+        {"model": "nemotron-3-nano", "gpu": {"product": L40S}, "profile": PROFILE}
+    )
+    found = plan(spec, load_catalog(), gpu_pools([node("gpu-1", product=L40S, memory_mib=46068)]))
+    return str(found.image)

@@ -55,7 +55,7 @@ class FakeCluster:
     def merge_patch(self, child: Mapping[str, Any]) -> None:
         self.writes.append(("merge-patch", child["kind"]))
 
-    def delete_workload(self, kind: str, namespace: str, name: str) -> None:
+    def delete_child(self, kind: str, namespace: str, name: str) -> None:
         self.writes.append(("delete", kind))
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
