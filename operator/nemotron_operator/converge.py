@@ -26,7 +26,7 @@ from .credentials import Credentials
 from .drift import matches
 from .recheck import seconds_until_diagnosis_may_change
 from .rules import admission_errors
-from .status import Blocker, Observed, cache_ready, changed_reasons, desired_status
+from .status import Blocker, Observed, cache_ready, changed_reasons, desired_status, downloads
 from .world import Snapshot
 
 log = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ class Converger:
             if rendered["kind"] == "Job" and observed is not None:
                 # a Job's pod template is immutable: created once for the files it downloads,
                 # replaced (deleted, then created when its deletion is seen) for other files
-                if _download_content(observed) != _download_content(rendered):
+                if downloads(observed) != downloads(rendered):
                     self.cluster.delete_child("Job", owner.namespace, rendered["metadata"]["name"])
                 continue
             if rendered["kind"] == kind and not cache_filled:
@@ -338,11 +338,6 @@ class Converger:
             self.cluster.delete_child(stale, owner.namespace, owner.name)
             if stale == leaderworkersets.KIND:  # gone now, or already (its CRD gone: no event)
                 self.forget_leaderworkerset(owner.namespace, owner.name)
-
-
-def _download_content(job: Mapping[str, Any]) -> str | None:
-    annotations = (job.get("metadata") or {}).get("annotations") or {}
-    return annotations.get(names.CACHE_CONTENT_ANNOTATION)
 
 
 def key_secret_name(body: Mapping[str, Any]) -> str | None:

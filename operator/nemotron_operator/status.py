@@ -51,6 +51,12 @@ class Observed:
     cache: Condition | None = None  # CacheReady, when a download Job fills the cache
 
 
+def downloads(job: Mapping[str, Any]) -> str | None:
+    """What a download Job puts into the cache ("<image> <profile>", its annotation)."""
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(names.CACHE_CONTENT_ANNOTATION)
+
+
 def cache_ready(content: str | None, job: Mapping[str, Any] | None) -> Condition | None:
     """The CacheReady fact from the download Job that should put `content` ("<image> <profile>")
     into the shared cache (None: no Job does, the fact does not apply)."""
@@ -63,12 +69,9 @@ def cache_ready(content: str | None, job: Mapping[str, Any] | None) -> Condition
         Why.CACHE_DOWNLOADING,
         f"a Job downloads profile {profile} of {image} into the shared cache",
     )
-    meta = (job or {}).get("metadata") or {}
-    if (
-        job is None
-        or (meta.get("annotations") or {}).get(names.CACHE_CONTENT_ANNOTATION) != content
-    ):
+    if job is None or downloads(job) != content:
         return downloading
+    meta = job.get("metadata") or {}
     finished = {
         c.get("type"): c
         for c in ((job.get("status") or {}).get("conditions") or ())
