@@ -4,6 +4,7 @@ NemotronDeployment, the children, and the Secret holding the NGC key."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -52,13 +53,44 @@ def nim_env(pod: client.V1Pod) -> dict[str, client.V1EnvVar]:
     return {e.name: e for e in pod.spec.containers[0].env or ()}
 
 
-def workload(cluster: Cluster, namespace: str, name: str) -> client.V1Deployment | None:
+def workload(
+    cluster: Cluster, namespace: str, name: str
+) -> client.V1StatefulSet | client.V1Deployment | None:
+    """The NIM pods' workload: a StatefulSet (a cache claim per replica, the default), or a
+    Deployment (a shared or existing cache claim)."""
+    apps = client.AppsV1Api(cluster.api)
+    for read in (apps.read_namespaced_stateful_set, apps.read_namespaced_deployment):
+        try:
+            return read(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+    return None
+
+
+def gone(read: Callable[[], Any]) -> bool:
+    """Whether `read` finds nothing (404)."""
     try:
-        return client.AppsV1Api(cluster.api).read_namespaced_deployment(name, namespace)
+        read()
     except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+        return error.status == 404
+    return False
+
+
+def create_claim(
+    cluster: Cluster, namespace: str, name: str, access_mode: str, size: str
+) -> client.V1PersistentVolumeClaim:
+    """A PersistentVolumeClaim of the cluster's default StorageClass, as a user makes one."""
+    return client.CoreV1Api(cluster.api).create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=[access_mode],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": size}),
+            ),
+        ),
+    )
 
 
 def events_about(
@@ -126,6 +158,7 @@ def everything_in(cluster: Cluster, namespace: str) -> dict[str, str]:
         ),
         "Event": api.sanitize_for_serialization(core.list_namespaced_event(namespace)),
         "Deployment": api.sanitize_for_serialization(apps.list_namespaced_deployment(namespace)),
+        "StatefulSet": api.sanitize_for_serialization(apps.list_namespaced_stateful_set(namespace)),
         "ReplicaSet": api.sanitize_for_serialization(apps.list_namespaced_replica_set(namespace)),
         "Pod": pods,
         "Service": api.sanitize_for_serialization(core.list_namespaced_service(namespace)),

@@ -221,8 +221,8 @@ def test_kubectl_scale_rolls_out_more_replicas(
     assert f"{names.SINGULAR}.{names.GROUP}/nano scaled" in scaled.stdout
     apps = client.AppsV1Api(cluster.api)
     wait_until(
-        lambda: apps.read_namespaced_deployment("nano", namespace).spec.replicas == 2,
-        "the operator to scale the NIM Deployment to 2",
+        lambda: apps.read_namespaced_stateful_set("nano", namespace).spec.replicas == 2,
+        "the operator to scale the NIM StatefulSet to 2",
         60,
     )
     nds.wait_condition("nano", "Ready", "True", timeout=90)

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from nemotron_operator.api import names
 from tests.standins.registry import UNENTITLED_KEY, VALID_KEY
@@ -37,7 +36,7 @@ from .conftest import (
 )
 from .fake_kubelet import FakeKubelet
 from .nemotron import NemotronDeployments
-from .observed import put_key_secret
+from .observed import gone, put_key_secret
 
 CHART = REPO / "charts" / "nemotron-operator"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
@@ -324,12 +323,22 @@ CODE_NEEDS = {
     ("served", "apps", "deployments", "watch"): "children index and trigger",
     ("served", "apps", "deployments", "create"): "kube.apply (an apply that creates)",
     ("served", "apps", "deployments", "patch"): "kube.apply",
-    ("served", "apps", "deployments", "delete"): "kube.delete_workload",
+    ("served", "apps", "deployments", "delete"): "kube.delete_child",
+    ("served", "apps", "statefulsets", "list"): "children index",
+    ("served", "apps", "statefulsets", "watch"): "children index and trigger",
+    ("served", "apps", "statefulsets", "create"): "kube.apply (an apply that creates)",
+    ("served", "apps", "statefulsets", "patch"): "kube.apply",
+    ("served", "apps", "statefulsets", "delete"): "kube.delete_child",
+    ("served", "batch", "jobs", "list"): "children index",
+    ("served", "batch", "jobs", "watch"): "children index and trigger",
+    ("served", "batch", "jobs", "create"): "kube.apply (the download Job)",
+    ("served", "batch", "jobs", "patch"): "kube.apply",
+    ("served", "batch", "jobs", "delete"): "kube.delete_child",
     ("served", "leaderworkerset.x-k8s.io", "leaderworkersets", "list"): "leaderworkersets",
     ("served", "leaderworkerset.x-k8s.io", "leaderworkersets", "watch"): "leaderworkersets",
     ("served", "leaderworkerset.x-k8s.io", "leaderworkersets", "create"): "kube.apply",
     ("served", "leaderworkerset.x-k8s.io", "leaderworkersets", "patch"): "kube.apply",
-    ("served", "leaderworkerset.x-k8s.io", "leaderworkersets", "delete"): "delete_workload",
+    ("served", "leaderworkerset.x-k8s.io", "leaderworkersets", "delete"): "delete_child",
     ("served", "", "services", "list"): "children index",
     ("served", "", "services", "watch"): "children index and trigger",
     ("served", "", "services", "create"): "kube.apply",
@@ -556,14 +565,6 @@ def pods_of(cluster: Cluster, namespace: str, name: str) -> list[client.V1Pod]:
     )
 
 
-def gone(read: Callable[[], Any]) -> bool:
-    try:
-        read()
-    except ApiException as error:
-        return error.status == 404
-    return False
-
-
 def test_the_service_account_may_read_secrets_only_where_listed(
     cluster: Cluster, installed: ChartInstall
 ) -> None:
@@ -589,8 +590,8 @@ def test_create_then_scale_under_the_charts_rbac(
     credentials = nds.wait_condition("nano", "CredentialsValid", "True", timeout=60)
     assert credentials["reason"] == "NGCEntitled"
     nds.wait_condition("nano", "Ready", "True", timeout=60)
-    deployment = client.AppsV1Api(cluster.api).read_namespaced_deployment("nano", installed.keys)
-    assert deployment.metadata.owner_references[0].name == "nano"
+    statefulset = client.AppsV1Api(cluster.api).read_namespaced_stateful_set("nano", installed.keys)
+    assert statefulset.metadata.owner_references[0].name == "nano"
 
     nds.patch_spec("nano", {"replicas": 2})
     nds.wait_condition("nano", "Ready", "True", timeout=60)
@@ -647,11 +648,13 @@ def test_deleting_garbage_collects_children_under_the_charts_rbac(
     nds.delete("dropped")
 
     for what, read in (
-        ("Deployment", lambda: apps.read_namespaced_deployment("dropped", namespace)),
+        ("StatefulSet", lambda: apps.read_namespaced_stateful_set("dropped", namespace)),
         ("Service", lambda: core.read_namespaced_service("dropped", namespace)),
         (
             "cache claim",
-            lambda: core.read_namespaced_persistent_volume_claim("dropped-cache", namespace),
+            lambda: core.read_namespaced_persistent_volume_claim(
+                "model-cache-dropped-0", namespace
+            ),
         ),
     ):
         wait_until(lambda r=read: gone(r), f"the {what} to be garbage-collected", 60)
@@ -678,7 +681,7 @@ def test_a_secret_the_operator_may_not_read_stops_the_deployment(
     assert ready["reason"] == refused["reason"]
     time.sleep(2)
     assert gone(
-        lambda: client.AppsV1Api(cluster.api).read_namespaced_deployment("keyed", namespace)
+        lambda: client.AppsV1Api(cluster.api).read_namespaced_stateful_set("keyed", namespace)
     )
     assert not pods_of(cluster, namespace, "keyed")
 

@@ -22,6 +22,7 @@ from .conftest import (
     wait_until,
 )
 from .nemotron import NemotronDeployments
+from .observed import create_claim
 from .private_operator import NO_REGISTRY, PrivateOperator
 
 EXAMPLES = REPO / "examples"
@@ -70,16 +71,7 @@ def create_example_prerequisites(cluster: Cluster, namespace: str) -> None:
                 string_data={".dockerconfigjson": f'{{"auths":{{"nvcr.io":{{"auth":"{auth}"}}}}}}'},
             ),
         )
-    core.create_namespaced_persistent_volume_claim(
-        namespace,
-        client.V1PersistentVolumeClaim(
-            metadata=client.V1ObjectMeta(name="nemotron-3-nano-preloaded"),
-            spec=client.V1PersistentVolumeClaimSpec(
-                access_modes=["ReadWriteOnce"],
-                resources=client.V1VolumeResourceRequirements(requests={"storage": "64Gi"}),
-            ),
-        ),
-    )
+    create_claim(cluster, namespace, "nemotron-3-nano-preloaded", "ReadWriteOnce", "64Gi")
 
 
 def create_leaderworkerset_crd(cluster: Cluster) -> client.ApiextensionsV1Api:
@@ -187,7 +179,11 @@ def test_examples_plan_as_documented_and_single_node_ones_become_ready(
             missing = nds.wait_condition(name, "Ready", "False", "LeaderWorkerSetMissing")
             assert "LeaderWorkerSet" in missing["message"]
     apps = client.AppsV1Api(cluster.api)
-    created = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
+    created = {
+        w.metadata.name
+        for listed in (apps.list_namespaced_deployment, apps.list_namespaced_stateful_set)
+        for w in listed(namespace).items
+    }
     assert created == {n for n, (*_, outcome) in EXPECTED.items() if outcome == "Ready"}
     production = nds.get("nano-pb")["status"]["plan"]
     assert production["image"] == "nvcr.io/nim/nvidia/nemotron-3-nano-pb6:2.0.4-pb6.0"
@@ -250,11 +246,11 @@ def test_a_replica_across_nodes_becomes_a_leaderworkerset(
         "the LeaderWorkerSet to be created again",
         10,
     )
-    # a plan on one node: a Deployment, and the LeaderWorkerSet goes
+    # a plan on one node: a StatefulSet (a cache claim per replica), and the LeaderWorkerSet goes
     nds.patch_spec("ultra", {"precision": "nvfp4", "gpu": {"product": "NVIDIA-B200"}})
     wait_until(
-        lambda: client.AppsV1Api(cluster.api).list_namespaced_deployment(namespace).items,
-        "the Deployment",
+        lambda: client.AppsV1Api(cluster.api).list_namespaced_stateful_set(namespace).items,
+        "the StatefulSet",
     )
     wait_until(lambda: leaderworkerset() is None, "the LeaderWorkerSet to be deleted")
 

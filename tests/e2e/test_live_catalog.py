@@ -183,4 +183,4 @@ def test_a_broken_metadata_api_never_blocks_a_deployment(
     recovered(nds, "nano")
     env = nim_env(nim_pod(cluster, namespace, "nano"))
     assert "NIM_MODEL_PROFILE" not in env  # NIM 2.x would refuse a derived name
-    assert client.AppsV1Api(cluster.api).read_namespaced_deployment("nano", namespace)
+    assert client.AppsV1Api(cluster.api).read_namespaced_stateful_set("nano", namespace)

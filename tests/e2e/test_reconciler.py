@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from .conftest import Cluster, OperatorProcess, operator_writes, wait_until
 from .harness import gpu_node_manifest
 from .nemotron import NemotronDeployments
-from .observed import EVENT_WAIT, workload
+from .observed import EVENT_WAIT, gone, workload
 from .private_operator import NO_REGISTRY, PrivateOperator
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -28,16 +27,10 @@ def nds(cluster: Cluster, namespace: str, operator: OperatorProcess) -> Nemotron
     return NemotronDeployments(cluster, namespace)
 
 
-def read_deployment(cluster: Cluster, namespace: str, name: str) -> client.V1Deployment:
-    return wait_until(lambda: workload(cluster, namespace, name), f"Deployment {name}")
-
-
-def gone(read) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        read()
-    except ApiException as error:
-        return error.status == 404
-    return False
+def read_workload(
+    cluster: Cluster, namespace: str, name: str
+) -> client.V1StatefulSet | client.V1Deployment:
+    return wait_until(lambda: workload(cluster, namespace, name), f"the workload {name}")
 
 
 def test_nim_deployment_has_the_planned_gpus_environment_probes_and_volumes(
@@ -46,12 +39,12 @@ def test_nim_deployment_has_the_planned_gpus_environment_probes_and_volumes(
     nds.create("nano", {**NANO_ON_H100, "maxModelLength": 65536})
     nds.wait_condition("nano", "Planned", "True")
     plan = nds.get("nano")["status"]["plan"]
-    deployment = read_deployment(cluster, namespace, "nano")
+    statefulset = read_workload(cluster, namespace, "nano")  # a cache claim per replica
 
-    owner = deployment.metadata.owner_references[0]
+    owner = statefulset.metadata.owner_references[0]
     assert (owner.kind, owner.name, owner.controller) == ("NemotronDeployment", "nano", True)
-    assert deployment.spec.strategy.rolling_update.max_surge == 0
-    pod = deployment.spec.template.spec
+    assert statefulset.spec.update_strategy.type == "RollingUpdate"
+    pod = statefulset.spec.template.spec
     assert pod.node_selector["nvidia.com/gpu.product"] == H100
     assert any(t.key == "nvidia.com/gpu" and t.effect == "NoSchedule" for t in pod.tolerations)
     assert pod.security_context.run_as_user == 1000 and pod.security_context.fs_group
@@ -75,8 +68,14 @@ def test_nim_deployment_has_the_planned_gpus_environment_probes_and_volumes(
     assert nim.liveness_probe.http_get.path == "/v1/health/live"
     volumes = {v.name: v for v in pod.volumes}
     assert volumes["dshm"].empty_dir.medium == "Memory"
-    claim = volumes["model-cache"].persistent_volume_claim.claim_name
-    pvc = client.CoreV1Api(cluster.api).read_namespaced_persistent_volume_claim(claim, namespace)
+    assert "model-cache" not in volumes  # the claim template's: model-cache-<pod>
+    assert any(m.name == "model-cache" for m in nim.volume_mounts)
+    pvc = wait_until(
+        lambda: client.CoreV1Api(cluster.api).read_namespaced_persistent_volume_claim(
+            "model-cache-nano-0", namespace
+        ),
+        "the first replica's cache claim",
+    )
     assert pvc.spec.resources.requests["storage"] == plan["cacheSize"]
     nds.wait_condition("nano", "Ready", "True")
     service = client.CoreV1Api(cluster.api).read_namespaced_service("nano", namespace)
@@ -95,9 +94,9 @@ def test_more_replicas_and_a_new_precision_roll_out(
     nds.wait_condition("nano", "Ready", "True")
     status = nds.get("nano")["status"]
     assert status["plan"]["precision"] == "bf16" and status["readyReplicas"] == 2
-    deployment = read_deployment(cluster, namespace, "nano")
-    assert deployment.spec.replicas == 2
-    nim = deployment.spec.template.spec.containers[0]
+    statefulset = read_workload(cluster, namespace, "nano")
+    assert statefulset.spec.replicas == 2
+    nim = statefulset.spec.template.spec.containers[0]
     assert nim.image == status["plan"]["image"]
     assert nim.resources.limits["nvidia.com/gpu"] == str(status["plan"]["gpusPerReplica"])
 
@@ -143,7 +142,7 @@ def test_an_update_that_changes_nothing_sends_no_write(
             return [uri for uri in uris if f"/namespaces/{namespace}/" in uri]
 
         # the count sees the operator's writes: creating the children and the status took some
-        assert any("/deployments/nano" in uri for uri in writes_since(created))
+        assert any("/statefulsets/nano" in uri for uri in writes_since(created))
         time.sleep(2)  # let the last status write and its echoes settle
         since = time.time()
         nds.patch_spec("nano", spec)  # the same spec again, as a GitOps sync would
@@ -160,10 +159,10 @@ def test_hand_edits_and_deleted_children_are_repaired(
     nds.create("nano", NANO_ON_H100)
     nds.wait_condition("nano", "Ready", "True")
     apps, core = client.AppsV1Api(cluster.api), client.CoreV1Api(cluster.api)
-    apps.patch_namespaced_deployment("nano", namespace, {"spec": {"replicas": 5}})
+    apps.patch_namespaced_stateful_set("nano", namespace, {"spec": {"replicas": 5}})
     core.delete_namespaced_service("nano", namespace)
     wait_until(
-        lambda: apps.read_namespaced_deployment("nano", namespace).spec.replicas == 1,
+        lambda: apps.read_namespaced_stateful_set("nano", namespace).spec.replicas == 1,
         "the replica count to be restored",
     )
     wait_until(
@@ -184,8 +183,8 @@ def test_deleting_removes_children_but_a_kept_cache_stays(
     apps, core = client.AppsV1Api(cluster.api), client.CoreV1Api(cluster.api)
     for name in ("dropped", "kept"):
         wait_until(
-            lambda n=name: gone(lambda: apps.read_namespaced_deployment(n, namespace)),
-            f"{name}'s Deployment to be garbage-collected",
+            lambda n=name: gone(lambda: apps.read_namespaced_stateful_set(n, namespace)),
+            f"{name}'s StatefulSet to be garbage-collected",
             60,
         )
         wait_until(
@@ -195,13 +194,13 @@ def test_deleting_removes_children_but_a_kept_cache_stays(
         )
     wait_until(
         lambda: gone(
-            lambda: core.read_namespaced_persistent_volume_claim("dropped-cache", namespace)
+            lambda: core.read_namespaced_persistent_volume_claim("model-cache-dropped-0", namespace)
         ),
         "the dropped cache to be garbage-collected",
         60,
     )
     time.sleep(2)
-    assert core.read_namespaced_persistent_volume_claim("kept-cache", namespace)
+    assert core.read_namespaced_persistent_volume_claim("model-cache-kept-0", namespace)
 
 
 def test_operator_killed_mid_reconcile_converges_without_duplicates(
@@ -216,7 +215,7 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
         nds.wait_condition(name, "Ready", "True", timeout=60)
     apps, core = client.AppsV1Api(cluster.api), client.CoreV1Api(cluster.api)
     assert sorted(
-        d.metadata.name for d in apps.list_namespaced_deployment(namespace).items
+        s.metadata.name for s in apps.list_namespaced_stateful_set(namespace).items
     ) == sorted(names)
     assert len(core.list_namespaced_service(namespace).items) == len(names)
     assert len(core.list_namespaced_persistent_volume_claim(namespace).items) == len(names)
@@ -234,9 +233,7 @@ def test_a_model_no_node_can_hold_is_refused_with_the_gpus_it_needs(
     ready = nds.wait_condition("ultra", "Ready", "False")
     assert ready["reason"] == refused["reason"]
     time.sleep(1)
-    assert gone(
-        lambda: client.AppsV1Api(cluster.api).read_namespaced_deployment("ultra", namespace)
-    )
+    assert workload(cluster, namespace, "ultra") is None
 
 
 def test_a_deployment_waiting_for_gpus_is_planned_when_a_gpu_node_joins(

@@ -61,7 +61,7 @@ class FakeCluster:
     def merge_patch(self, child: Mapping[str, Any]) -> None:
         self.writes.append(("merge-patch", child["kind"]))
 
-    def delete_workload(self, kind: str, namespace: str, name: str) -> None:
+    def delete_child(self, kind: str, namespace: str, name: str) -> None:
         self.writes.append(("delete", kind))
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
@@ -196,10 +196,10 @@ def test_a_new_deployment_gets_its_children_then_one_status_write_and_its_events
     r.controller.enqueue(("team-a", "nano"))
     assert work(r) == [("team-a", "nano")]
     kinds = [what for what, _ in r.cluster.writes]
-    assert kinds[:3] == ["dry-run"] * 3  # three new children: asked before any is created
+    assert kinds[:2] == ["dry-run"] * 2  # two new children: asked before any is created
+    # a claim per replica (the default ReadWriteOnce cache): the StatefulSet makes them
     assert [w for w in r.cluster.writes if w[0] == "apply"] == [
-        ("apply", "PersistentVolumeClaim"),
-        ("apply", "Deployment"),
+        ("apply", "StatefulSet"),
         ("apply", "Service"),
     ]
     statuses = [s for what, s in r.cluster.writes if what == "status"]

@@ -126,14 +126,14 @@ def test_any_spec_on_any_cluster_is_planned_and_rendered_into_valid_children(
         return  # a reason the status reports (RenderFailed)
     kinds = [c["kind"] for c in children]
     assert kinds.count("Service") == 1
-    assert kinds.count("Deployment") + kinds.count("LeaderWorkerSet") == 1
+    assert sum(kinds.count(kind) for kind in render.WORKLOAD_KINDS) == 1
     for child in children:
         meta = child["metadata"]
         assert meta["namespace"] == "ns" and meta["name"].startswith("nd")
         assert meta["labels"][names.DEPLOYMENT_LABEL] == "nd"
         assert child.get("kind") == "PersistentVolumeClaim" or meta["ownerReferences"]
         assert json_for_yaml(child)  # the apply body can be written
-    workload = next(c for c in children if c["kind"] in ("Deployment", "LeaderWorkerSet"))
+    workload = next(c for c in children if c["kind"] in render.WORKLOAD_KINDS)
     text = json_for_yaml(workload)
     per_node = str((result.gpus_per_replica or 0) // (result.nodes_per_replica or 1))
     assert f'"{names.GPU_RESOURCE}": "{per_node}"' in text

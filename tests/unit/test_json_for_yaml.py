@@ -55,5 +55,5 @@ def test_rendered_children_carry_the_specs_text_exactly() -> None:
     owner = render.Owner(name="nano", namespace="ns", uid="u")
     children = {c["kind"]: c for c in render.render_children(owner, spec, plan, key_given=False)}
     assert children["Service"]["metadata"]["annotations"]["note.example.com/owner"] == UNICODE
-    env = children["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = children["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert next(e for e in env if e["name"] == "NOTE")["value"] == UNICODE

@@ -48,6 +48,11 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 DEPLOYMENT_LABEL = f"{GROUP}/deployment"  # value: the NemotronDeployment's name
 MODEL_LABEL = f"{GROUP}/model"
 
+# On the download Job: the image and profile whose files it puts into the shared cache.
+CACHE_CONTENT_ANNOTATION = f"{GROUP}/cache-content"
+# On the download Job's pod (not the deployment label: the Service must not select it).
+CACHE_DOWNLOAD_LABEL = f"{GROUP}/cache-download"  # value: the NemotronDeployment's name
+
 FIELD_MANAGER = "nemotron-operator"
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -64,6 +69,7 @@ class ConditionType(StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+    CACHE_READY = "CacheReady"
 
 
 class PlanReason(StrEnum):
@@ -141,4 +147,7 @@ class StatusReason(StrEnum):
     ROLLING_OUT = "RollingOut"
     STARTING = "Starting"
     ROLLOUT_COMPLETE = "RolloutComplete"
+    CACHE_DOWNLOADING = "CacheDownloading"
+    CACHE_DOWNLOADED = "CacheDownloaded"
+    CACHE_DOWNLOAD_FAILED = "CacheDownloadFailed"
     READY = "Ready"

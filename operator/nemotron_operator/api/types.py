@@ -409,12 +409,25 @@ class Ngc(ApiObject):
     )
 
 
-class Cache(ApiObject):
-    """The volume NIM downloads the model into (NIM_CACHE_PATH)."""
+CacheAccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany"]
 
+
+class Cache(ApiObject):
+    """The volume NIM reads the model from (NIM_CACHE_PATH), and downloads it into when it is
+    writable. How it is shared depends on the storage (accessMode): see the README's "Model
+    cache" section."""
+
+    access_mode: CacheAccessMode = Field(
+        default="ReadWriteOnce",
+        description="What the storage offers. ReadWriteOnce (block storage: EBS, Persistent "
+        "Disk, Ceph RBD; the default): each pod gets a claim of its own, never shared across "
+        "nodes, and downloads the model into it. ReadWriteMany (NFS, CephFS, EFS, Filestore): "
+        "one claim shared by every pod. ReadOnlyMany: only with existingClaim, a preloaded "
+        "claim every pod mounts read-only. With existingClaim, say the mode of that claim.",
+    )
     size: PositiveQuantity | None = Field(
         default=None,
-        description="Size of the PersistentVolumeClaim the operator creates. Omit to size it "
+        description="Size of each PersistentVolumeClaim the operator creates. Omit to size it "
         "from the model's download size (status.plan.cacheSize).",
     )
     storage_class: (
@@ -429,7 +442,8 @@ class Cache(ApiObject):
     ) = Field(
         default=None,
         max_length=253,
-        description="StorageClass of the claim the operator creates; omit for the cluster default.",
+        description="StorageClass of the claims the operator creates (it must offer "
+        "accessMode); omit for the cluster default.",
     )
     existing_claim: (
         Annotated[
@@ -443,12 +457,14 @@ class Cache(ApiObject):
     ) = Field(
         default=None,
         max_length=253,
-        description="Use this existing PersistentVolumeClaim (e.g. one preloaded for an "
-        "air-gapped cluster) instead of creating one.",
+        description="Use this existing PersistentVolumeClaim, preloaded with every file of the "
+        "profile (by hand, a mirror, or download-to-cache), instead of creating one. It is "
+        "mounted read-only: nothing is downloaded, and no NGC key is needed.",
     )
     keep_on_delete: bool = Field(
         default=False,
-        description="Keep the claim the operator created when the NemotronDeployment is deleted.",
+        description="Keep the claims the operator created when the NemotronDeployment is "
+        "deleted (a NemotronDeployment of the same name finds them again).",
     )
 
     rules: ClassVar[tuple[Rule[Cache], ...]] = (
@@ -463,6 +479,15 @@ class Cache(ApiObject):
             check=lambda cache: cache.existing_claim is None or cache.storage_class is None,
             message="cache.existingClaim and cache.storageClass are mutually exclusive: an "
             "existing claim has its own storage class",
+        ),
+        Rule(
+            cel="!has(self.accessMode) || self.accessMode != 'ReadOnlyMany' || "
+            "has(self.existingClaim)",
+            check=lambda cache: (
+                cache.access_mode != "ReadOnlyMany" or cache.existing_claim is not None
+            ),
+            message="cache.accessMode ReadOnlyMany needs cache.existingClaim: a claim nothing "
+            "can write into must be preloaded",
         ),
     )
 
@@ -848,6 +873,20 @@ class NemotronDeploymentSpec(ApiObject):
             check=lambda spec: all(env.name not in NGC_KEY_VARIABLES for env in spec.env),
             message="set the NGC key with ngc.apiKeySecret, not with env",
             field_path=".env",
+        ),
+        Rule(
+            cel="!has(self.cache) || !has(self.cache.existingClaim) || "
+            "(has(self.cache.accessMode) && self.cache.accessMode != 'ReadWriteOnce') || "
+            "!has(self.replicas) || self.replicas <= 1",
+            check=lambda spec: (
+                spec.cache.existing_claim is None
+                or spec.cache.access_mode != "ReadWriteOnce"
+                or spec.replicas <= 1
+            ),
+            message="a ReadWriteOnce cache.existingClaim attaches to one node, so it serves one "
+            "replica: for more, preload a ReadOnlyMany or ReadWriteMany claim (and say so in "
+            "cache.accessMode), or omit existingClaim for a claim per replica",
+            field_path=".replicas",
         ),
         Rule(
             cel="!has(self.ngc) || !has(self.ngc.offline) || !self.ngc.offline || "

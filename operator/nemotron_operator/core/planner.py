@@ -733,6 +733,8 @@ def _place(target: _Target, facts: _PoolFacts) -> _Choice | _Miss:
 def _key(spec: NemotronDeploymentSpec, model: ModelEntry, tag: str) -> KeyRequirement:
     if spec.ngc.offline:
         return KeyRequirement(False, "ngc.offline: the preloaded cache is used, NGC is not")
+    if spec.cache.existing_claim is not None:
+        return KeyRequirement(False, "cache.existingClaim: the NIM loads the preloaded cache")
     return key_requirement(model, tag)
 
 

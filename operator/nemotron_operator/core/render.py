@@ -8,6 +8,7 @@ unchanged whatever characters they hold.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -66,15 +67,106 @@ class RenderError(ValueError):
 
 @dataclass(frozen=True)
 class ChildNames:
-    workload: str  # the Deployment or LeaderWorkerSet
+    workload: str  # the Deployment, StatefulSet or LeaderWorkerSet
     service: str
-    cache: str  # the PersistentVolumeClaim the operator creates when the spec names none
+    cache: str  # the shared PersistentVolumeClaim the operator creates (ReadWriteMany)
+    download: str  # the Job that fills it
 
     @classmethod
     def of(cls, deployment_name: str) -> ChildNames:
         return cls(
-            workload=deployment_name, service=deployment_name, cache=f"{deployment_name}-cache"
+            workload=deployment_name,
+            service=deployment_name,
+            cache=f"{deployment_name}-cache",
+            download=f"{deployment_name}-download",
         )
+
+
+# The pods' cache volume, and the claim template a claim per pod is made from: the StatefulSet
+# controller names those claims <volume>-<pod name> (model-cache-<name>-0, -1, ...).
+CACHE_VOLUME = "model-cache"
+DEPLOYMENT, STATEFUL_SET, LEADER_WORKER_SET = "Deployment", "StatefulSet", "LeaderWorkerSet"
+WORKLOAD_KINDS = (DEPLOYMENT, STATEFUL_SET, LEADER_WORKER_SET)
+# Where a workload kind keeps its claim templates (immutable once created).
+_CLAIM_TEMPLATES_AT = {
+    STATEFUL_SET: ("spec",),
+    LEADER_WORKER_SET: ("spec", "leaderWorkerTemplate"),
+}
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """How the model cache reaches the pods, from what the storage offers (cache.accessMode).
+
+    - a claim per pod (ReadWriteOnce, the default): a StatefulSet (or the LeaderWorkerSet, for
+      leader and workers alike) makes one from a claim template, so no ReadWriteOnce claim is
+      ever mounted by two pods that may land on different nodes;
+    - one shared claim (ReadWriteMany): the operator's, mounted by every pod of a Deployment
+      (or LeaderWorkerSet);
+    - an existing claim (cache.existingClaim): preloaded, mounted read-only by every pod.
+    """
+
+    workload_kind: str
+    shared_claim: str | None  # the claim every pod mounts; None: a claim per pod
+    read_only: bool
+
+    @property
+    def claim_per_pod(self) -> bool:
+        return self.shared_claim is None
+
+
+def cache_layout(spec: Mapping[str, Any], plan: PlanStatus | None, name: str) -> CacheLayout:
+    """The cache layout of a NemotronDeployment (`spec` as on the wire, `plan` None when there
+    is none yet: the layout of a single-node replica)."""
+    cache = spec.get("cache") or {}
+    multi_node = plan is not None and (plan.nodes_per_replica or 1) > 1
+    shared_kind = LEADER_WORKER_SET if multi_node else DEPLOYMENT
+    existing = cache.get("existingClaim")
+    if existing:
+        return CacheLayout(shared_kind, str(existing), read_only=True)
+    if cache.get("accessMode") == "ReadWriteMany":
+        return CacheLayout(shared_kind, ChildNames.of(name).cache, read_only=False)
+    return CacheLayout(LEADER_WORKER_SET if multi_node else STATEFUL_SET, None, read_only=False)
+
+
+def download_content(
+    spec: Mapping[str, Any], plan: PlanStatus | None, layout: CacheLayout, name: str
+) -> str | None:
+    """What the download Job puts into the shared cache, "<image> <profile>", or None when no Job
+    runs: only the operator's own shared claim is filled by one (a claim per pod is filled by its
+    pod, an existing claim is preloaded), never offline, and only for an exact profile (an id, or
+    a description NIM knows: download-to-cache runs without GPUs, so it cannot choose one)."""
+    if (
+        plan is None
+        or layout.shared_claim != ChildNames.of(name).cache
+        or (spec.get("ngc") or {}).get("offline")
+        or not plan.profile
+        or plan.profile_source not in ("spec", "metadata")
+    ):
+        return None
+    return f"{plan.image} {plan.profile}"
+
+
+def with_created_claim_templates(
+    child: Mapping[str, Any], observed: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """`child` with the claim templates its observed self was created with: the API server
+    refuses a change to them, and the claims they made stay as they are (created once, never
+    resized or moved to another storage class here)."""
+    path = _CLAIM_TEMPLATES_AT.get(child["kind"])
+    if path is None or observed is None:
+        return dict(child)
+    created = observed
+    for key in path:
+        created = created.get(key) or {}
+    if "volumeClaimTemplates" not in created:
+        return dict(child)
+    kept = copy.deepcopy(dict(child))
+    holder = kept
+    for key in path:
+        holder = holder[key]
+    holder["volumeClaimTemplates"] = copy.deepcopy(created["volumeClaimTemplates"])
+    return kept
 
 
 @dataclass(frozen=True)
@@ -191,6 +283,14 @@ def render_children(
     cache = spec.get("cache") or {}
     env = nim_env(spec, plan, owner.name, key_given)
     multi_node = nodes > 1
+    layout = cache_layout(spec, plan, owner.name)
+    if cache.get("existingClaim") and multi_node and cache.get("accessMode") == "ReadWriteOnce":
+        raise RenderError(
+            f"a replica spans {nodes} nodes and each needs the model, but the ReadWriteOnce "
+            f"claim {cache['existingClaim']} attaches to one node: preload a ReadOnlyMany or "
+            "ReadWriteMany claim (and say so in cache.accessMode), or omit cache.existingClaim "
+            "for a claim per pod"
+        )
     context = {
         "names": child_names,
         "namespace": owner.namespace,
@@ -219,7 +319,9 @@ def render_children(
         "tolerations": tolerations,
         "image_pull_secrets": [{"name": s} for s in ngc.get("pullSecrets") or ()],
         "cache_path": CACHE_PATH,
-        "cache_claim": cache.get("existingClaim") or child_names.cache,
+        "cache_volume": CACHE_VOLUME,
+        "cache": layout,
+        "cache_content_annotation": names.CACHE_CONTENT_ANNOTATION,
         "cache_size": str(cache.get("size") or plan.cache_size or ""),
         "shm_size": SHM_SIZE,
         "startup_failure_threshold": startup_allowance_seconds(plan)
@@ -227,11 +329,20 @@ def render_children(
     }
     if not cache.get("existingClaim") and not context["cache_size"]:
         raise RenderError("the catalog has no download size for this model: set spec.cache.size")
-    templates = [
-        "leaderworkerset.yaml.j2" if multi_node else "deployment.yaml.j2",
-        "service.yaml.j2",
-    ]
-    if not cache.get("existingClaim"):
+    templates = [f"{layout.workload_kind.lower()}.yaml.j2", "service.yaml.j2"]
+    content = download_content(spec, plan, layout, owner.name)
+    if content is not None:
+        context["download"] = {
+            "content": content,
+            "profile": plan.profile,
+            "env": [e for e in env if e["name"] in ("NGC_API_KEY", "NIM_CACHE_PATH")],
+            "pod_labels": {
+                names.CACHE_DOWNLOAD_LABEL: owner.name,
+                names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+            },
+        }
+        templates.insert(0, "job.yaml.j2")
+    if layout.shared_claim == child_names.cache:
         templates.insert(0, "persistentvolumeclaim.yaml.j2")
     return [_render(template, context) for template in templates]
 

@@ -8,6 +8,8 @@ Conditions (Kubernetes API conventions; `Ready` is the summary that `kubectl get
 - `Progressing`: pods are being created or rolled out.
 - `Degraded`: something stops the NIM from serving (the diagnosed cause).
 - `Ready`: every replica serves; otherwise the most useful reason why not.
+- `CacheReady` (only while a download Job fills a shared cache): the planned profile's files are
+  in the cache; the workload is created, or rolled out to a new version, only then.
 """
 
 from __future__ import annotations
@@ -42,14 +44,61 @@ class Observed:
     blocker: Blocker | None
     credentials: Condition | None  # the CredentialsValid fact, when there is one
     replicas: int  # desired
-    workload: Mapping[str, Any] | None  # the Deployment / LeaderWorkerSet as observed
+    workload: Mapping[str, Any] | None  # the Deployment, StatefulSet or LeaderWorkerSet
     diagnosis: Any | None  # diagnose.Diagnosis of the pods, None when healthy
     endpoint: str | None
     selector: str
+    cache: Condition | None = None  # CacheReady, when a download Job fills the cache
+
+
+def downloads(job: Mapping[str, Any]) -> str | None:
+    """What a download Job puts into the cache ("<image> <profile>", its annotation)."""
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(names.CACHE_CONTENT_ANNOTATION)
+
+
+def cache_ready(content: str | None, job: Mapping[str, Any] | None) -> Condition | None:
+    """The CacheReady fact from the download Job that should put `content` ("<image> <profile>")
+    into the shared cache (None: no Job does, the fact does not apply)."""
+    if content is None:
+        return None
+    image, profile = content.split(" ", 1)
+    downloading = Condition(
+        names.ConditionType.CACHE_READY,
+        False,
+        Why.CACHE_DOWNLOADING,
+        f"a Job downloads profile {profile} of {image} into the shared cache",
+    )
+    if job is None or downloads(job) != content:
+        return downloading
+    meta = job.get("metadata") or {}
+    finished = {
+        c.get("type"): c
+        for c in ((job.get("status") or {}).get("conditions") or ())
+        if c.get("status") == "True"
+    }
+    if "Complete" in finished:
+        return Condition(
+            names.ConditionType.CACHE_READY,
+            True,
+            Why.CACHE_DOWNLOADED,
+            f"the shared cache holds profile {profile} of {image}",
+        )
+    if "Failed" in finished:
+        return Condition(
+            names.ConditionType.CACHE_READY,
+            False,
+            Why.CACHE_DOWNLOAD_FAILED,
+            f"the Job {meta.get('name')} could not download profile {profile} of {image}: "
+            f"{finished['Failed'].get('message') or finished['Failed'].get('reason')}; its pod's "
+            f"log says why (kubectl logs job/{meta.get('name')})",
+        )
+    return downloading
 
 
 def workload_counts(workload: Mapping[str, Any] | None) -> tuple[int, int, int]:
-    """(replicas, ready, updated) from a Deployment's or LeaderWorkerSet's status."""
+    """(replicas, ready, updated) from a Deployment's, StatefulSet's or LeaderWorkerSet's
+    status (the three name them alike)."""
     status = (workload or {}).get("status") or {}
     return (
         int(status.get("replicas") or 0),
@@ -82,6 +131,24 @@ def facts(observed: Observed) -> list[Condition]:
             Condition(names.ConditionType.PROGRESSING, False, blocker.reason, blocker.message),
             Condition(names.ConditionType.DEGRADED, True, blocker.reason, blocker.message),
             Condition(names.ConditionType.READY, False, blocker.reason, blocker.message),
+        ]
+        return found
+
+    cache = observed.cache
+    if cache is not None:
+        found.append(cache)
+    if cache is not None and cache.reason == Why.CACHE_DOWNLOAD_FAILED:
+        found += [
+            Condition(names.ConditionType.DEGRADED, True, cache.reason, cache.message),
+            Condition(names.ConditionType.PROGRESSING, False, cache.reason, cache.message),
+            Condition(names.ConditionType.READY, False, cache.reason, cache.message),
+        ]
+        return found
+    if cache is not None and cache.status is not True and observed.workload is None:
+        found += [
+            Condition(names.ConditionType.DEGRADED, False, Why.AS_EXPECTED, "no failure seen"),
+            Condition(names.ConditionType.PROGRESSING, True, cache.reason, cache.message),
+            Condition(names.ConditionType.READY, False, cache.reason, cache.message),
         ]
         return found
 
@@ -126,6 +193,10 @@ def facts(observed: Observed) -> list[Condition]:
             Condition(names.ConditionType.PROGRESSING, True, Why.ROLLING_OUT, message),
             Condition(names.ConditionType.READY, False, Why.STARTING, message),
         ]
+    if cache is not None and cache.status is not True:  # a new version's files, before its rollout
+        message = f"{cache.message}; the rollout starts then, the running replicas serve meanwhile"
+        found = [c for c in found if c.type != names.ConditionType.PROGRESSING]
+        found.append(Condition(names.ConditionType.PROGRESSING, True, cache.reason, message))
     return found
 
 

@@ -27,7 +27,14 @@ from nemotron_operator.core.catalog import Catalog
 from nemotron_operator.core.conditions import Condition, same_conditions
 from nemotron_operator.core.drift import matches
 from nemotron_operator.core.recheck import seconds_until_diagnosis_may_change
-from nemotron_operator.core.status import Blocker, Observed, changed_reasons, desired_status
+from nemotron_operator.core.status import (
+    Blocker,
+    Observed,
+    cache_ready,
+    changed_reasons,
+    desired_status,
+    downloads,
+)
 from nemotron_operator.shell import kube, leaderworkersets, ngc
 from nemotron_operator.shell.credentials import Credentials
 from nemotron_operator.shell.world import Snapshot
@@ -46,7 +53,7 @@ class Cluster(Protocol):
 
     def merge_patch(self, child: Mapping[str, Any]) -> None: ...
 
-    def delete_workload(self, kind: str, namespace: str, name: str) -> None: ...
+    def delete_child(self, kind: str, namespace: str, name: str) -> None: ...
 
     def patch_status(
         self, namespace: str, name: str, status: Mapping[str, Any]
@@ -174,16 +181,31 @@ class Converger:
             recheck.append(after)
 
         spec = spec_model.model_dump(by_alias=True, mode="json") if spec_model else {}
+        layout = render.cache_layout(spec, plan, name)
+        cache = (
+            cache_ready(
+                render.download_content(spec, plan, layout, name), snapshot.children.get("Job")
+            )
+            if blocker is None
+            else None
+        )
         if blocker is None and plan is not None and spec_model is not None:
             try:
-                self._apply_children(body, spec, plan, snapshot, _key_given(spec_model))
+                self._apply_children(
+                    body,
+                    spec,
+                    plan,
+                    snapshot,
+                    _key_given(spec_model),
+                    cache_filled=cache is None or cache.status is True,
+                )
             except render.RenderError as error:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.RENDER_FAILED, str(error))
             except kube.ChildRejected as error:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.CHILD_REJECTED, str(error))
 
         spans = _spans_nodes(plan)
-        workload = snapshot.children.get(leaderworkersets.KIND if spans else "Deployment")
+        workload = snapshot.children.get(layout.workload_kind)
         diagnosis = None
         if blocker is None and snapshot.pods:
             allowance = self.startup_allowance(plan)
@@ -208,6 +230,7 @@ class Converger:
             if "Service" in snapshot.children
             else None,
             selector=f"{names.DEPLOYMENT_LABEL}={name}",
+            cache=cache,
         )
         self._write_status(body, observed, now)
         return Outcome(
@@ -303,14 +326,28 @@ class Converger:
         plan: api.PlanStatus,
         snapshot: Snapshot,
         key_given: bool,
+        cache_filled: bool,
     ) -> None:
+        """Apply what drifted. Until the download Job has filled the shared cache
+        (`cache_filled`), the workload is left as it is: not created yet, or still serving the
+        version before."""
         meta = body["metadata"]
         owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+        kind = render.cache_layout(spec, plan, owner.name).workload_kind
         pending: list[tuple[dict[str, Any], bool]] = []  # (child, new)
-        for child in render.render_children(owner, spec, plan, key_given=key_given):
-            observed = snapshot.children.get(child["kind"])
-            if child["kind"] == "PersistentVolumeClaim" and observed is not None:
+        for rendered in render.render_children(owner, spec, plan, key_given=key_given):
+            observed = snapshot.children.get(rendered["kind"])
+            if rendered["kind"] == "PersistentVolumeClaim" and observed is not None:
                 continue  # claims are immutable once bound: created once, never resized here
+            if rendered["kind"] == "Job" and observed is not None:
+                # a Job's pod template is immutable: created once for the files it downloads,
+                # replaced (deleted, then created when its deletion is seen) for other files
+                if downloads(observed) != downloads(rendered):
+                    self.cluster.delete_child("Job", owner.namespace, rendered["metadata"]["name"])
+                continue
+            if rendered["kind"] == kind and not cache_filled:
+                continue
+            child = render.with_created_claim_templates(rendered, observed)
             if observed is None or not matches(child, observed):
                 pending.append((child, observed is None))
         if sum(new for _, new in pending) > 1:
@@ -330,9 +367,12 @@ class Converger:
                 applied = None  # e.g. the rendered port beside a hand-made one of the same name
             if applied is None or not matches(child, applied):
                 self.cluster.merge_patch(child)
-        stale = "Deployment" if _spans_nodes(plan) else leaderworkersets.KIND
-        if stale in snapshot.children:
-            self.cluster.delete_workload(stale, owner.namespace, owner.name)
+        # The workload of a kind the spec and plan no longer call for (the cache's access mode
+        # or the nodes per replica changed): the new one replaces it, once it can start.
+        for stale in render.WORKLOAD_KINDS:
+            if stale == kind or stale not in snapshot.children or not cache_filled:
+                continue
+            self.cluster.delete_child(stale, owner.namespace, owner.name)
             if stale == leaderworkersets.KIND:  # gone now, or already (its CRD gone: no event)
                 self.forget_leaderworkerset(owner.namespace, owner.name)
 

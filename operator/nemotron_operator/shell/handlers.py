@@ -20,6 +20,7 @@ import kopf
 from nemotron_operator.api import names
 from nemotron_operator.core.catalog import load_catalog
 from nemotron_operator.core.inventory import gpus_requested_by_node
+from nemotron_operator.core.render import ChildNames
 from nemotron_operator.shell import kopf_workarounds, kube, ngc
 from nemotron_operator.shell.controller import Controller, KopfIndexes
 from nemotron_operator.shell.converge import Converger
@@ -92,6 +93,8 @@ def operator_controller(
             pod_warnings=indexes["pod_warnings"],
             children=(
                 indexes["children_deployments"],
+                indexes["children_statefulsets"],
+                indexes["children_jobs"],
                 indexes["children_services"],
                 indexes["children_claims"],
             ),
@@ -177,8 +180,23 @@ def _child_index(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **
 kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS, id="children_deployments")(
     _child_index
 )
+kopf.index("apps", "v1", "statefulsets", labels=CHILD_LABELS, id="children_statefulsets")(
+    _child_index
+)
 kopf.index("v1", "services", labels=CHILD_LABELS, id="children_services")(_child_index)
-kopf.index("v1", "persistentvolumeclaims", labels=CHILD_LABELS, id="children_claims")(_child_index)
+kopf.index("batch", "v1", "jobs", labels=CHILD_LABELS, id="children_jobs")(_child_index)
+
+
+@kopf.index("v1", "persistentvolumeclaims", labels=CHILD_LABELS, id="children_claims")
+def _shared_claim_index(
+    body: kopf.Body, namespace: str | None, name: str, labels: kopf.Labels, **_: Any
+) -> dict:
+    """The shared cache claim the operator creates; not the claims a StatefulSet makes per pod
+    (they carry the same labels, and are the StatefulSet's to create)."""
+    if name != ChildNames.of(labels[names.DEPLOYMENT_LABEL]).cache:
+        return {}
+    return _child_index(body, namespace, labels)
+
 
 # LeaderWorkerSets are not watched by Kopf: their API comes and goes with its CRD, which Kopf
 # handles badly (namespace_watches says how). The controller follows them with a watch of its
@@ -202,6 +220,8 @@ async def nemotron_deployment_changed(
 
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+@kopf.on.event("apps", "v1", "statefulsets", labels=CHILD_LABELS)
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
 @kopf.on.event("v1", "services", labels=CHILD_LABELS)
 @kopf.on.event("v1", "persistentvolumeclaims", labels=CHILD_LABELS)
 async def owned_object_changed(

@@ -126,6 +126,8 @@ Body = str | Mapping[str, Any]  # text for YAML (apply), a mapping for JSON (mer
 # Where each kind of child lives: {api} is "api/v1" or "apis/<group>/<version>".
 _PLURALS = {
     "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+    "Job": "jobs",
     "Service": "services",
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "LeaderWorkerSet": "leaderworkersets",
@@ -167,11 +169,19 @@ def _done(response: Any) -> None:
     response.release_conn()
 
 
-def delete_workload(kind: str, namespace: str, name: str) -> None:
-    """Remove a workload of the kind the plan no longer uses (Deployment <-> LeaderWorkerSet)."""
+def delete_child(kind: str, namespace: str, name: str) -> None:
+    """Remove a child the NemotronDeployment no longer uses: a workload of another kind
+    (Deployment, StatefulSet, LeaderWorkerSet), or a download Job for other files (with its
+    pods)."""
     try:
         if kind == "Deployment":
             client.AppsV1Api(api()).delete_namespaced_deployment(name, namespace)
+        elif kind == "StatefulSet":
+            client.AppsV1Api(api()).delete_namespaced_stateful_set(name, namespace)
+        elif kind == "Job":
+            client.BatchV1Api(api()).delete_namespaced_job(
+                name, namespace, propagation_policy="Background"
+            )
         else:
             group, version = names.LWS_API_VERSION.split("/")
             client.CustomObjectsApi(api()).delete_namespaced_custom_object(

@@ -21,7 +21,14 @@ from nemotron_operator.core.inventory import GpuPool, gpu_pools
 T = TypeVar("T")
 Key = tuple[str, str]  # (namespace, NemotronDeployment)
 Index = Mapping[Any, Iterable[Any]]
-CHILD_KINDS = ("Deployment", "Service", "PersistentVolumeClaim", "LeaderWorkerSet")
+CHILD_KINDS = (
+    "Deployment",
+    "StatefulSet",
+    "Service",
+    "PersistentVolumeClaim",
+    "LeaderWorkerSet",
+    "Job",
+)
 
 
 @dataclass(frozen=True)
