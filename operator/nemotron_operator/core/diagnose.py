@@ -382,6 +382,8 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"(?:ampere|hopper|blackwell|ada(?: lovelace)?|turing|volta) (?:gpus? )?or "
             r"(?:newer|later)|unsupported (?:sm|arch)\b|"
             r"(?:sm_?\d{2,3}|compute capability \d+\.\d) (?:is )?not supported|"
+            # native kernels assert on the GPU's architecture, naming their source file
+            r"unsupported architecture\W.{0,200}\.(?:cpp|cu|cuh|h)\b|"
             r"requires? (?:a )?(?:gpu|device)s? with compute capability"
         ),
         instead=(_LOW_GPU_MEMORY, Reason.INSUFFICIENT_GPU_MEMORY),
@@ -505,6 +507,8 @@ _LOG_RULES: tuple[_LogRule, ...] = (
             r"offline ?mode ?is ?enabled|error sending request for url|error trying to connect|"
             r"offline mode.{0,40}(?:is set|set to|enabled|is on)|"
             r"\b451\b.{0,40}unavailable for legal reasons|"
+            # the source (or a proxy before it) answers with a server error: requests' wording
+            r"\b5\d\d server error: .{0,60} for url: https?://|"
             + _DOWNLOAD_CONTEXT
             + r".*(?:connection (?:refused|reset|timed out|aborted|error)|connecttimeout|"
             r"readtimeout|timed out|network is unreachable|no route to host|connectionerror|"
@@ -766,7 +770,9 @@ _DOCKER_OFFICIAL_IMAGE = re.compile(
 )
 _KUBELET_SUMMARY = re.compile(r"Error: [A-Za-z]+$")
 _DISK = frozenset({Reason.DISK_FULL})
-_STARTUP_PROBE_KILL = _rx(r"failed startup probe")
+# A container killed by its startup probe, or by a liveness probe that began before it could
+# answer (an image's own probes, without a startup probe): it did not start in time.
+_STARTUP_PROBE_KILL = _rx(r"failed (?:startup|liveness) probe")
 
 _HINTS = {
     Reason.NGC_AUTHENTICATION_FAILED: (
@@ -1317,7 +1323,7 @@ def _termination_problem(
             f"more shared memory than /dev/shm holds: {_quote(_last_lines(tail) or exited)}",
         )
     probe_kills = _event_messages(about, "Killing", _STARTUP_PROBE_KILL)
-    if probe_kills and not tail.strip():
+    if probe_kills and all(line.quiet for line in _log_lines(tail)):  # killed while loading
         return _diagnosed(
             Reason.STARTUP_TIMEOUT,
             f"The kubelet restarted the container after its startup probe ran out ({times}): "
