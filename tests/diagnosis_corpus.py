@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from nemotron_operator.api.types import PlanStatus
 from nemotron_operator.core.diagnose import DIAGNOSIS_REASONS, Diagnosis, diagnose
 
 CORPUS = Path(__file__).resolve().parent / "data" / "diagnosis"
@@ -46,7 +47,7 @@ class Case:
     now: dt.datetime
     pod: Mapping[str, Any]
     events: Sequence[Mapping[str, Any]]
-    plan: Mapping[str, Any] | None
+    plan: PlanStatus | None
     file: str
     relabelled: str = ""
     """Why `expected` differs from the label in `file` (from relabels.yaml), if it does."""
@@ -127,7 +128,7 @@ def _case(raw: object, file: str) -> Case:
         now=_moment(raw.get("now"), where),
         pod=_as_api_json(pod),
         events=_as_api_json(events),
-        plan=_as_api_json(plan) if isinstance(plan, Mapping) else None,
+        plan=PlanStatus.model_validate(_as_api_json(plan)) if isinstance(plan, Mapping) else None,
         file=file,
     )
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nemotron_operator.api.types import PlanStatus
 from nemotron_operator.core.diagnose import (
     DIAGNOSIS_REASONS,
     Diagnosis,
@@ -38,6 +39,8 @@ L40S_PLAN = {
     "memorySource": "published",
     "maxModelLength": 131072,
     "fits": False,
+    "reason": "InsufficientGPUMemory",
+    "message": "does not fit",
 }
 
 
@@ -460,14 +463,14 @@ def test_missing_pull_secret_explains_the_refused_pull() -> None:
     ],
 )
 def test_gpu_memory_shortage_is_recognised_across_engines(tail: str) -> None:
-    found = diagnose(crashed(tail), [], plan=L40S_PLAN, now=NOW)
+    found = diagnose(crashed(tail), [], plan=PlanStatus.model_validate(L40S_PLAN), now=NOW)
     assert found is not None
     assert found.reason == Reason.INSUFFICIENT_GPU_MEMORY
 
 
 def test_gpu_memory_hint_uses_the_plans_numbers() -> None:
     tail = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
-    found = diagnose(crashed(tail), [], plan=L40S_PLAN, now=NOW)
+    found = diagnose(crashed(tail), [], plan=PlanStatus.model_validate(L40S_PLAN), now=NOW)
     assert found is not None
     assert found.hint == (
         "Needs ~42 GiB per GPU on 2 x NVIDIA-L40S with 41 GiB usable: lower maxModelLength "
@@ -476,7 +479,7 @@ def test_gpu_memory_hint_uses_the_plans_numbers() -> None:
 
 
 def test_gpu_memory_hint_when_the_plan_expected_a_fit() -> None:
-    plan = {**L40S_PLAN, "memoryPerGPUGiB": 35.0, "precision": "fp8"}
+    plan = PlanStatus.model_validate({**L40S_PLAN, "memoryPerGPUGiB": 35.0, "precision": "fp8"})
     found = diagnose(crashed("CUDA out of memory"), [], plan=plan, now=NOW)
     assert found is not None
     assert "expected ~35 GiB per GPU to fit" in found.hint
@@ -934,8 +937,13 @@ event_like = st.fixed_dictionaries(
         "lastTimestamp": anything,
     },
 )
-plan_like = st.none() | st.dictionaries(
-    st.sampled_from(sorted(L40S_PLAN)), anything | st.floats(0, 200), max_size=8
+plan_like = st.none() | st.builds(
+    lambda changes: PlanStatus.model_validate({**L40S_PLAN, **changes}),
+    st.dictionaries(
+        st.sampled_from(["memoryPerGPUGiB", "usablePerGPUGiB", "gpusPerReplica", "maxModelLength"]),
+        st.none() | st.integers(1, 200),
+        max_size=4,
+    ),
 )
 
 

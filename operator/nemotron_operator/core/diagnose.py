@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nemotron_operator.api import names
+from nemotron_operator.api.types import PlanStatus
 
 DEFAULT_STARTUP_ALLOWANCE_SECONDS = 1200
 """What the NIM Operator's startup probe allows (failureThreshold 120 x period 10 s)."""
@@ -625,20 +626,20 @@ def _event_messages(
 # Hints that use the plan's numbers
 
 
-def _plan_number(plan: Mapping[str, Any] | None, key: str) -> float | None:
-    return _number(_field(plan, key)) if plan else None
+def _plan_number(plan: PlanStatus | None, attribute: str) -> float | None:
+    return _number(getattr(plan, attribute)) if plan is not None else None
 
 
 _LOWER_PRECISION = {"bf16": "fp8", "fp16": "fp8", "fp8": "nvfp4 (Blackwell)"}
 
 
-def _gpu_memory_hint(plan: Mapping[str, Any] | None) -> str:
-    need = _plan_number(plan, "memoryPerGPUGiB")
-    usable = _plan_number(plan, "usablePerGPUGiB")
-    gpus = _plan_number(plan, "gpusPerReplica") or _plan_number(plan, "tensorParallelSize")
-    product = _text(_field(plan, "gpuProduct")) or "GPU"
-    precision = _text(_field(plan, "precision")).lower()
-    max_len = _plan_number(plan, "maxModelLength")
+def _gpu_memory_hint(plan: PlanStatus | None) -> str:
+    need = _plan_number(plan, "memory_per_gpu_gib")
+    usable = _plan_number(plan, "usable_per_gpu_gib")
+    gpus = _plan_number(plan, "gpus_per_replica") or _plan_number(plan, "tensor_parallel_size")
+    product = (plan.gpu_product if plan else None) or "GPU"
+    precision = ((plan.precision if plan else None) or "").lower()
+    max_len = _plan_number(plan, "max_model_length")
     changes = ["lower maxModelLength" + (f" (now {max_len:.0f})" if max_len else "")]
     if precision in _LOWER_PRECISION:
         changes.append(f"use {_LOWER_PRECISION[precision]}")
@@ -716,11 +717,11 @@ def _unschedulable_hint(
     pod: Mapping[str, Any],
     message: str,
     causes: list[tuple[re.Pattern[str], str]],
-    plan: Mapping | None,
+    plan: PlanStatus | None,
 ) -> str:
     gpus = sum(
         _count(_gpu_request(c)) for c in _mappings(_field(pod, "spec", "containers"))
-    ) or _plan_number(plan, "gpusPerReplica")
+    ) or _plan_number(plan, "gpus_per_replica")
     taint = re.search(r"untolerated taint\(?s?\)?\s*(\{[^}]*\})", message)
     selector = _field(pod, "spec", "nodeSelector")
     details = {
@@ -905,7 +906,7 @@ _LOG_SUMMARIES = {
 def diagnose(
     pod: Mapping[str, Any],
     events: Sequence[Mapping[str, Any]] = (),
-    plan: Mapping[str, Any] | None = None,
+    plan: PlanStatus | None = None,
     now: datetime | None = None,
     startup_allowance_seconds: int = DEFAULT_STARTUP_ALLOWANCE_SECONDS,
 ) -> Diagnosis | None:
@@ -916,7 +917,7 @@ def diagnose(
     about = _events_about(pod, events)
     moment = now if isinstance(now, datetime) else datetime.now(UTC)
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    plan = plan if isinstance(plan, Mapping) else None
+    plan = plan if isinstance(plan, PlanStatus) else None
     found = [
         _pod_failed(pod),
         _unschedulable(pod, about, plan, moment),
@@ -933,7 +934,7 @@ def diagnose(
 def diagnose_pods(
     pods: Sequence[Mapping[str, Any]],
     events: Sequence[Mapping[str, Any]] = (),
-    plan: Mapping[str, Any] | None = None,
+    plan: PlanStatus | None = None,
     now: datetime | None = None,
     startup_allowance_seconds: int = DEFAULT_STARTUP_ALLOWANCE_SECONDS,
 ) -> Diagnosis | None:
@@ -1040,7 +1041,7 @@ def _waits_for_its_claim(message: str) -> bool:
 
 
 def _unschedulable(
-    pod: Mapping[str, Any], about: list[Mapping], plan: Mapping | None, now: datetime
+    pod: Mapping[str, Any], about: list[Mapping], plan: PlanStatus | None, now: datetime
 ) -> Diagnosis | None:
     messages = _scheduling_messages(pod, about)
     if messages is None:
@@ -1142,7 +1143,7 @@ def _container_problem(
     pod: Mapping[str, Any],
     status: Mapping[str, Any],
     about: list[Mapping],
-    plan: Mapping | None,
+    plan: PlanStatus | None,
     now: datetime,
     allowance: int,
 ) -> Diagnosis | None:
@@ -1280,7 +1281,7 @@ def _termination_problem(
     status: Mapping[str, Any],
     waiting: str,
     about: list[Mapping],
-    plan: Mapping | None,
+    plan: PlanStatus | None,
 ) -> Diagnosis | None:
     """The cause of the container's current or last exit, if it exited in trouble."""
     terminated = _field(status, "state", "terminated")

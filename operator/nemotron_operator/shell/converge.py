@@ -212,7 +212,7 @@ class Converger:
             diagnosis = diagnose.diagnose_pods(
                 snapshot.pods,
                 snapshot.warnings,
-                plan.model_dump(by_alias=True, mode="json", exclude_none=True) if plan else None,
+                plan,
                 now=now,
                 startup_allowance_seconds=allowance,
             )
