@@ -599,7 +599,12 @@ def test_an_evicted_pod_is_disk_full_until_its_replacement_serves(
         }
     }
     core.create_namespaced_pod(namespace, anchor_pod(namespace, pool))
-    nds.create("nano", {**on_private_node(pool), "affinity": beside_the_anchor})
+    # a shared cache: the pods are a Deployment's, whose evicted pod stays beside its
+    # replacement (a StatefulSet's would be deleted and made again under the same name)
+    shared_cache = {"accessMode": "ReadWriteMany"}
+    nds.create(
+        "nano", {**on_private_node(pool), "affinity": beside_the_anchor, "cache": shared_cache}
+    )
     nds.wait_condition("nano", "Ready", "True")
     pod = nim_pod(cluster, namespace, "nano")
     core.delete_namespaced_pod("anchor", namespace, grace_period_seconds=0)
