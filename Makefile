@@ -26,6 +26,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check operator tests hack bench
 	$(VENV)/bin/ruff format --check operator tests hack bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict operator/nemotron_operator/core operator/nemotron_operator/api
 	$(VENV)/bin/lint-imports
 
 unit: $(VENV)/.installed

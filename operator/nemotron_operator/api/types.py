@@ -41,7 +41,7 @@ def quantity_bytes(quantity: int | str) -> float:
     """The value of a Kubernetes quantity (e.g. "150Gi", "2e9", 500m, 1024) as a plain number,
     read by the Kubernetes client's own parser. Raises ValueError for anything else."""
     try:
-        return float(parse_quantity(quantity))
+        return float(parse_quantity(quantity))  # type: ignore[no-untyped-call]
     except ArithmeticError:  # decimal's errors for malformed numbers
         raise ValueError(f"{quantity!r} is not a Kubernetes quantity") from None
 

@@ -573,7 +573,9 @@ def _last_lines(tail: str) -> str:
 # Events
 
 
-def _events_about(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list[Mapping]:
+def _events_about(
+    pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
     """Events whose involvedObject is this pod, newest first."""
     name = _text(_field(pod, "metadata", "name"))
     namespace = _text(_field(pod, "metadata", "namespace"))
@@ -612,7 +614,7 @@ def _event_time(event: Mapping[str, Any]) -> datetime:
 
 
 def _event_messages(
-    events: Iterable[Mapping], reason: str, found: re.Pattern[str] | None = None
+    events: Iterable[Mapping[str, Any]], reason: str, found: re.Pattern[str] | None = None
 ) -> list[str]:
     return [
         _text(_field(e, "message") or _field(e, "note"))
@@ -1017,7 +1019,9 @@ def _pod_failed(pod: Mapping[str, Any]) -> Diagnosis | None:
     )
 
 
-def _scheduling_messages(pod: Mapping[str, Any], about: list[Mapping]) -> list[str] | None:
+def _scheduling_messages(
+    pod: Mapping[str, Any], about: list[Mapping[str, Any]]
+) -> list[str] | None:
     """Why the scheduler cannot place the pod, freshest first: the pod's own PodScheduled
     condition (the scheduler rewrites it on every attempt), then the FailedScheduling Events,
     newest first (an Event's text may be its first attempt's: a repeated Event keeps its first
@@ -1041,7 +1045,7 @@ def _waits_for_its_claim(message: str) -> bool:
 
 
 def _unschedulable(
-    pod: Mapping[str, Any], about: list[Mapping], plan: PlanStatus | None, now: datetime
+    pod: Mapping[str, Any], about: list[Mapping[str, Any]], plan: PlanStatus | None, now: datetime
 ) -> Diagnosis | None:
     messages = _scheduling_messages(pod, about)
     if messages is None:
@@ -1085,7 +1089,7 @@ _START_PROGRESS = ("Pulling", "Pulled", "Created", "Started")
 
 
 def _creation_problem(
-    pod: Mapping[str, Any], about: list[Mapping], now: datetime
+    pod: Mapping[str, Any], about: list[Mapping[str, Any]], now: datetime
 ) -> Diagnosis | None:
     """A volume that cannot be attached or mounted, or a pod sandbox the runtime cannot create,
     keeps the pod in ContainerCreating with no other sign than the Events about it: those still
@@ -1142,7 +1146,7 @@ ContainerCreating); any other waiting reason but a crash loop's is a failure to 
 def _container_problem(
     pod: Mapping[str, Any],
     status: Mapping[str, Any],
-    about: list[Mapping],
+    about: list[Mapping[str, Any]],
     plan: PlanStatus | None,
     now: datetime,
     allowance: int,
@@ -1170,14 +1174,14 @@ def _first(messages: list[str]) -> str:
     return messages[0] if messages else ""
 
 
-def _runtime_errors(about: list[Mapping]) -> list[str]:
+def _runtime_errors(about: list[Mapping[str, Any]]) -> list[str]:
     """The kubelet's Failed Events that quote the runtime or registry, newest first (not its
     "Error: ErrImagePull"-style summaries, which say nothing more than the container state)."""
     return [m for m in _event_messages(about, "Failed") if not _KUBELET_SUMMARY.match(m)]
 
 
 def _start_problem(
-    status: Mapping[str, Any], why: str, message: str, about: list[Mapping]
+    status: Mapping[str, Any], why: str, message: str, about: list[Mapping[str, Any]]
 ) -> Diagnosis:
     """The runtime could not create or start the container (CreateContainerError,
     RunContainerError, StartError, InvalidImageName, ...): a GPU, driver or disk cause when its
@@ -1211,7 +1215,7 @@ def _pull_problem(
     status: Mapping[str, Any],
     waiting: str,
     waiting_message: str,
-    about: list[Mapping],
+    about: list[Mapping[str, Any]],
 ) -> Diagnosis:
     image = _text(_field(status, "image")) or _spec_image(pod, status) or "the image"
     pull_errors = [m for m in _runtime_errors(about) if _PULL_EVENT.search(m)]
@@ -1280,7 +1284,7 @@ def _termination_problem(
     pod: Mapping[str, Any],
     status: Mapping[str, Any],
     waiting: str,
-    about: list[Mapping],
+    about: list[Mapping[str, Any]],
     plan: PlanStatus | None,
 ) -> Diagnosis | None:
     """The cause of the container's current or last exit, if it exited in trouble."""
@@ -1337,7 +1341,7 @@ def _termination_problem(
     )
 
 
-def _container_spec(pod: Mapping[str, Any], status: Mapping[str, Any]) -> Mapping | None:
+def _container_spec(pod: Mapping[str, Any], status: Mapping[str, Any]) -> Mapping[str, Any] | None:
     name = _field(status, "name")
     specs = _mappings(_field(pod, "spec", "containers")) + _mappings(
         _field(pod, "spec", "initContainers")

@@ -91,7 +91,9 @@ def _split_product(product: str) -> tuple[str, bool, bool, int | None]:
     return base, True, shared, int(slice_memory.group(1)) * 1024 if slice_memory else None
 
 
-def _gpu_node(node: Mapping[str, Any], in_use: Mapping[str, int]) -> tuple[tuple, GpuNode] | None:
+def _gpu_node(
+    node: Mapping[str, Any], in_use: Mapping[str, int]
+) -> tuple[tuple[Any, ...], GpuNode] | None:
     metadata = node.get("metadata") or {}
     spec = node.get("spec") or {}
     labels = metadata.get("labels") or {}
@@ -122,7 +124,7 @@ def gpu_pools(
     """Pools of schedulable GPU nodes. Nodes without GPUs or without the gpu.product label,
     and cordoned nodes, are left out; `gpus_in_use` (node name -> GPUs, see
     gpus_requested_by_node) sets the free GPUs per node."""
-    grouped: dict[tuple, list[GpuNode]] = {}
+    grouped: dict[tuple[Any, ...], list[GpuNode]] = {}
     for node in nodes:
         entry = _gpu_node(node, gpus_in_use or {})
         if entry is not None:

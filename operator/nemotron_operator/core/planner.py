@@ -29,7 +29,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from nemotron_operator.api import names
 from nemotron_operator.api.types import (
@@ -790,10 +790,12 @@ def _longest_context(
     longest = 2 ** math.floor(math.log2(max((target.max_model_length or 0) - 1, 1)))
     if longest < SHORTEST_SUGGESTED_CONTEXT or not fits(SHORTEST_SUGGESTED_CONTEXT):
         return None  # the weights alone keep it off: no context helps
-    return next(
-        length
-        for length in (longest >> halving for halving in range(longest.bit_length()))
-        if length <= SHORTEST_SUGGESTED_CONTEXT or fits(length)
+    return int(
+        next(
+            length
+            for length in (longest >> halving for halving in range(longest.bit_length()))
+            if length <= SHORTEST_SUGGESTED_CONTEXT or fits(length)
+        )
     )
 
 
@@ -860,14 +862,14 @@ def _fitting_plan(
         nodes_per_replica=choice.pp,
         gpu_product=product,
         profile=need.profile,
-        profile_source=need.profile_source,  # type: ignore[arg-type]
+        profile_source=need.profile_source,
         memory_per_gpu_gib=round(need.gib, 1),
         weights_gib=round(parts.weights, 1),
         kv_cache_gib=round(parts.kv_cache, 1),
         activations_gib=round(parts.activations, 1),
         overhead_gib=round(parts.overhead, 1),
         usable_per_gpu_gib=round(choice.facts.usable_gib, 1),
-        memory_source=need.source,  # type: ignore[arg-type]
+        memory_source=need.source,
         key_required=key.required,
         key_required_reason=key.why,
         max_model_length=target.max_model_length,
@@ -876,7 +878,9 @@ def _fitting_plan(
     )
 
 
-def _candidate_pools(spec: NemotronDeploymentSpec, target: _Target, inventory: Sequence[GpuPool]):
+def _candidate_pools(
+    spec: NemotronDeploymentSpec, target: _Target, inventory: Sequence[GpuPool]
+) -> list[GpuPool]:
     tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations]
     pools = restrict_pools(inventory, spec.node_selector, tolerations)
     if not pools:
@@ -956,7 +960,7 @@ def _suggestions(
     hf_config_text: str | None,
 ) -> list[str]:
     """What would fit with fewer pins: count, then precision, then product, then profile."""
-    relaxations: list[dict] = []
+    relaxations: list[dict[str, Any]] = []
     gpu = spec.gpu
     if spec.profile is not None:
         relaxations.append({"profile": None})
