@@ -142,21 +142,8 @@ class FakeKubelet:
     ) -> None:
         """containerd could not start the container (an OCI hook or runc failed): StartError
         with exit code 128 and the runtime's error, then a back-off."""
-        name = self._container(pod, container)
-        self._set(
-            pod,
-            container,
-            phase="Running",
-            ready=False,
-            restarts=restarts,
-            state={
-                "waiting": {
-                    "reason": "CrashLoopBackOff",
-                    "message": f"back-off 40s restarting failed container={name}"
-                    f" pod={self._name(pod)}",
-                }
-            },
-            last_state={"terminated": self._termination(128, "StartError", message)},
+        self.crash_loop(
+            pod, restarts, message, exit_code=128, reason="StartError", container=container
         )
         self.event(pod, "Failed", f"Error: {message}")
 
