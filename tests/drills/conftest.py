@@ -115,7 +115,8 @@ def drill_namespaces(cluster: Cluster, drill_prefix: str) -> Iterator[Callable[.
 # Kopf logs a handler's failure with its traceback and goes on ("Handler ... failed"); the resync
 # loop logs its own failures the same way. Any other traceback is an unhandled error.
 HANDLED = re.compile(
-    r"Handler '[^']+' failed|resync of \S+ failed|Error processing event|"
+    r"Handler '[^']+' failed|converging \S+ failed; trying again|a resync round failed|"
+    r"Error processing event|"
     r"Request attempt #\d+ failed|Unexpected error in peering|Ignoring"
 )
 
@@ -282,11 +283,16 @@ def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnCluster
 
 
 def nd_body(name: str, spec: Mapping[str, Any], **metadata: Any) -> dict[str, Any]:
+    """A NemotronDeployment whose cache is shared (ReadWriteMany) unless the spec says otherwise:
+    the drills count one Deployment, one Service and one claim per object (with a claim per
+    replica, the default, the workload is a StatefulSet whose claims its controller makes)."""
+    cache = spec.get("cache")
+    shared = {"accessMode": "ReadWriteMany", **cache} if isinstance(cache, Mapping) else cache
     return {
         "apiVersion": names.API_VERSION,
         "kind": names.KIND,
         "metadata": {"name": name, **metadata},
-        "spec": dict(spec),
+        "spec": {**spec, "cache": shared if cache is not None else {"accessMode": "ReadWriteMany"}},
     }
 
 
