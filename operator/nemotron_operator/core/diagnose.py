@@ -164,7 +164,8 @@ def _number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _timestamp(value: object) -> datetime | None:
+def timestamp(value: object) -> datetime | None:
+    """An API timestamp (RFC 3339) as an aware datetime; None for anything else."""
     if not isinstance(value, str):
         return None
     try:
@@ -602,12 +603,12 @@ def _event_time(event: Mapping[str, Any]) -> datetime:
     seen = [
         moment
         for path in (("lastTimestamp",), ("series", "lastObservedTime"), ("eventTime",))
-        if (moment := _timestamp(_field(event, *path)))
+        if (moment := timestamp(_field(event, *path)))
     ]
     if seen:
         return max(seen)
     for path in (("firstTimestamp",), ("metadata", "creationTimestamp")):
-        moment = _timestamp(_field(event, *path))
+        moment = timestamp(_field(event, *path))
         if moment:
             return moment
     return datetime.min.replace(tzinfo=UTC)
@@ -967,10 +968,12 @@ def _replaced(pod: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> bool:
     is ready: what it says is history then."""
     if _text(_field(pod, "status", "phase")) != "Failed":
         return False
-    failed_at = _timestamp(_field(pod, "metadata", "creationTimestamp"))
+    failed_at = timestamp(_field(pod, "metadata", "creationTimestamp"))
+    # creation times have whole seconds: a replacement may carry the same one
     return failed_at is not None and any(
-        (created := _timestamp(_field(other, "metadata", "creationTimestamp"))) is not None
-        and created > failed_at
+        other is not pod
+        and (created := timestamp(_field(other, "metadata", "creationTimestamp"))) is not None
+        and created >= failed_at
         and _ready(other)
         for other in pods
     )
@@ -1076,7 +1079,7 @@ def _unschedulable(
 
 
 def _age_seconds(pod: Mapping[str, Any], now: datetime) -> float:
-    created = _timestamp(_field(pod, "metadata", "creationTimestamp"))
+    created = timestamp(_field(pod, "metadata", "creationTimestamp"))
     return (now - created).total_seconds() if created else math.inf
 
 
@@ -1359,7 +1362,7 @@ def _has_key(pod: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
 
 
 def _startup_timeout(status: Mapping[str, Any], now: datetime, allowance: int) -> Diagnosis | None:
-    started = _timestamp(_field(status, "state", "running", "startedAt"))
+    started = timestamp(_field(status, "state", "running", "startedAt"))
     if started is None:
         return None
     if (now - started).total_seconds() <= allowance:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from nemotron_operator.core.diagnose import CLAIM_BINDING_GRACE_SECONDS
+from nemotron_operator.core.diagnose import CLAIM_BINDING_GRACE_SECONDS, timestamp
 
 MARGIN_SECONDS = 1.0  # look just after the moment, not at it (timestamps have whole seconds)
 
@@ -26,21 +26,14 @@ def seconds_until_diagnosis_may_change(
         meta, status = pod.get("metadata") or {}, pod.get("status") or {}
         if meta.get("deletionTimestamp"):
             continue
-        created = _time(meta.get("creationTimestamp"))
+        created = timestamp(meta.get("creationTimestamp"))
         if created is not None and not (pod.get("spec") or {}).get("nodeName"):
             moments.append(created.timestamp() + CLAIM_BINDING_GRACE_SECONDS)
         for container in status.get("containerStatuses") or ():
-            started = _time(((container.get("state") or {}).get("running") or {}).get("startedAt"))
+            started = timestamp(
+                ((container.get("state") or {}).get("running") or {}).get("startedAt")
+            )
             if started is not None and not container.get("ready"):
                 moments.append(started.timestamp() + startup_allowance_seconds)
     ahead = [moment - now.timestamp() for moment in moments if moment >= now.timestamp()]
     return min(ahead) + MARGIN_SECONDS if ahead else None
-
-
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

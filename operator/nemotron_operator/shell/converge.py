@@ -235,7 +235,7 @@ class Converger:
         self._write_status(body, observed, now)
         return Outcome(
             requeue_after=min((s for s in recheck if s is not None), default=None),
-            spans_nodes=spans or _spans_nodes(_status_plan(body)),
+            spans_nodes=spans or _status_spans_nodes(body),
             reads_key_secret=key_secret_name(body) is not None,
         )
 
@@ -432,14 +432,14 @@ def same_status(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return True
 
 
-def _spans_nodes(plan: api.PlanStatus | Mapping[str, Any] | None) -> bool:
-    if isinstance(plan, api.PlanStatus):
-        return (plan.nodes_per_replica or 1) > 1
-    return int((plan or {}).get("nodesPerReplica") or 1) > 1
+def _spans_nodes(plan: api.PlanStatus | None) -> bool:
+    return plan is not None and (plan.nodes_per_replica or 1) > 1
 
 
-def _status_plan(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    return ((body.get("status") or {}).get("plan")) or None
+def _status_spans_nodes(body: Mapping[str, Any]) -> bool:
+    """Did the status last written say a replica spans nodes (a LeaderWorkerSet may exist)?"""
+    plan = (body.get("status") or {}).get("plan") or {}
+    return int(plan.get("nodesPerReplica") or 1) > 1
 
 
 def _key_given(spec: api.NemotronDeploymentSpec) -> bool:
