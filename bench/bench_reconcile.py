@@ -5,7 +5,9 @@ kube-controller-manager turning those Deployments into ReplicaSets, measured in 
 
 Uses the local cluster (started when it is not running) and its own operator process serving
 only the namespaces it creates. Prints p50/p99 of both latencies (client-observed watch events),
-the time for a burst of objects to all reach Planned=True, and the operator's peak memory.
+the CPU seconds per object of the operator and of kube-controller-manager over the same phase,
+the time for a burst of objects to all reach Planned=True, the operator's CPU per object in the
+burst and per minute idle after it, and its peak memory.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import subprocess
 import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from benchkit import (
+    cpu_seconds,
     create_nemotron_deployment,
     local_cluster_with_crd,
     memory_mib,
@@ -29,7 +34,14 @@ from kubernetes import client, watch
 
 from nemotron_operator.api import names
 
-SPEC = {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}, "replicas": 0}
+# A preloaded claim: the workload is a Deployment (as kube-controller-manager's input on the other
+# side) and is created at once (a shared claim of the operator's own waits for its download Job).
+SPEC = {
+    "model": "nemotron-3-nano",
+    "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+    "replicas": 0,
+    "cache": {"existingClaim": "preloaded-models", "accessMode": "ReadOnlyMany"},
+}
 
 
 def watch_added(
@@ -58,10 +70,24 @@ def watch_added(
             stream.stop()
 
 
+def controller_manager_pid(kubeconfig: Path) -> int:
+    """The kube-controller-manager of the local cluster whose kubeconfig this is."""
+    found = subprocess.run(
+        ["pgrep", "-f", f"kube-controller-manager --kubeconfig={kubeconfig} "],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if len(found) != 1:
+        raise RuntimeError(f"expected one kube-controller-manager for {kubeconfig}: {found}")
+    return int(found[0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=100)
     parser.add_argument("--burst", type=int, default=300)
+    parser.add_argument("--idle", type=float, default=30, help="idle seconds measured")
     args = parser.parse_args()
 
     kubeconfig, api = local_cluster_with_crd()
@@ -85,6 +111,9 @@ def main() -> int:
                 target=watch_added, args=(api, namespace, kind, seen, owners, stop), daemon=True
             ).start()
         time.sleep(1)
+        pid = operator.process.pid
+        controller_manager = controller_manager_pid(kubeconfig)
+        cpu_before = cpu_seconds(pid), cpu_seconds(controller_manager)
         created: dict[str, float] = {}
         for i in range(args.objects):
             name = f"nd-{i}"
@@ -96,6 +125,11 @@ def main() -> int:
                     raise RuntimeError(f"{name}: no Deployment/ReplicaSet within 30 s")
                 time.sleep(0.002)
         stop.set()
+        time.sleep(1)  # the status writes after each Deployment
+        cpu_one_at_a_time = (
+            (cpu_seconds(pid) - cpu_before[0]) / args.objects,
+            (cpu_seconds(controller_manager) - cpu_before[1]) / args.objects,
+        )
         operator_ms = [(deployments[n] - created[n]) * 1000 for n in created]
         by_owner = {owner: rs for rs, owner in owners.items() if rs in replicasets}
         controller_ms = [(replicasets[by_owner[n]] - deployments[n]) * 1000 for n in created]
@@ -104,6 +138,7 @@ def main() -> int:
         burst_ns = f"{prefix}-burst"
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=burst_ns)))
         start = time.monotonic()
+        burst_cpu_before = cpu_seconds(pid)
         for i in range(args.burst):
             create(burst_ns, f"nd-{i}")
         created_s = time.monotonic() - start
@@ -124,7 +159,12 @@ def main() -> int:
                 raise RuntimeError(f"only {planned}/{args.burst} Planned after 600 s")
             time.sleep(0.5)
         burst_s = time.monotonic() - start
-        peak_mib = memory_mib(operator.process.pid, "VmHWM")
+        time.sleep(2)  # the last status writes
+        burst_cpu = (cpu_seconds(pid) - burst_cpu_before) / args.burst
+        idle_cpu_before = cpu_seconds(pid)
+        time.sleep(args.idle)
+        idle_cpu = (cpu_seconds(pid) - idle_cpu_before) * 60 / args.idle
+        peak_mib = memory_mib(pid, "VmHWM")
     finally:
         operator.stop()
         for ns in (f"{prefix}-latency", f"{prefix}-burst"):
@@ -143,9 +183,16 @@ def main() -> int:
     ratio = percentile(operator_ms, 0.5) / max(percentile(controller_ms, 0.5), 0.001)
     print(f"  ratio operator/controller-manager at p50: {ratio:.2f}")
     print(
-        f"burst of {args.burst}: created in {created_s:.1f} s, all Planned=True after "
-        f"{burst_s:.1f} s ({args.burst / burst_s:.1f} objects/s)"
+        f"  CPU per object: operator {cpu_one_at_a_time[0]:.3f} s, kube-controller-manager "
+        f"{cpu_one_at_a_time[1]:.3f} s (all its controllers, same phase); ratio "
+        f"{cpu_one_at_a_time[0] / max(cpu_one_at_a_time[1], 0.001):.1f}"
     )
+    print(
+        f"burst of {args.burst}: created in {created_s:.1f} s, all Planned=True after "
+        f"{burst_s:.1f} s ({args.burst / burst_s:.1f} objects/s), operator CPU "
+        f"{burst_cpu:.3f} s per object"
+    )
+    print(f"operator CPU while idle for {args.idle:.0f} s after it: {idle_cpu:.2f} s per minute")
     print(f"operator peak memory (VmHWM): {peak_mib:.0f} MiB")
     return 0
 

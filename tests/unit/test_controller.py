@@ -18,7 +18,7 @@ from nemotron_operator.api.types import NemotronDeploymentSpec, PlanStatus
 from nemotron_operator.core import render
 from nemotron_operator.core.catalog import load_catalog
 from nemotron_operator.core.planner import plan
-from nemotron_operator.shell import ngc
+from nemotron_operator.shell import kube, ngc
 from nemotron_operator.shell.controller import Controller, KopfIndexes, resync_due
 from nemotron_operator.shell.converge import Converger
 from nemotron_operator.shell.credentials import Credentials
@@ -49,13 +49,14 @@ class FakeCluster:
     config_maps: dict[tuple[str, str, str], str] = field(default_factory=dict)
     crd_without_plan_field: str | None = None  # a CRD older than the operator prunes it
     stored: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    refuses: set[str] = field(default_factory=set)  # kinds the API server refuses
 
-    def apply(
-        self, child: Mapping[str, Any], dry_run: bool = False, answer: bool = False
-    ) -> dict[str, Any] | None:
+    def apply(self, child: Mapping[str, Any], *, answer: bool = False) -> dict[str, Any] | None:
         if self.fail_with:
             raise self.fail_with
-        self.writes.append(("dry-run" if dry_run else "apply", child["kind"]))
+        if child["kind"] in self.refuses:
+            raise kube.ChildRejected(child, 403, f"{child['kind']} forbidden: exceeded quota")
+        self.writes.append(("apply", child["kind"]))
         return dict(child) if answer else None
 
     def merge_patch(self, child: Mapping[str, Any]) -> None:
@@ -191,21 +192,29 @@ def work(rig_: Rig) -> list[tuple[str, str]]:
 # --- a converge, end to end through the fakes ---------------------------------------------------
 
 
-def test_a_new_deployment_gets_its_children_then_one_status_write_and_its_events() -> None:
+def test_a_new_deployment_costs_one_write_per_child_and_one_status_write() -> None:
     r = rig(deployment("nano"))
     r.controller.enqueue(("team-a", "nano"))
     assert work(r) == [("team-a", "nano")]
     kinds = [what for what, _ in r.cluster.writes]
-    assert kinds[:2] == ["dry-run"] * 2  # two new children: asked before any is created
-    # a claim per replica (the default ReadWriteOnce cache): the StatefulSet makes them
-    assert [w for w in r.cluster.writes if w[0] == "apply"] == [
-        ("apply", "StatefulSet"),
-        ("apply", "Service"),
-    ]
+    # one write per child (a claim per replica, the default ReadWriteOnce cache: the StatefulSet
+    # makes them), then one status write, and no Event: nothing failed, nothing serves yet
+    assert r.cluster.writes[:2] == [("apply", "StatefulSet"), ("apply", "Service")]
+    assert kinds[2:] == ["status"]
     statuses = [s for what, s in r.cluster.writes if what == "status"]
-    assert len(statuses) == 1
     assert statuses[0]["plan"]["gpuProduct"] == "NVIDIA-L40S"
-    assert "event" in kinds
+
+
+def test_a_child_refused_leaves_none_of_its_siblings_behind() -> None:
+    r = rig(deployment("nano"))
+    r.cluster.refuses = {"Service"}
+    r.controller.enqueue(("team-a", "nano"))
+    work(r)
+    assert r.cluster.writes[:2] == [("apply", "StatefulSet"), ("delete", "StatefulSet")]
+    status = next(s for what, s in r.cluster.writes if what == "status")
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "ChildRejected")
+    assert "Service forbidden: exceeded quota" in stalled["message"]
 
 
 def test_a_converge_that_raises_is_retried_with_backoff_and_success_forgets_it() -> None:

@@ -357,19 +357,26 @@ def desired_status(
     }
 
 
+# Ready=False on the way to Ready, not a failure: no Event (the status says it).
+_ON_THE_WAY = frozenset(
+    {Why.CREATING, Why.ROLLING_OUT, Why.STARTING, Why.CACHE_DOWNLOADING, Why.SCALED_TO_ZERO}
+)
+
+
 def event_for(condition: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The Event (type, reason) a condition whose status or reason changed is worth: Ready,
-    Planned and CredentialsValid either way, Stalled when it becomes True (a retried failure
-    past its deadline); None for the rest."""
-    status, reason = condition.get("status"), str(condition.get("reason"))
-    if condition.get("type") == names.ConditionType.STALLED:
-        return ("Warning", reason) if status == "True" else None
-    if condition.get("type") in (
-        names.ConditionType.READY,
+    """The Event (type, reason) a condition whose status or reason changed is worth (None: no
+    Event): a Warning for each new failure (a refusal by Planned or CredentialsValid, Ready
+    False for a diagnosed cause, Stalled True), a Normal one when the replicas serve. Creating
+    a deployment posts none: its plan and progress are in the status, and each Event is a write."""
+    type_, status, reason = condition.get("type"), condition.get("status"), condition.get("reason")
+    if type_ == names.ConditionType.STALLED or type_ in (
         names.ConditionType.PLANNED,
         names.ConditionType.CREDENTIALS_VALID,
     ):
-        return ("Normal" if status == "True" else "Warning", reason)
+        failed = status == ("True" if type_ == names.ConditionType.STALLED else "False")
+        return ("Warning", str(reason)) if failed else None
+    if type_ == names.ConditionType.READY and reason not in _ON_THE_WAY:
+        return ("Normal" if status == "True" else "Warning", str(reason))
     return None
 
 

@@ -49,9 +49,7 @@ LEADERWORKERSET_RECHECK_SECONDS = 30.0  # the LeaderWorkerSet API missing: look 
 class Cluster(Protocol):
     """The writes (and the two reads) a converge makes: kube.py's functions."""
 
-    def apply(
-        self, child: Mapping[str, Any], dry_run: bool = False, answer: bool = False
-    ) -> dict[str, Any] | None: ...
+    def apply(self, child: Mapping[str, Any], *, answer: bool = False) -> dict[str, Any] | None: ...
 
     def merge_patch(self, child: Mapping[str, Any]) -> None: ...
 
@@ -351,23 +349,29 @@ class Converger:
             child = render.with_created_claim_templates(rendered, observed)
             if observed is None or not matches(child, observed):
                 pending.append((child, observed is None))
-        if sum(new for _, new in pending) > 1:
-            # Creating several: first ask whether the API server takes every one, so that one it
-            # refuses (kube.ChildRejected) leaves none of the others half-built behind it.
-            for child, _ in pending:
-                self.cluster.apply(child, dry_run=True)
-        for child, new in pending:
-            if new:
-                self.cluster.apply(child)
-                continue
-            # A hand edit: server-side apply takes back the fields the operator owns, but leaves
-            # the list entries someone else added (a container, a port); then the lists go whole.
-            try:
-                applied = self.cluster.apply(child, answer=True)
-            except kube.ChildRejected:
-                applied = None  # e.g. the rendered port beside a hand-made one of the same name
-            if applied is None or not matches(child, applied):
-                self.cluster.merge_patch(child)
+        created: list[Mapping[str, Any]] = []
+        try:
+            for child, new in pending:
+                if new:
+                    self.cluster.apply(child)
+                    created.append(child)
+                    continue
+                # A hand edit: server-side apply takes back the fields the operator owns, but
+                # leaves the list entries someone else added (a container, a port); then the
+                # lists go whole.
+                try:
+                    applied = self.cluster.apply(child, answer=True)
+                except kube.ChildRejected:
+                    applied = None  # e.g. the rendered port beside a hand-made one of that name
+                if applied is None or not matches(child, applied):
+                    self.cluster.merge_patch(child)
+        except kube.ChildRejected:
+            # One refused (a quota, a policy, a field the API server does not take): the ones
+            # this converge created go again, so none stays half-built beside it. One write per
+            # new child in the common case, instead of asking first with a dry run of each.
+            for child in reversed(created):
+                self.cluster.delete_child(child["kind"], owner.namespace, child["metadata"]["name"])
+            raise
         # The workload of a kind the spec and plan no longer call for (the cache's access mode
         # or the nodes per replica changed): the new one replaces it, once it can start.
         for stale in render.WORKLOAD_KINDS:

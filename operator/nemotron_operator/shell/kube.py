@@ -71,7 +71,7 @@ class ChildRejected(Exception):
 
 
 def apply(
-    child: Mapping[str, Any], dry_run: bool = False, answer: bool = False
+    child: Mapping[str, Any], *, dry_run: bool = False, answer: bool = False
 ) -> dict[str, Any] | None:
     """Server-side apply of a child object, taking over fields a person edited by hand
     (dry_run: only ask whether the API server would take it; answer: return the object as the
@@ -171,8 +171,8 @@ def _done(response: Any) -> None:
 
 def delete_child(kind: str, namespace: str, name: str) -> None:
     """Remove a child the NemotronDeployment no longer uses: a workload of another kind
-    (Deployment, StatefulSet, LeaderWorkerSet), or a download Job for other files (with its
-    pods)."""
+    (Deployment, StatefulSet, LeaderWorkerSet), a download Job for other files (with its pods),
+    or one created just before a sibling was refused (a Service, a claim)."""
     try:
         if kind == "Deployment":
             client.AppsV1Api(api()).delete_namespaced_deployment(name, namespace)
@@ -182,6 +182,10 @@ def delete_child(kind: str, namespace: str, name: str) -> None:
             client.BatchV1Api(api()).delete_namespaced_job(
                 name, namespace, propagation_policy="Background"
             )
+        elif kind == "Service":
+            client.CoreV1Api(api()).delete_namespaced_service(name, namespace)
+        elif kind == "PersistentVolumeClaim":
+            client.CoreV1Api(api()).delete_namespaced_persistent_volume_claim(name, namespace)
         else:
             group, version = names.LWS_API_VERSION.split("/")
             client.CustomObjectsApi(api()).delete_namespaced_custom_object(
