@@ -217,26 +217,24 @@ def secret_not_found(spec: Mapping[str, Any], plan_: PlanStatus) -> Blocker:
     return Blocker(names.ConditionType.CREDENTIALS_VALID, fact.reason, fact.message)
 
 
-def download_job(content: str, failed: bool) -> dict[str, Any]:
-    conditions = (
-        [
-            {
-                "type": "Failed",
-                "status": "True",
-                "reason": "BackoffLimitExceeded",
-                "message": "Job has reached the specified backoff limit",
-            }
-        ]
-        if failed
-        else []
-    )
+def failed(content: str) -> dict[str, Any]:
+    """The download Job of `content` ("<image> <profile>") after its pod failed every retry."""
     return {
         "kind": "Job",
         "metadata": {
             "name": "nd-cache-download",
             "annotations": {names.CACHE_CONTENT_ANNOTATION: content},
         },
-        "status": {"conditions": conditions},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                }
+            ]
+        },
     }
 
 
@@ -279,13 +277,16 @@ def scenarios() -> list[Scenario]:
     content = render.download_content(shared, planned(shared), layout, "nd")
     if content is None:
         raise AssertionError("the shared-cache spec should be filled by a download Job")
-    add(
-        "cache-downloading",
-        State.WORKING,
-        "a download Job fills the shared cache before the pods are created",
-        observed(shared, cache=cache_ready(content, None)),
-        spec_=shared,
-    )
+    for name, state, what, job in (
+        (
+            "cache-downloading",
+            State.WORKING,
+            "a download Job fills the shared cache before the pods are created",
+            None,
+        ),
+        ("cache-download-failed", State.NEEDS_A_PERSON, "the download Job failed", failed(content)),
+    ):
+        add(name, state, what, observed(shared, cache=cache_ready(content, job)), spec_=shared)
     zero = example_spec("super-fp8-h100", replicas=0)
     add("scaled-to-zero", State.SERVING, "0 replicas requested", observed(zero), spec_=zero)
 
@@ -350,14 +351,6 @@ def scenarios() -> list[Scenario]:
         State.NEEDS_A_PERSON,
         "the registry refuses the image pull (a diagnosis no retry mends)",
         observed(spec, workload=deployment(2, 0, 2), diagnosis=unauthorized_pull(image)),
-    )
-    failed_job = download_job(content, failed=True)
-    add(
-        "cache-download-failed",
-        State.NEEDS_A_PERSON,
-        "the download Job failed",
-        observed(shared, cache=cache_ready(content, failed_job)),
-        spec_=shared,
     )
     waiting = observed(spec, workload=deployment(2, 1, 2), diagnosis=unschedulable())
     add(
