@@ -199,9 +199,10 @@ def unschedulable() -> diagnose.Diagnosis:
     return diagnosed(pod, names.NimReason.UNSCHEDULABLE)
 
 
-def secret_not_found(spec: Mapping[str, Any], plan_: PlanStatus) -> Blocker:
-    """The credentials check (shell/credentials.py) when the key's Secret does not exist, with
-    the words the API client (shell/kube.py) gives for that."""
+def secret_not_found(spec: Mapping[str, Any], plan_: PlanStatus) -> dict[str, Any]:
+    """The credentials check's fact (shell/credentials.py) when the key's Secret does not exist,
+    with the words the API client (shell/kube.py) gives for that, and the blocker the converge
+    loop makes of it."""
     credentials = Credentials(
         registry=None,  # type: ignore[arg-type]  # never asked: there is no key to ask with
         read_secret=lambda ns, name, key: (
@@ -214,7 +215,8 @@ def secret_not_found(spec: Mapping[str, Any], plan_: PlanStatus) -> Blocker:
     fact = credentials.check(
         NAMESPACE, NemotronDeploymentSpec.model_validate(spec), plan_
     ).condition
-    return Blocker(names.ConditionType.CREDENTIALS_VALID, fact.reason, fact.message)
+    blocker = Blocker(names.ConditionType.CREDENTIALS_VALID, fact.reason, fact.message)
+    return {"credentials": fact, "blocker": blocker}
 
 
 def failed(content: str) -> dict[str, Any]:
@@ -309,7 +311,7 @@ def scenarios() -> list[Scenario]:
         "credentials-secret-not-found",
         State.NEEDS_A_PERSON,
         "the NGC key's Secret does not exist",
-        observed(keyed, endpoint=None, blocker=secret_not_found(keyed, plan_)),
+        observed(keyed, endpoint=None, **secret_not_found(keyed, plan_)),
         spec_=keyed,
     )
     multinode = example_spec("ultra-multinode")
