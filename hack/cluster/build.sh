@@ -6,7 +6,7 @@
 # then renamed), so an interrupted build is never taken for a finished one.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
 cache=${NEMOTRON_CACHE:-$HOME/.cache/nemotron-operator}
@@ -96,6 +96,9 @@ build_helm() {
     -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" \
     "helm.sh/helm/v3/cmd/helm@$version"
 }
+
+# Sourced (as hack/kstatus/build.sh does, for install_component): define, build nothing.
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then return 0; fi
 
 install_component etcd "$ETCD_VERSION" build_etcd
 install_component kwok "$KWOK_VERSION" build_kwok
