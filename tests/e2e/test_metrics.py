@@ -1,5 +1,6 @@
 """The operator's /metrics as an SRE reads it: scraped over HTTP from the operator the suite runs,
-while it brings a NemotronDeployment with an NGC key to Ready."""
+while it brings a NemotronDeployment with an NGC key to Ready and another, which fits no GPU
+here, to Stalled."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from nemotron_operator.api import names
 from tests.standins.registry import VALID_KEY
 
 from .conftest import Cluster, OperatorProcess, wait_until
@@ -20,6 +22,8 @@ NANO_WITH_KEY = {
     "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
     "ngc": {"apiKeySecret": {"name": KEY_SECRET}},
 }
+NO_SUCH_GPU = names.PlanReason.GPU_PRODUCT_NOT_FOUND
+NOWHERE = {"model": "nemotron-3-nano", "gpu": {"product": "NVIDIA-B300"}}
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -53,18 +57,22 @@ def test_metrics_show_the_converges_plans_writes_and_ready_deployment(
     put_key_secret(cluster, namespace, VALID_KEY)
     nds = NemotronDeployments(cluster, namespace)
     nds.create("nano", NANO_WITH_KEY)
+    nds.create("nowhere", NOWHERE)  # no such GPU: Stalled, what the alert fires on
     nds.wait_condition("nano", "Ready", "True", timeout=60)
+    nds.wait_condition("nowhere", "Stalled", "True", NO_SUCH_GPU, timeout=60)
+    ready = {"condition": "Ready", "status": "True", "reason": "Ready"}
+    stalled = {"condition": "Stalled", "status": "True", "reason": NO_SUCH_GPU}
 
-    def counted_ready() -> tuple[str, Samples] | None:
+    def counted() -> tuple[str, Samples] | None:
         text, after = scrape(operator.metrics_url)
-        ready = {"condition": "Ready", "status": "True", "reason": "Ready"}
-        if total(after, "nemotron_operator_deployments", **ready) > total(
-            before, "nemotron_operator_deployments", **ready
+        if all(
+            gained(before, after, "nemotron_operator_deployments", **labels) >= 1
+            for labels in (ready, stalled)
         ):
             return text, after
         return None
 
-    text, after = wait_until(counted_ready, "the Ready deployment counted on /metrics", 30)
+    text, after = wait_until(counted, "the Ready and the Stalled deployment on /metrics", 30)
 
     def rose(name: str, **labels: str) -> float:
         return gained(before, after, name, **labels)
@@ -72,6 +80,7 @@ def test_metrics_show_the_converges_plans_writes_and_ready_deployment(
     assert rose("nemotron_operator_converges_total") >= 2  # created, then its pods got ready
     assert rose("nemotron_operator_converge_duration_seconds_count") >= 2
     assert rose("nemotron_operator_plans_total", outcome="Fits") >= 1
+    assert rose("nemotron_operator_plans_total", outcome=NO_SUCH_GPU) >= 1
     assert rose("nemotron_operator_ngc_checks_total", answer="NGCEntitled") == 1
     new_child = {"verb": "apply", "dry_run": "false", "code": "201"}  # an apply that creates
     assert rose("nemotron_operator_api_writes_total", kind="StatefulSet", **new_child) == 1
