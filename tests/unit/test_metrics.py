@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import socket
+import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -346,3 +348,27 @@ def test_the_metrics_port_may_not_be_the_liveness_endpoints() -> None:
         )
     settings = Settings.build({}, liveness_endpoint="http://0.0.0.0:8080/healthz")
     assert settings.metrics_port == DEFAULT_METRICS_PORT != 8080
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+def test_metrics_are_served_over_http_and_a_taken_port_leaves_the_operator_running(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        port = taken.getsockname()[1]
+        taken.listen()
+        assert metrics.serve(port) is None  # logs, does not raise
+        assert f"cannot serve metrics on port {port}" in caplog.text
+    server = metrics.serve(port)  # free now
+    assert server is not None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "# TYPE nemotron_operator_converges_total counter" in text
+    assert "# TYPE nemotron_operator_converge_duration_seconds histogram" in text

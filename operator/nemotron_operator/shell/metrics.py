@@ -23,6 +23,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -290,14 +291,16 @@ def follow(controller: ControllerLike) -> None:
     CONTROLLER_STATE.controller = controller
 
 
-def serve(port: int) -> None:
-    """Serve /metrics on `port` of every address, in a thread (0: not at all). A port already
-    taken is logged and leaves the operator running: Prometheus' `up` says the rest."""
+def serve(port: int) -> WSGIServer | None:
+    """Serve /metrics on `port` of every address, in a daemon thread (0: not at all); the server
+    (None: none). A port already taken is logged and leaves the operator running: Prometheus'
+    `up` says the rest."""
     if not port:
-        return
+        return None
     try:
-        start_http_server(port, registry=REGISTRY)
+        server, _ = start_http_server(port, registry=REGISTRY)
     except OSError as error:
         log.error("cannot serve metrics on port %s: %s", port, error)
-        return
+        return None
     log.info("serving metrics on port %s", port)
+    return server
