@@ -681,9 +681,10 @@ def install_rbac(
     values: Mapping[str, Any],
     edit: Callable[[list[dict[str, Any]]], None] = lambda documents: None,
 ) -> list[dict[str, Any]]:
-    """Apply the RBAC part of the chart (everything but the Deployment), as Helm would."""
+    """Apply the RBAC part of the chart (everything but the Deployment and its metrics
+    Service), as Helm would."""
     documents = render(cluster, tmp_path, values, release, release_namespace)
-    assert {d["kind"] for d in documents} - RBAC_KINDS == {"Deployment"}
+    assert {d["kind"] for d in documents} - RBAC_KINDS == {"Deployment", "Service"}
     rbac = [d for d in documents if d["kind"] in RBAC_KINDS]
     edit(rbac)
     cluster.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(rbac))
