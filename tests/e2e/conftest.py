@@ -203,10 +203,13 @@ class OperatorProcess:
         self.args = tuple(args)
         self.process: subprocess.Popen[bytes] | None = None
         self.health_url = ""  # the liveness endpoint, once started
+        self.metrics_url = ""  # /metrics, once started
 
     def start(self) -> None:
         port = free_port()
         self.health_url = f"http://127.0.0.1:{port}/healthz"
+        metrics_port = free_port()  # several operators run side by side here
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         scope = (
             ["--all-namespaces"]
             if self.namespaces == ("*",)
@@ -220,7 +223,12 @@ class OperatorProcess:
             self.health_url,
             *self.args,
         ]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "NEMOTRON_METRICS_PORT": str(metrics_port),
+            **self.env,
+        }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

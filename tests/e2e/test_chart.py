@@ -9,6 +9,7 @@ request it sends is forbidden. That it is not more than the code uses is the tab
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -149,7 +150,20 @@ NAMESPACED_VALUES = {
 }
 
 
-@pytest.mark.parametrize("values", [{}, NAMESPACED_VALUES], ids=["defaults", "namespaced"])
+# Every metrics toggle on (the monitors, alerts and dashboard need no CRD to render).
+EVERYTHING_ON = {
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "prometheusRule": {"enabled": True},
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Operators"}},
+    }
+}
+MONITORING = "monitoring.coreos.com/v1"
+
+
+@pytest.mark.parametrize(
+    "values", [{}, NAMESPACED_VALUES, EVERYTHING_ON], ids=["defaults", "namespaced", "metrics"]
+)
 def test_helm_lint_is_clean(cluster: Cluster, tmp_path: Path, values: dict[str, Any]) -> None:
     result = helm(
         cluster,
@@ -210,6 +224,7 @@ def test_default_install_passes_server_side_dry_run(
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "Deployment",
+        "Service",  # the operator's metrics
         "ServiceAccount",
     ]
     (deployment,) = of_kind(documents, "Deployment")
@@ -286,6 +301,10 @@ def test_namespaced_install_passes_server_side_dry_run(
         ("podAnnotations", '{"team": 1}', "/podAnnotations/team"),
         ("catalogOverrides", '{"gpus": {}}', "/catalogOverrides"),
         ("image.pullPolicy", '"Sometimes"', "/image/pullPolicy"),
+        ("metrics.port", "8080", "/metrics/port"),  # the liveness probe's
+        ("metrics.serviceMonitor.interval", '"often"', "/metrics/serviceMonitor/interval"),
+        ("metrics.grafana", "true", "additional properties 'grafana' not allowed"),
+        ("metrics.grafanaDashboard.namespace", '"Grafana"', "/metrics/grafanaDashboard/namespace"),
     ],
 )
 def test_values_schema_rejects_unknown_keys_and_wrong_types(
@@ -390,6 +409,210 @@ def test_the_chart_grants_exactly_these_permissions(
         ]
 
 
+# --- the operator's metrics: Service, monitors, alerts, dashboard -----------------------------
+
+
+def operator_container(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = of_kind(documents, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def test_metrics_are_served_on_a_port_of_their_own_with_a_service(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    documents = render(cluster, tmp_path, {})
+    container = operator_container(documents)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"health": 8080, "metrics": 8081}
+    assert env["NEMOTRON_METRICS_PORT"] == "8081"
+    (service,) = of_kind(documents, "Service")
+    (deployment,) = of_kind(documents, "Deployment")
+    assert matches(
+        service["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"]
+    )
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert not [d for d in documents if d["apiVersion"] == MONITORING]  # off by default
+
+    off = render(cluster, tmp_path, {"metrics": {"enabled": False, **EVERYTHING_ON["metrics"]}})
+    container = operator_container(off)
+    assert {e["name"]: e.get("value") for e in container["env"]}["NEMOTRON_METRICS_PORT"] == "0"
+    assert [p["name"] for p in container["ports"]] == ["health"]
+    assert not of_kind(off, "Service") and not of_kind(off, "ConfigMap")
+    assert not [d for d in off if d["apiVersion"] == MONITORING]
+
+
+def test_the_service_monitor_scrapes_the_metrics_service(cluster: Cluster, tmp_path: Path) -> None:
+    documents = render(cluster, tmp_path, EVERYTHING_ON, namespace="ops")
+    (monitor,) = of_kind(documents, "ServiceMonitor")
+    (service,) = of_kind(documents, "Service")
+    assert monitor["apiVersion"] == MONITORING
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert matches(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["relabelings"] == [
+        {"action": "replace", "targetLabel": "job", "replacement": "nemotron-operator"}
+    ]
+    assert not of_kind(documents, "PodMonitor")
+
+
+def test_the_pod_monitor_scrapes_the_operator_pod(cluster: Cluster, tmp_path: Path) -> None:
+    values = {"metrics": {"podMonitor": {"enabled": True, "interval": "15s"}}}
+    documents = render(cluster, tmp_path, values, release="ai", namespace="ops")
+    (monitor,) = of_kind(documents, "PodMonitor")
+    (deployment,) = of_kind(documents, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert matches(monitor["spec"]["selector"]["matchLabels"], pod_labels)
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["interval"] == "15s"
+    assert endpoint["relabelings"][0]["replacement"] == "ai-nemotron-operator"
+    assert not of_kind(documents, "ServiceMonitor")
+
+
+def test_both_monitors_at_once_are_refused(cluster: Cluster, tmp_path: Path) -> None:
+    values = {"metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}}
+    result = template(cluster, tmp_path, values)
+    assert result.returncode != 0
+    assert "enable serviceMonitor or podMonitor, not both" in result.stderr
+
+
+def exported_series() -> set[str]:
+    """The series names the operator's registry (shell/metrics.py) serves."""
+    from nemotron_operator.shell import metrics
+
+    suffixes = {
+        "counter": ["_total"],
+        "histogram": ["_bucket", "_sum", "_count"],
+        "gauge": [""],
+        "info": ["_info"],
+        "summary": ["", "_sum", "_count"],
+    }
+    return {
+        family.name + suffix
+        for family in metrics.REGISTRY.collect()
+        for suffix in suffixes[family.type]
+    }
+
+
+def selectors(expr: str) -> list[Any]:
+    """The vector selectors of a PromQL expression (each with .name and .matchers)."""
+    import promql_parser
+
+    found: list[Any] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+            return
+        for part in ("lhs", "rhs", "expr", "vector_selector", "param", "args"):
+            child = getattr(node, part, None)
+            for each in child if isinstance(child, list) else [child]:
+                if isinstance(each, promql_parser.Expr):
+                    walk(each)
+
+    walk(promql_parser.parse(expr))
+    return found
+
+
+def grafana_query(expr: str) -> str:
+    """A dashboard query as Grafana sends it to Prometheus (its variables filled in)."""
+    return expr.replace("$__rate_interval", "5m").replace("$job", "nemotron-operator")
+
+
+def queries(documents: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Where -> PromQL, for every alert and dashboard query the chart renders."""
+    (rule,) = of_kind(documents, "PrometheusRule")
+    found = {
+        f"alert {r['alert']}": r["expr"] for group in rule["spec"]["groups"] for r in group["rules"]
+    }
+    (config_map,) = of_kind(documents, "ConfigMap")
+    dashboard = json.loads(config_map["data"]["nemotron-operator.json"])
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            found[f"panel {panel['title']!r} {target['refId']}"] = grafana_query(target["expr"])
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":  # label_values(METRIC, LABEL): Grafana's, not PromQL
+            metric = re.fullmatch(r"label_values\((\w+), *\w+\)", variable["definition"])
+            assert metric is not None, variable["definition"]
+            found[f"variable {variable['name']}"] = metric[1]
+    return found
+
+
+def test_alerts_and_dashboard_parse_and_use_only_metrics_the_operator_exports(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    documents = render(cluster, tmp_path, EVERYTHING_ON, namespace="ops")
+    exported = exported_series() | {"up"}  # up: Prometheus' own, per scrape target
+    used: set[str] = set()
+    for where, expr in queries(documents).items():
+        found = selectors(expr)  # raises on PromQL that does not parse
+        assert found, where
+        for selector in found:
+            assert selector.name in exported, f"{where}: {selector.name} is not exported"
+            used.add(selector.name)
+            for matcher in selector.matchers.matchers:
+                if matcher.name == "condition":  # a condition type the operator writes
+                    assert matcher.value in set(names.ConditionType), f"{where}: {matcher.value}"
+    assert {
+        "nemotron_operator_converge_duration_seconds_bucket",
+        "nemotron_operator_converges_total",
+        "nemotron_operator_api_writes_total",
+        "nemotron_operator_deployments",
+        "nemotron_operator_ngc_checks_total",
+        "nemotron_operator_workqueue_depth",
+    } <= used
+
+
+def test_the_alerts_mean_what_they_say(cluster: Cluster, tmp_path: Path) -> None:
+    documents = render(cluster, tmp_path, EVERYTHING_ON, release="ai", namespace="ops")
+    (rule,) = of_kind(documents, "PrometheusRule")
+    alerts = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+    assert set(alerts) == {
+        "NemotronDeploymentStalled",
+        "NemotronOperatorConvergeErrors",
+        "NemotronOperatorDown",
+    }
+    own = 'job="ai-nemotron-operator",namespace="ops"'  # this release's operator only
+    stalled = alerts["NemotronDeploymentStalled"]
+    assert stalled["for"] == "15m" and stalled["labels"] == {"severity": "warning"}
+    assert 'condition="Stalled",status="True"' in stalled["expr"] and own in stalled["expr"]
+    assert "{{ $labels.reason }}" in stalled["annotations"]["summary"]
+    errors = alerts["NemotronOperatorConvergeErrors"]
+    assert (
+        errors["for"] == "15m" and "[10m]" in errors["expr"] and 'outcome="error"' in errors["expr"]
+    )
+    assert errors["expr"].endswith("> 0")
+    down = alerts["NemotronOperatorDown"]
+    assert down["expr"] == f"absent(up{{{own}}} == 1)"  # no target, or its scrape fails
+    assert down["labels"] == {"severity": "critical"}
+
+
+def test_the_dashboard_is_a_configmap_grafana_loads(cluster: Cluster, tmp_path: Path) -> None:
+    values = {"metrics": {"grafanaDashboard": {"enabled": True, "namespace": "grafana"}}}
+    documents = render(cluster, tmp_path, values)
+    (config_map,) = of_kind(documents, "ConfigMap")
+    assert config_map["metadata"]["namespace"] == "grafana"
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["nemotron-operator.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "nemotron-operator.json").read_text())
+    assert dashboard["uid"] == "nemotron-operator"
+    titles = [panel["title"] for panel in dashboard["panels"]]
+    assert len(set(titles)) == len(titles)
+    latency = next(p for p in dashboard["panels"] if p["title"] == "Converge latency")
+    assert [t["legendFormat"] for t in latency["targets"]] == ["p50", "p99"]
+    assert "histogram_quantile(0.99," in latency["targets"][1]["expr"]
+
+
 # --- the operator under the chart's RBAC ------------------------------------------------------
 
 
@@ -458,9 +681,10 @@ def install_rbac(
     values: Mapping[str, Any],
     edit: Callable[[list[dict[str, Any]]], None] = lambda documents: None,
 ) -> list[dict[str, Any]]:
-    """Apply the RBAC part of the chart (everything but the Deployment), as Helm would."""
+    """Apply the RBAC part of the chart (everything but the Deployment and its metrics
+    Service), as Helm would."""
     documents = render(cluster, tmp_path, values, release, release_namespace)
-    assert {d["kind"] for d in documents} - RBAC_KINDS == {"Deployment"}
+    assert {d["kind"] for d in documents} - RBAC_KINDS == {"Deployment", "Service"}
     rbac = [d for d in documents if d["kind"] in RBAC_KINDS]
     edit(rbac)
     cluster.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(rbac))

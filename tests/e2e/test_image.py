@@ -121,7 +121,10 @@ def test_the_image_is_what_the_chart_expects() -> None:
     assert LIVENESS in ENTRYPOINT
     assert RUNTIME.one("EXPOSE") == "8080"
     (container,) = pod["containers"]
-    assert container["ports"] == [{"name": "health", "containerPort": 8080}]
+    assert container["ports"] == [
+        {"name": "health", "containerPort": 8080},
+        {"name": "metrics", "containerPort": 8081},  # NEMOTRON_METRICS_PORT, set by the chart
+    ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     # the chart passes its own scope as args, which replace CMD
     assert CMD == container["args"] == ["--all-namespaces"]
@@ -232,6 +235,7 @@ def test_the_entrypoint_from_a_fresh_virtualenv_serves_a_deployment(
             "KUBECONFIG": str(cluster.kubeconfig),
             "NEMOTRON_NGC_REGISTRY_URL": registry.url,  # type: ignore[attr-defined]
             "NEMOTRON_NGC_METADATA_URL": registry.url,  # type: ignore[attr-defined]
+            "NEMOTRON_METRICS_PORT": str(free_port()),  # as the liveness port, for the same reason
         }
     )
     executable = shutil.which(argv[0], path=environment["PATH"])

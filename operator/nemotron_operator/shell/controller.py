@@ -29,7 +29,7 @@ from kubernetes.client.rest import ApiException
 from nemotron_operator.api import names
 from nemotron_operator.core.conditions import find_condition
 from nemotron_operator.core.inventory import GpuPool
-from nemotron_operator.shell import kube
+from nemotron_operator.shell import kube, metrics
 from nemotron_operator.shell.converge import Converger, Outcome, key_secret_name
 from nemotron_operator.shell.key_secrets import KeySecretWatches
 from nemotron_operator.shell.leaderworkersets import LeaderWorkerSetChildren
@@ -151,6 +151,7 @@ class Controller:
         finally:
             self.queue.done(key)
 
+    @metrics.timed_converge
     def _converge(self, key: Key) -> Outcome:
         namespace, name = key
         with self._guard:

@@ -37,7 +37,7 @@ from nemotron_operator.core.status import (
     event_for,
     seconds_until_stalled,
 )
-from nemotron_operator.shell import kube, leaderworkersets, ngc
+from nemotron_operator.shell import kube, leaderworkersets, metrics, ngc
 from nemotron_operator.shell.credentials import Credentials
 from nemotron_operator.shell.world import Snapshot
 
@@ -296,6 +296,7 @@ class Converger:
                     published_profiles=published,
                     hf_config_text=hf_config,
                 )
+        metrics.plan_made(plan.reason)
         if not plan.fits:
             refusal = Blocker(names.ConditionType.PLANNED, plan.reason, plan.message)
             return plan, None, refusal, None

@@ -20,7 +20,7 @@ from cachetools import TTLCache
 from nemotron_operator.api import names
 from nemotron_operator.api.types import NemotronDeploymentSpec, PlanStatus
 from nemotron_operator.core.conditions import Condition
-from nemotron_operator.shell import ngc
+from nemotron_operator.shell import metrics, ngc
 
 Why = names.StatusReason
 CACHE_ENTRIES = 65536
@@ -155,7 +155,8 @@ class Credentials:
         under `key` and, when given, `also_under`, with the same age."""
         known = self._fresh(key)
         if known is None:
-            known = (self._clock(), ask())  # outside the lock: the registry may be slow
+            # outside the lock: the registry may be slow
+            known = (self._clock(), metrics.ngc_checked(ask()))
             with self._guard:
                 self._answers[key] = known
         if also_under is not None:

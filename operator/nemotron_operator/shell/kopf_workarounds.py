@@ -23,6 +23,9 @@ released. A namespace no longer served has no index entries left to wait for.
 In case another path leaves a hold behind, `oldest_hold_seconds` says for how long the same hold
 has held every handler back; the liveness probe (handlers.handlers_not_held_back) fails past
 HOLD_LIMIT_SECONDS, so that Kubernetes restarts the operator instead of leaving it silent.
+
+Beside the mends, `count_watch_restarts` counts each time a Kopf watch stream lists again
+(metrics.WATCH_RESTARTS): a steady rise is a connection to the API server that keeps breaking.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+
+from nemotron_operator.shell import metrics
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +102,9 @@ async def namespace_event_including_listed(
 
 
 def apply() -> None:
-    """Mend Kopf, once. Another Kopf layout is left alone, with a warning."""
+    """Mend Kopf, once, and count its watch restarts (metrics). Another Kopf layout is left
+    alone, with a warning."""
+    count_watch_restarts()
     try:
         from kopf._core.reactor import observation, queueing
     except ImportError:
@@ -112,6 +119,20 @@ def apply() -> None:
     if kopf_processor is not namespace_event_including_listed:
         namespace_event_including_listed.__wrapped__ = kopf_processor  # type: ignore[attr-defined]
         observation.process_discovered_namespace_event = namespace_event_including_listed
+
+
+def count_watch_restarts() -> None:
+    """Count each time one of Kopf's watch streams lists again (after a 410 Gone or a lost
+    connection): Kopf's `infinite_watch` calls `continuous_watch` anew for each."""
+    try:
+        from kopf._cogs.clients import watching
+    except ImportError:
+        watching = None  # type: ignore[assignment]
+    continuous_watch = getattr(watching, "continuous_watch", None)
+    if continuous_watch is None:
+        log.warning("Kopf's continuous_watch was not found; its watch restarts are not counted")
+    elif not hasattr(continuous_watch, "__wrapped__"):
+        watching.continuous_watch = metrics.counting_kopf_restarts(continuous_watch)
 
 
 def oldest_hold_seconds(now: float) -> float:

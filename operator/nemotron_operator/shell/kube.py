@@ -20,6 +20,7 @@ from kubernetes.client.rest import ApiException
 
 from nemotron_operator.api import names
 from nemotron_operator.core.render import json_for_yaml
+from nemotron_operator.shell import metrics
 
 FIELD_MANAGER = names.FIELD_MANAGER
 REQUEST_TIMEOUT = (10, 60)  # seconds to connect, seconds to wait for the answer
@@ -48,7 +49,8 @@ def api() -> client.ApiClient:
         kwargs["_request_timeout"] = kwargs.get("_request_timeout") or REQUEST_TIMEOUT
         return send(*args, **kwargs)
 
-    api_client.rest_client.request = request_with_deadline  # type: ignore[method-assign]
+    counted = metrics.counting_writes(request_with_deadline, _KINDS)  # writes, by kind and verb
+    api_client.rest_client.request = counted  # type: ignore[method-assign]
     return api_client
 
 
@@ -131,6 +133,11 @@ _PLURALS = {
     "Service": "services",
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "LeaderWorkerSet": "leaderworkersets",
+}
+# The kinds the operator writes, by the plural its URLs name them with (for the metrics).
+_KINDS = {plural: kind for kind, plural in _PLURALS.items()} | {
+    "events": "Event",
+    names.PLURAL: names.KIND,
 }
 
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from kubernetes.client.rest import ApiException
 
-from nemotron_operator.shell import kube
+from nemotron_operator.shell import kube, metrics
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class NamespaceWatches:
                 told_forbidden = False
             except ApiException as error:
                 self._listener.lost(namespace)
+                metrics.watch_restarted(self.kind.resource)
                 version = None
                 if error.status == 410:  # too old to resume from: list again
                     continue
@@ -140,6 +141,7 @@ class NamespaceWatches:
                 self._stop.wait(RETRY_SECONDS)
             except Exception as error:  # the API server away, a connection cut
                 self._listener.lost(namespace)
+                metrics.watch_restarted(self.kind.resource)
                 version = None
                 log.debug("%s watch in %s: %s", self.kind.plural, namespace, type(error).__name__)
                 self._stop.wait(RETRY_SECONDS)
@@ -154,6 +156,7 @@ class NamespaceWatches:
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":  # 410 Gone: the version was compacted away
                 self._listener.lost(namespace)
+                metrics.watch_restarted(self.kind.resource)
                 return None
             version = (obj.get("metadata") or {}).get("resourceVersion") or version
             if kind in ("ADDED", "MODIFIED", "DELETED"):

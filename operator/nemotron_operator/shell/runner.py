@@ -15,11 +15,13 @@ def run_operator(settings: Settings) -> None:
     from nemotron_operator.shell import (
         handlers,  # noqa: F401 - registers the handlers with Kopf
         kopf_workarounds,
+        metrics,
     )
 
     kopf.configure(verbose=settings.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     kopf_workarounds.apply()
+    metrics.serve(settings.metrics_port)
     peering = settings.peering
     kopf.run(
         clusterwide=settings.clusterwide,

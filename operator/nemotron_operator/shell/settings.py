@@ -12,6 +12,8 @@ Environment:
   value reports a slow start sooner; the kubelet still restarts the container only when the
   startup probe runs out.
 - NEMOTRON_NGC_REGISTRY_URL, NEMOTRON_NGC_METADATA_URL: the NGC endpoints (a mirror, a proxy).
+- NEMOTRON_METRICS_PORT: the port of /metrics (Prometheus' text format) on every address;
+  0 turns it off. Default 8081 (the liveness endpoint, when given, must use another port).
 - POD_ID: how this process shows among its peers (the chart sets the pod's name).
 """
 
@@ -22,6 +24,7 @@ import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 CATALOG_OVERRIDES_ENV = "NEMOTRON_CATALOG_OVERRIDES"
 LIVE_CATALOG_ENV = "NEMOTRON_LIVE_CATALOG"
@@ -29,7 +32,9 @@ STARTUP_ALLOWANCE_ENV = "NEMOTRON_STARTUP_ALLOWANCE_SECONDS"
 REGISTRY_URL_ENV = "NEMOTRON_NGC_REGISTRY_URL"
 METADATA_API_URL_ENV = "NEMOTRON_NGC_METADATA_URL"
 POD_ID_ENV = "POD_ID"
+METRICS_PORT_ENV = "NEMOTRON_METRICS_PORT"
 
+DEFAULT_METRICS_PORT = 8081
 DEFAULT_WORKERS = 4
 DEFAULT_RESYNC_SECONDS = 300.0
 CREDENTIALS_RECHECK_SECONDS = 600.0
@@ -53,6 +58,7 @@ class Settings:
     metadata_api_url: str | None = None  # None: NVIDIA's
     peering: PeeringSettings | None = None  # None: standalone
     liveness_endpoint: str | None = None
+    metrics_port: int = DEFAULT_METRICS_PORT  # 0: no metrics
     verbose: bool = False
     workers: int = DEFAULT_WORKERS
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
@@ -88,6 +94,7 @@ class Settings:
             if peering is not None
             else None,
             liveness_endpoint=liveness_endpoint,
+            metrics_port=_metrics_port(environ, liveness_endpoint),
             verbose=verbose,
         )
 
@@ -99,3 +106,16 @@ def _positive_seconds(environ: Mapping[str, str], variable: str) -> int | None:
     if not text.isdigit() or int(text) <= 0:
         raise ValueError(f"{variable} must be a whole number of seconds above 0, not {text!r}")
     return int(text)
+
+
+def _metrics_port(environ: Mapping[str, str], liveness_endpoint: str | None) -> int:
+    text = environ.get(METRICS_PORT_ENV, "").strip() or str(DEFAULT_METRICS_PORT)
+    if not text.isdigit() or int(text) > 65535:
+        raise ValueError(f"{METRICS_PORT_ENV} must be a port number (0: off), not {text!r}")
+    port = int(text)
+    if port and liveness_endpoint and urlsplit(liveness_endpoint).port == port:
+        raise ValueError(
+            f"{METRICS_PORT_ENV}={port} is the port of the liveness endpoint "
+            f"({liveness_endpoint}): give the metrics another"
+        )
+    return port

@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from nemotron_operator.shell import metrics
+
 K = TypeVar("K", bound=Hashable)
 
 BASE_BACKOFF_SECONDS = 0.5
@@ -76,6 +78,7 @@ class WorkQueue(Generic[K]):
     def add_rate_limited(self, key: K) -> None:
         with self._changed:
             failures = self._failures[key] = self._failures.get(key, 0) + 1
+        metrics.workqueue_retried()
         self.add_after(key, self.backoff(failures))
 
     def backoff(self, failures: int) -> float:
