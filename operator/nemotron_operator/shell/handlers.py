@@ -51,6 +51,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.execution.max_workers = 8
+    # Kopf holds each object's event for 0.1 s by default, waiting for a newer one to fold in.
+    # The handlers below only enqueue a key (the work queue folds repeats), so the wait bought
+    # nothing and was most of the time from a NemotronDeployment created to its children.
+    settings.batching.batch_window = 0.0
     memo.controller = operator_controller(memo.settings, indexes, asyncio.get_running_loop())
     memo.controller.start()
     metrics.follow(memo.controller)
