@@ -31,8 +31,9 @@ from nemotron_operator.core.diagnose import (
     format_diagnosis,
     pods_and_events,
 )
-from nemotron_operator.core.inventory import GpuPool, gpu_pools, gpus_requested_by_node
+from nemotron_operator.core.inventory import GpuPool, gpu_pools
 from nemotron_operator.core.planner import plan
+from nemotron_operator.core.render import RenderError
 from nemotron_operator.shell.settings import CATALOG_OVERRIDES_ENV, Settings
 
 
@@ -117,6 +118,11 @@ def _catalog(args: argparse.Namespace) -> int:
 def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="NemotronDeployment YAML ('-' for stdin)")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    _add_inventory_arguments(parser)
+
+
+def _add_inventory_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model's config and the GPUs to plan on: from flags, or read from a cluster."""
     parser.add_argument(
         "--hf-config",
         metavar="FILE",
@@ -135,8 +141,14 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
         help="CUDA compute capability (default: the catalog's figure for P)",
     )
     flags.add_argument("--nodes", metavar="K", type=int, default=1)
-    parser.add_argument(
-        "--kubeconfig", metavar="PATH", help="read the inventory from this cluster instead"
+    cluster = parser.add_argument_group(
+        "inventory from a cluster (its GPU nodes now; a NemotronDeployment's own pods count free)"
+    )
+    cluster.add_argument(
+        "--kubeconfig", metavar="PATH", help="read the inventory from this cluster"
+    )
+    cluster.add_argument(
+        "--context", metavar="NAME", help="the kubeconfig's context to read (default: its current)"
     )
     _add_catalog_argument(parser)
 
@@ -186,30 +198,34 @@ def _flag_node(args: argparse.Namespace, catalog: Catalog, index: int) -> dict[s
     }
 
 
-def _cluster_inventory(kubeconfig: str) -> list[GpuPool]:
-    from kubernetes import client, config  # the CLI is the shell: only here, only on demand
-
-    try:
-        config.load_kube_config(config_file=kubeconfig)
-        core = client.CoreV1Api(client.ApiClient())
-        api = core.api_client
-        nodes = api.sanitize_for_serialization(core.list_node().items)
-        pods = api.sanitize_for_serialization(core.list_pod_for_all_namespaces().items)
-    except Exception as error:  # any failure to reach the cluster is the user's to fix
-        raise UsageError(f"{kubeconfig}: cannot read nodes: {error}".splitlines()[0]) from None
-    return gpu_pools(nodes, gpus_requested_by_node(pods))
+Pools = Callable[[NemotronDeployment], list[GpuPool]]
+"""The GPU pools a NemotronDeployment is planned on."""
 
 
-def _inventory(args: argparse.Namespace, catalog: Catalog) -> list[GpuPool]:
-    if args.kubeconfig:
+def _inventory(args: argparse.Namespace, catalog: Catalog) -> Pools:
+    if args.kubeconfig or args.context:
         if args.gpu_product:
-            raise UsageError("give either --kubeconfig or --gpu-product, not both")
-        return _cluster_inventory(args.kubeconfig)
+            raise UsageError("give either --kubeconfig/--context or --gpu-product, not both")
+        from nemotron_operator.shell import cluster_view  # the shell: only here, only on demand
+
+        try:
+            connection = cluster_view.connect(args.kubeconfig, args.context)
+            world = cluster_view.gpu_world(connection.api)
+        except cluster_view.CannotAsk as error:
+            raise UsageError(f"cannot read the cluster's nodes: {error}") from None
+        return lambda d: (
+            world.snapshot((d.metadata.get("namespace") or connection.namespace, _name(d))).pools
+        )
     if not args.gpu_product:
         raise UsageError("give the inventory: --gpu-product P [...] or --kubeconfig PATH")
     if args.gpus_per_node < 1 or args.nodes < 1:
         raise UsageError("--gpus-per-node and --nodes must be at least 1")
-    return gpu_pools(_flag_node(args, catalog, index) for index in range(args.nodes))
+    pools = gpu_pools(_flag_node(args, catalog, index) for index in range(args.nodes))
+    return lambda _: pools
+
+
+def _name(deployment: NemotronDeployment) -> str:
+    return str(deployment.metadata.get("name") or deployment.spec.model)
 
 
 def _plan_text(name: str, result: PlanStatus) -> str:
@@ -245,12 +261,9 @@ def _plan(args: argparse.Namespace) -> int:
     deployments = _read_deployments(args.file)
     hf_config_text = _read_hf_config(args.hf_config)
     catalog = _load_catalog(args)
-    inventory = _inventory(args, catalog)
+    pools = _inventory(args, catalog)
     results = [
-        (
-            d.metadata.get("name", d.spec.model),
-            plan(d.spec, catalog, inventory, hf_config_text=hf_config_text),
-        )
+        (_name(d), plan(d.spec, catalog, pools(d), hf_config_text=hf_config_text))
         for d in deployments
     ]
     if args.output == "json":
@@ -259,6 +272,69 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write("".join(_plan_text(name, result) for name, result in results))
     return 0 if all(result.fits for _, result in results) else 1
+
+
+# --- render: the children, like `helm template` -----------------------------------------------
+
+# What ownerReferences[].uid says of a NemotronDeployment not created yet (the API server gives
+# it one when it is): render prints the children to read, not to apply.
+UID_NOT_ASSIGNED = "<uid of the NemotronDeployment>"
+
+
+def _render_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="NemotronDeployment YAML ('-' for stdin)")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NAME",
+        help="for documents that name none (default: the context's with --kubeconfig/--context, "
+        "else default)",
+    )
+    _add_inventory_arguments(parser)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from nemotron_operator.shell.converge import desired_children
+
+    deployments = _read_deployments(args.file)
+    hf_config_text = _read_hf_config(args.hf_config)
+    catalog = _load_catalog(args)
+    pools = _inventory(args, catalog)
+    documents: list[str] = []
+    refusals: list[str] = []
+    for deployment in deployments:
+        if args.namespace and not deployment.metadata.get("namespace"):
+            metadata = {**deployment.metadata, "namespace": args.namespace}
+            deployment = deployment.model_copy(update={"metadata": metadata})
+        name = deployment.metadata.get("name")
+        if not name:
+            raise UsageError(f"{args.file}: metadata.name: Required value")
+        result = plan(deployment.spec, catalog, pools(deployment), hf_config_text=hf_config_text)
+        if not result.fits:
+            refusals.append(_plan_text(name, result))
+            continue
+        body = {
+            "metadata": {
+                "name": name,
+                "namespace": deployment.metadata.get("namespace") or "default",
+                "uid": deployment.metadata.get("uid") or UID_NOT_ASSIGNED,
+            }
+        }
+        try:
+            children = desired_children(body, deployment.spec, result)
+        except RenderError as error:
+            refusals.append(f"{name}: cannot render its children: {error}\n")
+            continue
+        source = f"# Source: {names.KIND} {body['metadata']['namespace']}/{name}: {result.message}"
+        documents += [
+            f"---\n{source}\n{yaml.safe_dump(child, sort_keys=False, allow_unicode=True)}"
+            for child in children
+        ]
+    if refusals:
+        sys.stderr.write("".join(refusals))
+        return 1
+    sys.stdout.write("".join(documents))
+    return 0
 
 
 # --- run: the operator -----------------------------------------------------------------------
@@ -384,6 +460,13 @@ COMMANDS: list[Subcommand] = [
         "(exit 1 when one does not fit)",
         _plan_arguments,
         _plan,
+    ),
+    Subcommand(
+        "render",
+        "print the children the operator would create for NemotronDeployments, as YAML, against "
+        "GPUs given by flags or read from a cluster (exit 1 when one does not fit)",
+        _render_arguments,
+        _render,
     ),
     Subcommand(
         "run",
