@@ -228,7 +228,7 @@ def _name(deployment: NemotronDeployment) -> str:
     return str(deployment.metadata.get("name") or deployment.spec.model)
 
 
-def _plan_text(name: str, result: PlanStatus) -> str:
+def plan_text(name: str, result: PlanStatus) -> str:
     if not result.fits:
         return f"{name}: does not fit ({result.reason})\n  {result.message}\n"
     lines = [f"{name}: fits", f"  {result.message}"]
@@ -270,7 +270,7 @@ def _plan(args: argparse.Namespace) -> int:
         dumped = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for _, r in results]
         print(json.dumps(dumped[0] if len(dumped) == 1 else dumped, indent=2))
     else:
-        sys.stdout.write("".join(_plan_text(name, result) for name, result in results))
+        sys.stdout.write("".join(plan_text(name, result) for name, result in results))
     return 0 if all(result.fits for _, result in results) else 1
 
 
@@ -311,7 +311,7 @@ def _render(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.file}: metadata.name: Required value")
         result = plan(deployment.spec, catalog, pools(deployment), hf_config_text=hf_config_text)
         if not result.fits:
-            refusals.append(_plan_text(name, result))
+            refusals.append(plan_text(name, result))
             continue
         body = {
             "metadata": {

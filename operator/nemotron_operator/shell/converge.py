@@ -152,13 +152,7 @@ class Converger:
         self.unkept_status_fields: set[tuple[str, ...]] = set()
 
     def startup_allowance(self, plan: api.PlanStatus | None) -> int:
-        """Seconds a NIM may take to become ready: the operator setting, else what the startup
-        probe rendered for this plan allows."""
-        if self.startup_allowance_setting:
-            return self.startup_allowance_setting
-        if plan is None:
-            return render.MIN_STARTUP_SECONDS
-        return render.startup_allowance_seconds(plan)
+        return startup_allowance(plan, self.startup_allowance_setting)
 
     def converge(self, snapshot: Snapshot, now: dt.datetime) -> Outcome:
         body = snapshot.body
@@ -371,6 +365,16 @@ class Converger:
             self.cluster.delete_child(stale, namespace, name)
             if stale == leaderworkersets.KIND:  # gone now, or already (its CRD gone: no event)
                 self.forget_leaderworkerset(namespace, name)
+
+
+def startup_allowance(plan: api.PlanStatus | None, setting: int | None = None) -> int:
+    """Seconds a NIM may take to become ready: the operator setting, else what the startup
+    probe rendered for this plan allows."""
+    if setting:
+        return setting
+    if plan is None:
+        return render.MIN_STARTUP_SECONDS
+    return render.startup_allowance_seconds(plan)
 
 
 def desired_children(
