@@ -412,10 +412,17 @@ def _explain(args: argparse.Namespace, api: Any, namespace: str | None) -> int:
 
 
 def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kubeconfig", metavar="PATH", help="default: $KUBECONFIG, ~/.kube/config")
-    parser.add_argument("--context", metavar="NAME", help="default: the kubeconfig's current")
+    """kubectl's flags, taken before the subcommand or after it (not given: not set, so that the
+    subcommand's parser leaves what the main one read)."""
+    unset = argparse.SUPPRESS
     parser.add_argument(
-        "-n", "--namespace", metavar="NAME", help="default: the context's namespace"
+        "--kubeconfig", metavar="PATH", default=unset, help="default: $KUBECONFIG, ~/.kube/config"
+    )
+    parser.add_argument(
+        "--context", metavar="NAME", default=unset, help="default: the kubeconfig's current"
+    )
+    parser.add_argument(
+        "-n", "--namespace", metavar="NAME", default=unset, help="default: the context's"
     )
 
 
@@ -425,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ask why a NemotronDeployment is (not) serving, from the cluster as it is.",
         epilog="Exit codes: 0 healthy, 1 not ready or does not fit, 2 cannot ask.",
     )
+    _cluster_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     plan_parser = commands.add_parser(
         "plan",
@@ -459,15 +467,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nemotron_operator.shell import cluster_view
 
     args = build_parser().parse_args(argv)
+    given = vars(args)
+    all_namespaces = given.get("all_namespaces", False)
     try:
-        if getattr(args, "all_namespaces", False) and (args.name or args.namespace):
+        if all_namespaces and (args.name or given.get("namespace")):
             raise UsageError("-A lists every namespace: give neither NAME nor -n with it")
-        connection = cluster_view.connect(args.kubeconfig, args.context)
-        namespace = (
-            None
-            if getattr(args, "all_namespaces", False)
-            else (args.namespace or connection.namespace)
-        )
+        connection = cluster_view.connect(given.get("kubeconfig"), given.get("context"))
+        namespace = None if all_namespaces else given.get("namespace") or connection.namespace
         return RUN[args.command](args, connection.api, namespace)
     except (UsageError, cluster_view.CannotAsk) as error:
         print(f"{PROG} {args.command}: {error}", file=sys.stderr)
