@@ -198,11 +198,19 @@ def _flag_node(args: argparse.Namespace, catalog: Catalog, index: int) -> dict[s
     }
 
 
-Pools = Callable[[NemotronDeployment], list[GpuPool]]
-"""The GPU pools a NemotronDeployment is planned on."""
+@dataclass(frozen=True)
+class Inventory:
+    """The GPUs NemotronDeployments are planned on, and the namespace of those naming none."""
+
+    namespace: str  # the context's, when read from a cluster
+    pools_for: Callable[[tuple[str, str]], list[GpuPool]]  # (namespace, name) -> its pools
+
+    def pools(self, deployment: NemotronDeployment) -> list[GpuPool]:
+        namespace = deployment.metadata.get("namespace") or self.namespace
+        return self.pools_for((namespace, _name(deployment)))
 
 
-def _inventory(args: argparse.Namespace, catalog: Catalog) -> Pools:
+def _inventory(args: argparse.Namespace, catalog: Catalog) -> Inventory:
     if args.kubeconfig or args.context:
         if args.gpu_product:
             raise UsageError("give either --kubeconfig/--context or --gpu-product, not both")
@@ -213,15 +221,14 @@ def _inventory(args: argparse.Namespace, catalog: Catalog) -> Pools:
             world = cluster_view.gpu_world(connection.api)
         except cluster_view.CannotAsk as error:
             raise UsageError(f"cannot read the cluster's nodes: {error}") from None
-        return lambda d: (
-            world.snapshot((d.metadata.get("namespace") or connection.namespace, _name(d))).pools
-        )
+        # a NemotronDeployment's own pods hold GPUs it may plan on again, as the operator counts
+        return Inventory(connection.namespace, lambda key: world.snapshot(key).pools)
     if not args.gpu_product:
         raise UsageError("give the inventory: --gpu-product P [...] or --kubeconfig PATH")
     if args.gpus_per_node < 1 or args.nodes < 1:
         raise UsageError("--gpus-per-node and --nodes must be at least 1")
     pools = gpu_pools(_flag_node(args, catalog, index) for index in range(args.nodes))
-    return lambda _: pools
+    return Inventory("default", lambda _: pools)
 
 
 def _name(deployment: NemotronDeployment) -> str:
@@ -261,9 +268,9 @@ def _plan(args: argparse.Namespace) -> int:
     deployments = _read_deployments(args.file)
     hf_config_text = _read_hf_config(args.hf_config)
     catalog = _load_catalog(args)
-    pools = _inventory(args, catalog)
+    inventory = _inventory(args, catalog)
     results = [
-        (_name(d), plan(d.spec, catalog, pools(d), hf_config_text=hf_config_text))
+        (_name(d), plan(d.spec, catalog, inventory.pools(d), hf_config_text=hf_config_text))
         for d in deployments
     ]
     if args.output == "json":
@@ -299,24 +306,26 @@ def _render(args: argparse.Namespace) -> int:
     deployments = _read_deployments(args.file)
     hf_config_text = _read_hf_config(args.hf_config)
     catalog = _load_catalog(args)
-    pools = _inventory(args, catalog)
+    inventory = _inventory(args, catalog)
     documents: list[str] = []
     refusals: list[str] = []
     for deployment in deployments:
-        if args.namespace and not deployment.metadata.get("namespace"):
-            metadata = {**deployment.metadata, "namespace": args.namespace}
-            deployment = deployment.model_copy(update={"metadata": metadata})
+        namespace = deployment.metadata.get("namespace") or args.namespace or inventory.namespace
+        metadata = {**deployment.metadata, "namespace": namespace}
+        deployment = deployment.model_copy(update={"metadata": metadata})
         name = deployment.metadata.get("name")
         if not name:
             raise UsageError(f"{args.file}: metadata.name: Required value")
-        result = plan(deployment.spec, catalog, pools(deployment), hf_config_text=hf_config_text)
+        result = plan(
+            deployment.spec, catalog, inventory.pools(deployment), hf_config_text=hf_config_text
+        )
         if not result.fits:
             refusals.append(plan_text(name, result))
             continue
         body = {
             "metadata": {
                 "name": name,
-                "namespace": deployment.metadata.get("namespace") or "default",
+                "namespace": namespace,
                 "uid": deployment.metadata.get("uid") or UID_NOT_ASSIGNED,
             }
         }

@@ -54,7 +54,7 @@ def inventory_flags(document: Mapping[str, Any]) -> list[str]:
 def converged_children(document: Mapping[str, Any], flags: list[str]) -> list[dict[str, Any]]:
     """What the operator applies for `document` on the GPUs of `flags`, until its pods may start."""
     args = cli.build_parser().parse_args(["render", "-", *flags])
-    pools = cli._inventory(args, load_catalog())(NemotronDeployment.model_validate(document))
+    pools = cli._inventory(args, load_catalog()).pools(NemotronDeployment.model_validate(document))
     body = {
         **document,
         "metadata": {
