@@ -352,7 +352,7 @@ def test_the_safety_resync_picks_what_no_watch_reports() -> None:
     stale["metadata"]["generation"] = 2
     scaled = deployment("scaled", ready=True)
     scaled["status"]["conditions"] = [
-        {"type": "Ready", "status": "False", "reason": names.StatusReason.SCALED_TO_ZERO}
+        {"type": "Ready", "status": "True", "reason": names.StatusReason.SCALED_TO_ZERO}
     ]
     assert [resync_due(b) for b in (ready, stale, scaled, deployment("new"))] == [
         False,

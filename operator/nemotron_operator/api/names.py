@@ -70,6 +70,9 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     CACHE_READY = "CacheReady"
+    # kstatus (sigs.k8s.io/cli-utils), which Flux and `kubectl wait`-style tools read:
+    RECONCILING = "Reconciling"  # True: still working towards the spec
+    STALLED = "Stalled"  # True: cannot go on without a change by a person
 
 
 class PlanReason(StrEnum):

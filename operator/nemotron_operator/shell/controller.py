@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from kubernetes.client.rest import ApiException
 
 from nemotron_operator.api import names
+from nemotron_operator.core.conditions import find_condition
 from nemotron_operator.core.inventory import GpuPool
 from nemotron_operator.shell import kube
 from nemotron_operator.shell.converge import Converger, Outcome, key_secret_name
@@ -37,7 +38,6 @@ from nemotron_operator.shell.workqueue import WorkQueue
 from nemotron_operator.shell.world import Index, Key, OnLoop, World
 
 log = logging.getLogger(__name__)
-Why = names.StatusReason
 
 
 class NamespaceWatchesLike(Protocol):
@@ -267,15 +267,13 @@ class Controller:
 
 def resync_due(body: Mapping[str, Any]) -> bool:
     """Worth converging on the safety resync: its status describes an older generation, or it is
-    not Ready (scaled to zero aside: only a change brings that back, and a change is an event)."""
+    not Ready (scaled to zero counts as Ready: only a change brings that back, and a change is an
+    event)."""
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     if status.get("observedGeneration") != meta.get("generation"):
         return True
-    conditions = status.get("conditions") or []
-    ready = next((c for c in conditions if c.get("type") == names.ConditionType.READY), None)
-    if ready is not None and ready.get("reason") == Why.SCALED_TO_ZERO:
-        return False
+    ready = find_condition(status.get("conditions"), names.ConditionType.READY)
     return ready is None or ready.get("status") != "True"
 
 

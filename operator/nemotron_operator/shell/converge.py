@@ -34,6 +34,8 @@ from nemotron_operator.core.status import (
     changed_reasons,
     desired_status,
     downloads,
+    event_for,
+    seconds_until_stalled,
 )
 from nemotron_operator.shell import kube, leaderworkersets, ngc
 from nemotron_operator.shell.credentials import Credentials
@@ -225,35 +227,34 @@ class Converger:
             selector=f"{names.DEPLOYMENT_LABEL}={name}",
             cache=cache,
         )
-        self._write_status(body, observed, now)
+        status = self._write_status(body, observed, now)
+        recheck.append(seconds_until_stalled(status, now))
         return Outcome(
             requeue_after=min((s for s in recheck if s is not None), default=None),
             spans_nodes=spans or _status_spans_nodes(body),
             reads_key_secret=key_secret_name(body) is not None,
         )
 
-    def _write_status(self, body: Mapping[str, Any], observed: Observed, now: dt.datetime) -> None:
+    def _write_status(
+        self, body: Mapping[str, Any], observed: Observed, now: dt.datetime
+    ) -> Mapping[str, Any]:
+        """Writes the status `observed` calls for, unless it is already so; returns it."""
         meta = body["metadata"]
         previous = self.statuses.current(body)
         status = without(desired_status(observed, previous, now), self.unkept_status_fields)
         if same_status(previous, status):
-            return
+            return status
         stored = self.cluster.patch_status(meta["namespace"], meta["name"], status)
         self._learn_unkept_fields(status, stored)
         self.statuses.remember(body, without(status, self.unkept_status_fields))
         posted: set[tuple[str, str]] = set()
         for condition in changed_reasons(previous.get("conditions"), status["conditions"]):
-            if condition["type"] in (
-                names.ConditionType.READY,
-                names.ConditionType.PLANNED,
-                names.ConditionType.CREDENTIALS_VALID,
-            ):
-                healthy = condition["status"] == "True"
-                news = ("Normal" if healthy else "Warning", condition["reason"])
-                if news in posted:  # Ready says the same as Planned or CredentialsValid: one Event
-                    continue
-                posted.add(news)
-                self.cluster.post_event(body, *news, condition["message"])
+            news = event_for(condition)
+            if news is None or news in posted:  # Ready says the same as Stalled: one Event
+                continue
+            posted.add(news)
+            self.cluster.post_event(body, *news, condition["message"])
+        return status
 
     def _learn_unkept_fields(self, written: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
         """A CRD older than the operator (Helm does not upgrade CRDs) prunes status fields it does
