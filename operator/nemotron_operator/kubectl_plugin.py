@@ -36,6 +36,12 @@ from nemotron_operator.core.planner import plan
 from nemotron_operator.core.status import workload_counts
 
 PROG = "kubectl nemotron"
+# The summary, then the two that say whether waiting helps (kstatus), then the rest as written.
+FIRST_CONDITIONS = (
+    names.ConditionType.READY,
+    names.ConditionType.STALLED,
+    names.ConditionType.RECONCILING,
+)
 WIDTH = 100
 LAST_WARNINGS = 5
 # What `plan NAME` compares with status.plan: the decisions, not the figures behind them (the
@@ -116,7 +122,13 @@ class _Page:
 
 def _conditions(page: _Page, status: Mapping[str, Any], now: dt.datetime) -> None:
     conditions = list(status.get("conditions") or ())
-    conditions.sort(key=lambda c: c.get("type") != names.ConditionType.READY)  # Ready first
+    conditions.sort(
+        key=lambda c: (
+            FIRST_CONDITIONS.index(c.get("type"))
+            if c.get("type") in FIRST_CONDITIONS
+            else len(FIRST_CONDITIONS)
+        )
+    )
     for condition in conditions:
         since = age(timestamp(condition.get("lastTransitionTime")), now)
         page.lines.append(
@@ -220,7 +232,7 @@ def what_to_change(status: Mapping[str, Any], diagnosis: Diagnosis | None) -> st
     ready = condition(status, names.ConditionType.READY)
     if ready.get("status") == "True":
         return "nothing: every replica serves"
-    stalled = condition(status, "Stalled")
+    stalled = condition(status, names.ConditionType.STALLED)
     if stalled.get("status") == "True":
         return f"{stalled.get('reason')}: {stalled.get('message')}"
     if diagnosis is not None:

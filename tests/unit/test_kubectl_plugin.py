@@ -128,20 +128,23 @@ def test_a_crashing_pod_shows_its_warning_and_the_diagnosis_hint() -> None:
     assert " ".join(change.split()).endswith(" ".join(diagnosis.hint.split()))
 
 
-def test_a_stalled_condition_is_what_to_change_first() -> None:
+def test_what_stalls_it_is_what_to_change_before_a_pod_diagnosis() -> None:
     body = nd("super", SUPER)
     planned = planned_for(body, H100)
-    body = with_status(body, planned)
-    stalled = {
-        "type": "Stalled",
-        "status": "True",
-        "reason": "NGCNotEntitled",
-        "message": "the key may not pull this image",
-    }
-    body["status"]["conditions"].append(stalled)
-    assert plugin.what_to_change(body["status"], None) == (
-        "NGCNotEntitled: the key may not pull this image"
-    )
+    message = "the key may not pull nvcr.io/nim/nvidia/nemotron-3-super-120b-a12b (HTTP 403)"
+    not_entitled = Blocker(names.ConditionType.CREDENTIALS_VALID, "NGCNotEntitled", message)
+    body = with_status(body, planned, blocker=not_entitled)
+    stalled = plugin.condition(body["status"], names.ConditionType.STALLED)
+    assert (stalled["status"], stalled["reason"]) == ("True", "NGCNotEntitled")
+    older = diagnose_pods([crashed("Segmentation fault")], [], planned, now=NOW)
+    assert plugin.what_to_change(body["status"], older) == f"NGCNotEntitled: {message}"
+    page = plugin.explain_page(body, {}, [], [], older, planned, NOW)
+    order = [
+        line.split("=")[0].strip()
+        for line in page.splitlines()
+        if "=True" in line or "=False" in line
+    ]
+    assert order[:3] == ["Ready", "Stalled", "Reconciling"]
 
 
 def test_plan_names_what_differs_from_status_plan() -> None:
