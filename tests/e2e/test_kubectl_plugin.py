@@ -54,6 +54,7 @@ def test_kubectl_lists_the_plugin_and_explains_a_deployment_through_it(
     page = serving.stdout
     assert page.startswith(f"NemotronDeployment {namespace}/nano: Ready\n")
     assert "  Ready=True  Ready  (for " in page
+    assert "  Stalled=False  " in page
     assert "  StatefulSet/nano: 1/1 ready, 1 up to date\n" in page
     assert "  nano-0: Running, 1/1 ready, 0 restarts, on " in page
     assert "1 x NVIDIA-L40S per replica" in page
@@ -67,6 +68,7 @@ def test_kubectl_lists_the_plugin_and_explains_a_deployment_through_it(
     assert page.startswith(
         f"NemotronDeployment {namespace}/nano: not ready (InsufficientGPUMemory)"
     )
+    assert "  Stalled=True  InsufficientGPUMemory  (for " in page  # no retry mends it
     assert "  Degraded=True  InsufficientGPUMemory  (for " in page
     assert "  nano-0: CrashLoopBackOff, 0/1 ready, 3 restarts, on " in page
     assert "  Pod/nano-0  BackOff\n" in page
