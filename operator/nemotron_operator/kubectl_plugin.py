@@ -100,7 +100,11 @@ def plan_page(name: str, planned: PlanStatus, status_plan: Mapping[str, Any] | N
 
 def _wrapped(text: str, indent: str) -> list[str]:
     return textwrap.wrap(
-        " ".join(text.split()), WIDTH, initial_indent=indent, subsequent_indent=indent
+        " ".join(text.split()),
+        WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_on_hyphens=False,  # names and profiles (vllm-fp8-tp1-pp1) stay whole
     ) or [indent.rstrip()]
 
 
