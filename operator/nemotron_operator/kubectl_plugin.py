@@ -450,25 +450,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _cluster_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
-    plan_parser = commands.add_parser(
-        "plan",
-        help="what the planner decides now, against the cluster's GPU nodes, and whether it "
-        "differs from status.plan",
+    plan_help = (
+        "what the planner decides now, against the cluster's GPU nodes, and whether it differs "
+        "from status.plan"
     )
+    plan_parser = commands.add_parser("plan", help=plan_help, description=plan_help)
     plan_parser.add_argument("name", metavar="NAME", nargs="?", help="default: every one")
     plan_parser.add_argument(
         "-A", "--all-namespaces", action="store_true", help="every namespace (without NAME)"
     )
     _add_catalog_argument(plan_parser)
-    diagnose_parser = commands.add_parser(
-        "diagnose", help="why its pods do not serve, from their status and events"
-    )
+    diagnose_help = "why its pods do not serve, from their status and events"
+    diagnose_parser = commands.add_parser("diagnose", help=diagnose_help, description=diagnose_help)
     diagnose_parser.add_argument("name", metavar="NAME")
     diagnose_parser.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default="text")
-    explain_parser = commands.add_parser(
-        "explain",
-        help="one page: conditions, plan, children, pods, last warnings, what to change",
-    )
+    explain_help = "one page: conditions, plan, children, pods, last warnings, what to change"
+    explain_parser = commands.add_parser("explain", help=explain_help, description=explain_help)
     explain_parser.add_argument("name", metavar="NAME")
     _add_catalog_argument(explain_parser)
     for command in (plan_parser, diagnose_parser, explain_parser):
