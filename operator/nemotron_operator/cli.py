@@ -48,14 +48,15 @@ def _one_line(error: ValidationError, source: str) -> str:
     return f"{source}: {first}{more}"
 
 
-def _load_catalog(args: argparse.Namespace) -> Catalog:
+def catalog_from_arguments(args: argparse.Namespace) -> Catalog:
+    """The catalog, with the overrides of --catalog-overrides (UsageError when unreadable)."""
     try:
         return load_catalog(args.catalog_overrides)
     except CatalogError as error:
         raise UsageError(str(error)) from None
 
 
-def _add_catalog_argument(parser: argparse.ArgumentParser) -> None:
+def add_catalog_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--catalog-overrides",
         metavar="FILE",
@@ -94,11 +95,11 @@ def _crd(args: argparse.Namespace) -> int:
 
 
 def _catalog_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_catalog_argument(parser)
+    add_catalog_argument(parser)
 
 
 def _catalog(args: argparse.Namespace) -> int:
-    catalog = _load_catalog(args)
+    catalog = catalog_from_arguments(args)
     for name, model in sorted(catalog.models.items()):
         print(f"{name} ({model.kind}): {model.image}")
         for release in model.releases:
@@ -150,7 +151,7 @@ def _add_inventory_arguments(parser: argparse.ArgumentParser) -> None:
     cluster.add_argument(
         "--context", metavar="NAME", help="the kubeconfig's context to read (default: its current)"
     )
-    _add_catalog_argument(parser)
+    add_catalog_argument(parser)
 
 
 def _read_deployments(path: str) -> list[NemotronDeployment]:
@@ -267,7 +268,7 @@ def _read_hf_config(path: str | None) -> str | None:
 def _plan(args: argparse.Namespace) -> int:
     deployments = _read_deployments(args.file)
     hf_config_text = _read_hf_config(args.hf_config)
-    catalog = _load_catalog(args)
+    catalog = catalog_from_arguments(args)
     inventory = _inventory(args, catalog)
     results = [
         (_name(d), plan(d.spec, catalog, inventory.pools(d), hf_config_text=hf_config_text))
@@ -305,7 +306,7 @@ def _render(args: argparse.Namespace) -> int:
 
     deployments = _read_deployments(args.file)
     hf_config_text = _read_hf_config(args.hf_config)
-    catalog = _load_catalog(args)
+    catalog = catalog_from_arguments(args)
     inventory = _inventory(args, catalog)
     documents: list[str] = []
     refusals: list[str] = []

@@ -22,7 +22,12 @@ from pydantic import ValidationError
 
 from nemotron_operator.api import names
 from nemotron_operator.api.types import NemotronDeploymentSpec, PlanStatus
-from nemotron_operator.cli import UsageError, _add_catalog_argument, _load_catalog, plan_text
+from nemotron_operator.cli import (
+    UsageError,
+    add_catalog_argument,
+    catalog_from_arguments,
+    plan_text,
+)
 from nemotron_operator.core.conditions import find_condition
 from nemotron_operator.core.diagnose import (
     OUTPUT_FORMATS,
@@ -341,7 +346,7 @@ def _plan_now(
     if reference is not None:
         namespace = body["metadata"]["namespace"]
         hf_config = cluster_view.config_map_value(api, namespace, reference.name, reference.key)
-    return plan(spec, _load_catalog(args), pools, hf_config_text=hf_config)
+    return plan(spec, catalog_from_arguments(args), pools, hf_config_text=hf_config)
 
 
 def _plan(args: argparse.Namespace, api: Any, namespace: str | None) -> int:
@@ -459,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan_parser.add_argument(
         "-A", "--all-namespaces", action="store_true", help="every namespace (without NAME)"
     )
-    _add_catalog_argument(plan_parser)
+    add_catalog_argument(plan_parser)
     diagnose_help = "why its pods do not serve, from their status and events"
     diagnose_parser = commands.add_parser("diagnose", help=diagnose_help, description=diagnose_help)
     diagnose_parser.add_argument("name", metavar="NAME")
@@ -467,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain_help = "one page: conditions, plan, children, pods, last warnings, what to change"
     explain_parser = commands.add_parser("explain", help=explain_help, description=explain_help)
     explain_parser.add_argument("name", metavar="NAME")
-    _add_catalog_argument(explain_parser)
+    add_catalog_argument(explain_parser)
     for command in (plan_parser, diagnose_parser, explain_parser):
         _cluster_arguments(command)
     return parser
