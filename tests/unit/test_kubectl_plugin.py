@@ -211,3 +211,37 @@ def test_a_context_the_kubeconfig_lacks_exits_2_naming_it(
     assert capsys.readouterr().err == (
         f'kubectl nemotron explain: {kubeconfig} has no context "x"\n'
     )
+
+
+@pytest.mark.parametrize(
+    ("crd_installed", "expected"),
+    [
+        (True, 'NemotronDeployment "nano" not found in namespace "llm"'),
+        (
+            False,
+            "the cluster has no NemotronDeployment API (CustomResourceDefinition "
+            "nemotrondeployments.nemotron.dev not found): install the operator's CRD "
+            "(kubectl apply --server-side -f crds/)",
+        ),
+    ],
+)
+def test_a_missing_object_or_api_is_said_as_such(
+    monkeypatch: pytest.MonkeyPatch, crd_installed: bool, expected: str
+) -> None:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from nemotron_operator.shell import cluster_view
+
+    def not_found(*_: Any, **__: Any) -> Any:
+        raise ApiException(status=404, reason="Not Found")
+
+    monkeypatch.setattr(client.CustomObjectsApi, "get_namespaced_custom_object", not_found)
+    monkeypatch.setattr(
+        client.ApiextensionsV1Api,
+        "read_custom_resource_definition",
+        (lambda *_, **__: {}) if crd_installed else not_found,
+    )
+    with pytest.raises(cluster_view.CannotAsk) as raised:
+        cluster_view.deployment(client.ApiClient(), "llm", "nano")
+    assert str(raised.value) == expected
