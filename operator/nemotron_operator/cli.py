@@ -31,8 +31,9 @@ from nemotron_operator.core.diagnose import (
     format_diagnosis,
     pods_and_events,
 )
-from nemotron_operator.core.inventory import GpuPool, gpu_pools, gpus_requested_by_node
+from nemotron_operator.core.inventory import GpuPool, gpu_pools
 from nemotron_operator.core.planner import plan
+from nemotron_operator.core.render import RenderError
 from nemotron_operator.shell.settings import CATALOG_OVERRIDES_ENV, Settings
 
 
@@ -47,14 +48,15 @@ def _one_line(error: ValidationError, source: str) -> str:
     return f"{source}: {first}{more}"
 
 
-def _load_catalog(args: argparse.Namespace) -> Catalog:
+def catalog_from_arguments(args: argparse.Namespace) -> Catalog:
+    """The catalog, with the overrides of --catalog-overrides (UsageError when unreadable)."""
     try:
         return load_catalog(args.catalog_overrides)
     except CatalogError as error:
         raise UsageError(str(error)) from None
 
 
-def _add_catalog_argument(parser: argparse.ArgumentParser) -> None:
+def add_catalog_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--catalog-overrides",
         metavar="FILE",
@@ -93,11 +95,11 @@ def _crd(args: argparse.Namespace) -> int:
 
 
 def _catalog_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_catalog_argument(parser)
+    add_catalog_argument(parser)
 
 
 def _catalog(args: argparse.Namespace) -> int:
-    catalog = _load_catalog(args)
+    catalog = catalog_from_arguments(args)
     for name, model in sorted(catalog.models.items()):
         print(f"{name} ({model.kind}): {model.image}")
         for release in model.releases:
@@ -117,6 +119,11 @@ def _catalog(args: argparse.Namespace) -> int:
 def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="NemotronDeployment YAML ('-' for stdin)")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    _add_inventory_arguments(parser)
+
+
+def _add_inventory_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model's config and the GPUs to plan on: from flags, or read from a cluster."""
     parser.add_argument(
         "--hf-config",
         metavar="FILE",
@@ -135,10 +142,16 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
         help="CUDA compute capability (default: the catalog's figure for P)",
     )
     flags.add_argument("--nodes", metavar="K", type=int, default=1)
-    parser.add_argument(
-        "--kubeconfig", metavar="PATH", help="read the inventory from this cluster instead"
+    cluster = parser.add_argument_group(
+        "inventory from a cluster (its GPU nodes now; a NemotronDeployment's own pods count free)"
     )
-    _add_catalog_argument(parser)
+    cluster.add_argument(
+        "--kubeconfig", metavar="PATH", help="read the inventory from this cluster"
+    )
+    cluster.add_argument(
+        "--context", metavar="NAME", help="the kubeconfig's context to read (default: its current)"
+    )
+    add_catalog_argument(parser)
 
 
 def _read_deployments(path: str) -> list[NemotronDeployment]:
@@ -186,33 +199,44 @@ def _flag_node(args: argparse.Namespace, catalog: Catalog, index: int) -> dict[s
     }
 
 
-def _cluster_inventory(kubeconfig: str) -> list[GpuPool]:
-    from kubernetes import client, config  # the CLI is the shell: only here, only on demand
+@dataclass(frozen=True)
+class Inventory:
+    """The GPUs NemotronDeployments are planned on, and the namespace of those naming none."""
 
-    try:
-        config.load_kube_config(config_file=kubeconfig)
-        core = client.CoreV1Api(client.ApiClient())
-        api = core.api_client
-        nodes = api.sanitize_for_serialization(core.list_node().items)
-        pods = api.sanitize_for_serialization(core.list_pod_for_all_namespaces().items)
-    except Exception as error:  # any failure to reach the cluster is the user's to fix
-        raise UsageError(f"{kubeconfig}: cannot read nodes: {error}".splitlines()[0]) from None
-    return gpu_pools(nodes, gpus_requested_by_node(pods))
+    namespace: str  # the context's, when read from a cluster
+    pools_for: Callable[[tuple[str, str]], list[GpuPool]]  # (namespace, name) -> its pools
+
+    def pools(self, deployment: NemotronDeployment) -> list[GpuPool]:
+        namespace = deployment.metadata.get("namespace") or self.namespace
+        return self.pools_for((namespace, _name(deployment)))
 
 
-def _inventory(args: argparse.Namespace, catalog: Catalog) -> list[GpuPool]:
-    if args.kubeconfig:
+def _inventory(args: argparse.Namespace, catalog: Catalog) -> Inventory:
+    if args.kubeconfig or args.context:
         if args.gpu_product:
-            raise UsageError("give either --kubeconfig or --gpu-product, not both")
-        return _cluster_inventory(args.kubeconfig)
+            raise UsageError("give either --kubeconfig/--context or --gpu-product, not both")
+        from nemotron_operator.shell import cluster_view  # the shell: only here, only on demand
+
+        try:
+            connection = cluster_view.connect(args.kubeconfig, args.context)
+            world = cluster_view.gpu_world(connection.api)
+        except cluster_view.CannotAsk as error:
+            raise UsageError(f"cannot read the cluster's nodes: {error}") from None
+        # a NemotronDeployment's own pods hold GPUs it may plan on again, as the operator counts
+        return Inventory(connection.namespace, lambda key: world.snapshot(key).pools)
     if not args.gpu_product:
         raise UsageError("give the inventory: --gpu-product P [...] or --kubeconfig PATH")
     if args.gpus_per_node < 1 or args.nodes < 1:
         raise UsageError("--gpus-per-node and --nodes must be at least 1")
-    return gpu_pools(_flag_node(args, catalog, index) for index in range(args.nodes))
+    pools = gpu_pools(_flag_node(args, catalog, index) for index in range(args.nodes))
+    return Inventory("default", lambda _: pools)
 
 
-def _plan_text(name: str, result: PlanStatus) -> str:
+def _name(deployment: NemotronDeployment) -> str:
+    return str(deployment.metadata.get("name") or deployment.spec.model)
+
+
+def plan_text(name: str, result: PlanStatus) -> str:
     if not result.fits:
         return f"{name}: does not fit ({result.reason})\n  {result.message}\n"
     lines = [f"{name}: fits", f"  {result.message}"]
@@ -244,21 +268,83 @@ def _read_hf_config(path: str | None) -> str | None:
 def _plan(args: argparse.Namespace) -> int:
     deployments = _read_deployments(args.file)
     hf_config_text = _read_hf_config(args.hf_config)
-    catalog = _load_catalog(args)
+    catalog = catalog_from_arguments(args)
     inventory = _inventory(args, catalog)
     results = [
-        (
-            d.metadata.get("name", d.spec.model),
-            plan(d.spec, catalog, inventory, hf_config_text=hf_config_text),
-        )
+        (_name(d), plan(d.spec, catalog, inventory.pools(d), hf_config_text=hf_config_text))
         for d in deployments
     ]
     if args.output == "json":
         dumped = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for _, r in results]
         print(json.dumps(dumped[0] if len(dumped) == 1 else dumped, indent=2))
     else:
-        sys.stdout.write("".join(_plan_text(name, result) for name, result in results))
+        sys.stdout.write("".join(plan_text(name, result) for name, result in results))
     return 0 if all(result.fits for _, result in results) else 1
+
+
+# --- render: the children, like `helm template` -----------------------------------------------
+
+# What ownerReferences[].uid says of a NemotronDeployment not created yet (the API server gives
+# it one when it is): render prints the children to read, not to apply.
+UID_NOT_ASSIGNED = "<uid of the NemotronDeployment>"
+
+
+def _render_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="NemotronDeployment YAML ('-' for stdin)")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NAME",
+        help="for documents that name none (default: the context's with --kubeconfig/--context, "
+        "else default)",
+    )
+    _add_inventory_arguments(parser)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from nemotron_operator.shell.converge import desired_children
+
+    deployments = _read_deployments(args.file)
+    hf_config_text = _read_hf_config(args.hf_config)
+    catalog = catalog_from_arguments(args)
+    inventory = _inventory(args, catalog)
+    documents: list[str] = []
+    refusals: list[str] = []
+    for deployment in deployments:
+        namespace = deployment.metadata.get("namespace") or args.namespace or inventory.namespace
+        metadata = {**deployment.metadata, "namespace": namespace}
+        deployment = deployment.model_copy(update={"metadata": metadata})
+        name = deployment.metadata.get("name")
+        if not name:
+            raise UsageError(f"{args.file}: metadata.name: Required value")
+        result = plan(
+            deployment.spec, catalog, inventory.pools(deployment), hf_config_text=hf_config_text
+        )
+        if not result.fits:
+            refusals.append(plan_text(name, result))
+            continue
+        body = {
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": deployment.metadata.get("uid") or UID_NOT_ASSIGNED,
+            }
+        }
+        try:
+            children = desired_children(body, deployment.spec, result)
+        except RenderError as error:
+            refusals.append(f"{name}: cannot render its children: {error}\n")
+            continue
+        source = f"# Source: {names.KIND} {body['metadata']['namespace']}/{name}: {result.message}"
+        documents += [
+            f"---\n{source}\n{yaml.safe_dump(child, sort_keys=False, allow_unicode=True)}"
+            for child in children
+        ]
+    if refusals:
+        sys.stderr.write("".join(refusals))
+        return 1
+    sys.stdout.write("".join(documents))
+    return 0
 
 
 # --- run: the operator -----------------------------------------------------------------------
@@ -384,6 +470,13 @@ COMMANDS: list[Subcommand] = [
         "(exit 1 when one does not fit)",
         _plan_arguments,
         _plan,
+    ),
+    Subcommand(
+        "render",
+        "print the children the operator would create for NemotronDeployments, as YAML, against "
+        "GPUs given by flags or read from a cluster (exit 1 when one does not fit)",
+        _render_arguments,
+        _render,
     ),
     Subcommand(
         "run",

@@ -594,10 +594,10 @@ def _events_about(
         if uid and other_uid and other_uid != uid:
             continue
         about.append(event)
-    return sorted(about, key=_event_time, reverse=True)
+    return sorted(about, key=event_time, reverse=True)
 
 
-def _event_time(event: Mapping[str, Any]) -> datetime:
+def event_time(event: Mapping[str, Any]) -> datetime:
     """When the event was last seen: the latest of lastTimestamp, series.lastObservedTime (a
     repeated events.k8s.io Event) and eventTime; firstTimestamp or creation when none is set."""
     seen = [
@@ -1103,14 +1103,14 @@ def _creation_problem(
     if any(_field(s, "state", "running") for s in _container_statuses(pod)):
         return None
     progress = max(
-        (_event_time(e) for e in about if _field(e, "reason") in _START_PROGRESS),
+        (event_time(e) for e in about if _field(e, "reason") in _START_PROGRESS),
         default=None,
     )
     current = [
         e
         for e in about
-        if (now - _event_time(e)).total_seconds() <= CREATION_RETRY_SECONDS
-        and (progress is None or _event_time(e) > progress)
+        if (now - event_time(e)).total_seconds() <= CREATION_RETRY_SECONDS
+        and (progress is None or event_time(e) > progress)
         and not _KUBELET_CACHE_RACE.search(_text(_field(e, "message")))
     ]
     volume = [

@@ -152,13 +152,7 @@ class Converger:
         self.unkept_status_fields: set[tuple[str, ...]] = set()
 
     def startup_allowance(self, plan: api.PlanStatus | None) -> int:
-        """Seconds a NIM may take to become ready: the operator setting, else what the startup
-        probe rendered for this plan allows."""
-        if self.startup_allowance_setting:
-            return self.startup_allowance_setting
-        if plan is None:
-            return render.MIN_STARTUP_SECONDS
-        return render.startup_allowance_seconds(plan)
+        return startup_allowance(plan, self.startup_allowance_setting)
 
     def converge(self, snapshot: Snapshot, now: dt.datetime) -> Outcome:
         body = snapshot.body
@@ -193,10 +187,9 @@ class Converger:
             try:
                 self._apply_children(
                     body,
-                    spec,
-                    plan,
+                    desired_children(body, spec_model, plan),
+                    layout.workload_kind,
                     snapshot,
-                    _key_given(spec_model),
                     cache_filled=cache is None or cache.status is True,
                 )
             except render.RenderError as error:
@@ -322,20 +315,17 @@ class Converger:
     def _apply_children(
         self,
         body: Mapping[str, Any],
-        spec: Mapping[str, Any],
-        plan: api.PlanStatus,
+        children: list[dict[str, Any]],
+        kind: str,
         snapshot: Snapshot,
-        key_given: bool,
         cache_filled: bool,
     ) -> None:
-        """Apply what drifted. Until the download Job has filled the shared cache
-        (`cache_filled`), the workload is left as it is: not created yet, or still serving the
-        version before."""
-        meta = body["metadata"]
-        owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
-        kind = render.cache_layout(spec, plan, owner.name).workload_kind
+        """Apply what drifted of `children` (those desired_children renders; `kind`: their
+        workload's). Until the download Job has filled the shared cache (`cache_filled`), the
+        workload is left as it is: not created yet, or still serving the version before."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         pending: list[tuple[dict[str, Any], bool]] = []  # (child, new)
-        for rendered in render.render_children(owner, spec, plan, key_given=key_given):
+        for rendered in children:
             observed = snapshot.children.get(rendered["kind"])
             if rendered["kind"] == "PersistentVolumeClaim" and observed is not None:
                 continue  # claims are immutable once bound: created once, never resized here
@@ -343,7 +333,7 @@ class Converger:
                 # a Job's pod template is immutable: created once for the files it downloads,
                 # replaced (deleted, then created when its deletion is seen) for other files
                 if downloads(observed) != downloads(rendered):
-                    self.cluster.delete_child("Job", owner.namespace, rendered["metadata"]["name"])
+                    self.cluster.delete_child("Job", namespace, rendered["metadata"]["name"])
                 continue
             if rendered["kind"] == kind and not cache_filled:
                 continue
@@ -378,9 +368,32 @@ class Converger:
         for stale in render.WORKLOAD_KINDS:
             if stale == kind or stale not in snapshot.children or not cache_filled:
                 continue
-            self.cluster.delete_child(stale, owner.namespace, owner.name)
+            self.cluster.delete_child(stale, namespace, name)
             if stale == leaderworkersets.KIND:  # gone now, or already (its CRD gone: no event)
-                self.forget_leaderworkerset(owner.namespace, owner.name)
+                self.forget_leaderworkerset(namespace, name)
+
+
+def startup_allowance(plan: api.PlanStatus | None, setting: int | None = None) -> int:
+    """Seconds a NIM may take to become ready: the operator setting, else what the startup
+    probe rendered for this plan allows."""
+    if setting:
+        return setting
+    if plan is None:
+        return render.MIN_STARTUP_SECONDS
+    return render.startup_allowance_seconds(plan)
+
+
+def desired_children(
+    body: Mapping[str, Any], spec: api.NemotronDeploymentSpec, plan: api.PlanStatus
+) -> list[dict[str, Any]]:
+    """Every child the operator applies for the NemotronDeployment `body` (its metadata: name,
+    namespace, uid) with this spec and plan, in the order it applies them: render.py's children,
+    owned by `body`, reading the NGC key from its Secret unless offline. `nemotron-operator
+    render` prints these."""
+    meta = body["metadata"]
+    owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    wire = spec.model_dump(by_alias=True, mode="json")
+    return render.render_children(owner, wire, plan, key_given=_key_given(spec))
 
 
 def key_secret_name(body: Mapping[str, Any]) -> str | None:
