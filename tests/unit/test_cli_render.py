@@ -37,12 +37,9 @@ H100 = "NVIDIA-H100-80GB-HBM3"
 class KeepingCluster(FakeCluster):
     applied: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
-    def apply(
-        self, child: Mapping[str, Any], dry_run: bool = False, answer: bool = False
-    ) -> dict[str, Any] | None:
-        if not dry_run:
-            self.applied[(child["kind"], child["metadata"]["name"])] = dict(child)
-        return super().apply(child, dry_run, answer)
+    def apply(self, child: Mapping[str, Any], *, answer: bool = False) -> dict[str, Any] | None:
+        self.applied[(child["kind"], child["metadata"]["name"])] = dict(child)
+        return super().apply(child, answer=answer)
 
 
 def inventory_flags(document: Mapping[str, Any]) -> list[str]:

@@ -361,7 +361,7 @@ class Converger:
             # this converge created go again, so none stays half-built beside it. One write per
             # new child in the common case, instead of asking first with a dry run of each.
             for child in reversed(created):
-                self.cluster.delete_child(child["kind"], owner.namespace, child["metadata"]["name"])
+                self.cluster.delete_child(child["kind"], namespace, child["metadata"]["name"])
             raise
         # The workload of a kind the spec and plan no longer call for (the cache's access mode
         # or the nodes per replica changed): the new one replaces it, once it can start.
