@@ -25,11 +25,18 @@ estimate alone (the catalog's published figures are not used, so this calibrates
 * Minimum memory. A NIM 2.x manifest's minimum per GPU at a tensor-parallel size: ours must
   not be lower, beyond NVIDIA's rounding to whole GB.
 
-Run as `python -m tests.calibrate` from the repository root (with operator/ on PYTHONPATH).
+Held out: a third of the (model, GPU, precision, context) groups and of the minimum-memory
+figures, picked by a hash of the group's key (`held_out`), not by their outcome. Changes to the
+model are tuned on the rest; the held-out figures are reported apart, as totals only (their
+disagreements are listed with `--all`), so agreement that holds there is not fitted.
+
+Run as `python -m tests.calibrate [--all]` from the repository root (with operator/ on
+PYTHONPATH).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -60,6 +67,14 @@ MINIMUM_PROFILES = ("published minimum", "model-card minimum", "generic")
 ADAPTER_PROFILES = ("generic-lora",)  # room for LoRA adapters, which the planner does not plan
 ROUNDING_GIB = 1.0
 MINIMUM_MARK = " [minimum published]"  # NVIDIA publishes minimum memory in whole GB
+HELD_OUT_SHARE = 3  # one group in three is held out
+
+
+def held_out(*key: object) -> bool:
+    """Whether the group with this key is held out of tuning: a fixed hash of the key, so the
+    split does not depend on any outcome and stays the same from run to run."""
+    digest = hashlib.sha256("|".join(map(str, key)).encode()).digest()
+    return digest[0] % HELD_OUT_SHARE == 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,10 @@ class CountVerdict:
     need_at_nvidia_gib: float  # our estimate per GPU at NVIDIA's count
     need_at_ours_gib: float | None
     sources: tuple[str, ...]
+
+    @property
+    def held_out(self) -> bool:
+        return held_out(self.model, self.gpu_product, self.precision, self.max_model_length)
 
     @property
     def context_implied(self) -> bool:
@@ -103,6 +122,10 @@ class MemoryVerdict:
     nvidia_gib: float
     ours_gib: float
     source: str
+
+    @property
+    def held_out(self) -> bool:
+        return held_out(self.model, self.precision, self.tp, self.max_model_length)
 
     @property
     def under(self) -> bool:
@@ -133,6 +156,14 @@ class Score:
     @property
     def memory_under(self) -> int:
         return sum(1 for verdict in self.memory if verdict.under)
+
+    def split(self, held: bool) -> Score:
+        """The held-out part (held=True) or the tuning part of the score."""
+        return Score(
+            tuple(v for v in self.counts if v.held_out == held),
+            tuple(v for v in self.memory if v.held_out == held),
+            self.skipped,
+        )
 
 
 def _merged_models(models: Mapping[str, Any], corrections: Mapping[str, Any]) -> dict[str, Any]:
@@ -374,7 +405,18 @@ def score(catalog: Catalog | None = None) -> Score:
     return Score(tuple(counts), tuple(_memory_verdicts(rows, facts)), tuple(sorted(set(skipped))))
 
 
-def report(result: Score) -> str:
+def _summary(label: str, result: Score) -> str:
+    return (
+        f"  {label:<9} exact {result.tally('exact')}/{len(result.counts)} "
+        f"({result.exact_share:.1%}), over-asks {result.tally('over')}, under-asks "
+        f"{result.tally('under')} ({result.under_where_minimum_published} where NVIDIA states a "
+        f"minimum); minimum memory: ours lower on {result.memory_under} of {len(result.memory)}"
+    )
+
+
+def report(result: Score, show_held_out: bool = False) -> str:
+    """The agreement, all rows then tuning and held-out apart, and each disagreement with its
+    numbers: the tuning rows' only, unless `show_held_out`."""
     total = len(result.counts)
     lines = [
         f"GPU counts: {total} published configurations (model, GPU, precision, context)",
@@ -382,8 +424,11 @@ def report(result: Score) -> str:
         f"{result.tally('over')}, under-asks {result.tally('under')} "
         f"({result.under_where_minimum_published} where NVIDIA states a minimum); "
         f"{result.exact_at_implied_context} of the exact at a context the source leaves open",
+        _summary("tuning", result.split(held=False)),
+        _summary("held-out", result.split(held=True)),
     ]
-    for verdict in result.counts:
+    listed = result if show_held_out else result.split(held=False)
+    for verdict in listed.counts:
         if verdict.context_implied:
             lines.append(
                 f"  context {verdict.model} {verdict.precision} on {verdict.gpu_product}: "
@@ -405,19 +450,21 @@ def report(result: Score) -> str:
         f"Minimum memory per GPU: {len(result.memory)} manifest figures, ours lower than NVIDIA's "
         f"(beyond {ROUNDING_GIB:.0f} GiB rounding) on {result.memory_under}"
     )
-    for verdict in result.memory:
+    for verdict in listed.memory:
         if verdict.under:
             lines.append(
                 f"  under {verdict.model} {verdict.precision} TP{verdict.tp} at "
                 f"{verdict.max_model_length}: NVIDIA {verdict.nvidia_gib:.0f} GiB, ours "
                 f"{verdict.ours_gib:.1f} GiB"
             )
+    if not show_held_out:
+        lines.append("  (held-out disagreements not listed: --all lists them)")
     lines += [f"Not scored: {reason}" for reason in result.skipped]
     return "\n".join(lines)
 
 
 def main() -> int:
-    print(report(score()))
+    print(report(score(), show_held_out="--all" in sys.argv[1:]))
     return 0
 
 

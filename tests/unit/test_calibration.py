@@ -47,7 +47,7 @@ def test_never_fewer_gpus_than_a_minimum_nvidia_states(corpus_score: Score) -> N
 
 
 def test_the_report_gives_each_disagreement_with_its_numbers(corpus_score: Score) -> None:
-    text = report(corpus_score)
+    text = report(corpus_score, show_held_out=True)
     disagreements = [v for v in corpus_score.counts if v.outcome != "exact"]
     assert disagreements
     for verdict in disagreements:
@@ -60,6 +60,26 @@ def test_the_report_gives_each_disagreement_with_its_numbers(corpus_score: Score
         assert f"usable {verdict.usable_gib:.1f} GiB" in line
         assert f"{verdict.need_at_nvidia_gib:.1f} GiB/GPU" in line
         assert f"NVIDIA's statement: {', '.join(verdict.statements)}" in line
+
+
+def test_a_third_of_the_corpus_is_held_out_and_reported_apart(corpus_score: Score) -> None:
+    held = corpus_score.split(held=True)
+    tuning = corpus_score.split(held=False)
+    assert len(held.counts) + len(tuning.counts) == len(corpus_score.counts)
+    assert 0.2 <= len(held.counts) / len(corpus_score.counts) <= 0.45
+    assert 0.2 <= len(held.memory) / len(corpus_score.memory) <= 0.45
+    text = report(corpus_score)
+    assert f"held-out  exact {held.tally('exact')}/{len(held.counts)}" in text
+    assert f"tuning    exact {tuning.tally('exact')}/{len(tuning.counts)}" in text
+    everything = report(corpus_score, show_held_out=True)
+    for verdict in corpus_score.counts:  # held-out disagreements only with --all
+        if verdict.outcome != "exact":
+            line = (
+                f"{verdict.model} {verdict.precision} on {verdict.gpu_product} "
+                f"at {verdict.max_model_length} tokens: NVIDIA {verdict.nvidia} GPUs"
+            )
+            assert line in everything
+            assert (line in text) != verdict.held_out
 
 
 def test_only_a_tensorrt_llm_count_without_a_stated_context_is_scored_at_a_shorter_one(
@@ -98,5 +118,6 @@ def test_only_a_tensorrt_llm_count_without_a_stated_context_is_scored_at_a_short
         assert at_twice is None or at_twice[0] * at_twice[1] > verdict.nvidia
         line = f"is ours at maxModelLength {verdict.scored_context}"
         assert any(
-            verdict.model in text and line in text for text in report(corpus_score).split("\n")
+            verdict.model in text and line in text
+            for text in report(corpus_score, show_held_out=True).split("\n")
         )
