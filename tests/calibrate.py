@@ -270,10 +270,12 @@ def _memory_mib(catalog: Catalog, product: str) -> int:
 
 
 def layouts_by_context(
-    facts: MemoryFacts, precision: str, usable: float, gpus_per_node: int
+    facts: MemoryFacts, precision: str, usable: float, gpus_per_node: int, nvlink_switch: bool
 ) -> Callable[[int], tuple[int, int] | None]:
     """The planner's fewest-GPU layout for the model on one GPU product, by maxModelLength."""
-    return lambda tokens: fewest_gpus_estimated(facts, precision, tokens, usable, gpus_per_node)
+    return lambda tokens: fewest_gpus_estimated(
+        facts, precision, tokens, usable, gpus_per_node, nvlink_switch
+    )
 
 
 def _count(layout: tuple[int, int] | None) -> float:
@@ -338,7 +340,7 @@ def _count_verdicts(
         per_node = GPUS_PER_NODE.get(product, DEFAULT_GPUS_PER_NODE)
         nvidia = min(int(row["gpus"]) for row in group)
 
-        fewest = layouts_by_context(facts[model], precision, usable, per_node)
+        fewest = layouts_by_context(facts[model], precision, usable, per_node, gpu.nvlink_switch)
         scored = length
         layout = fewest(length)
         counting = [row for row in group if int(row["gpus"]) == nvidia]
@@ -348,8 +350,11 @@ def _count_verdicts(
                 scored, layout = shorter, fewest(shorter)
         ours = layout[0] * layout[1] if layout else None
         nvidia_layout = (min(nvidia, per_node), max(nvidia // per_node, 1))
-        need = memory_need(facts[model], precision, scored, *nvidia_layout).total
-        ours_need = memory_need(facts[model], precision, scored, *layout).total if layout else None
+        switch = gpu.nvlink_switch
+        need = memory_need(facts[model], precision, scored, *nvidia_layout, switch).total
+        ours_need = (
+            memory_need(facts[model], precision, scored, *layout, switch).total if layout else None
+        )
         verdicts.append(
             CountVerdict(
                 model=model,

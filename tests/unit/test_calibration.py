@@ -108,6 +108,7 @@ def test_only_a_tensorrt_llm_count_without_a_stated_context_is_scored_at_a_short
             verdict.precision,
             usable_gib(gpu.memory_mib),
             GPUS_PER_NODE.get(verdict.gpu_product, DEFAULT_GPUS_PER_NODE),
+            gpu.nvlink_switch,
         )
         at_scored, at_twice = (
             layout_at(verdict.scored_context),

@@ -92,10 +92,12 @@ ACTIVATION_BYTES_PER_WIDTH = 3
 CUDA_RESERVED_MIB = 616
 CUDA_CONTEXT_GIB = (620 + 162) / 1024
 CUDA_GRAPHS_GIB = 0.2  # the engine's captured CUDA graphs' memory pool, per GPU
-# With more than one GPU per replica: NCCL's communicator buffers and the engine's all-reduce
-# buffers, growing with the tensor-parallel group.
+# With more than one GPU per replica: NCCL's communicator buffers; over NVSwitch also the
+# buffers that grow with the tensor-parallel group: NCCL's NVLink SHARP buffers (more than 2
+# GPUs, Hopper and newer) and the engine's NVLink all-reduce buffers. Neither exists over PCIe
+# (catalog_data/gpus.yaml's nvlinkSwitch says where, and why).
 NCCL_GIB = 0.5
-NCCL_GIB_PER_DOUBLING = 0.8
+NCCL_GIB_PER_DOUBLING = 0.8  # over NVSwitch
 # The caching allocator's rounding and the loader's buffers, as a share of the weights.
 WEIGHTS_SLACK = 0.01
 # NCCL's, CUDA graphs' and the slack's figures are fitted to NVIDIA's published minimum memory
@@ -233,13 +235,20 @@ def kv_cache_gib(facts: MemoryFacts, tokens: int, tp: int = 1, pp: int = 1) -> f
 
 
 def memory_need(
-    facts: MemoryFacts, precision: str, tokens: int, tp: int, pp: int = 1
+    facts: MemoryFacts,
+    precision: str,
+    tokens: int,
+    tp: int,
+    pp: int = 1,
+    nvlink_switch: bool = True,
 ) -> MemoryNeed:
-    """The physical estimate of one GPU's memory, by part (see the module doc)."""
+    """The physical estimate of one GPU's memory, by part (see the module doc);
+    `nvlink_switch` whether the GPUs talk over NVSwitch (else PCIe)."""
     weights = weights_gib(facts, precision) / (tp * pp)
-    # the tensor-parallel all-reduce group sets NCCL's buffers; a pipeline stage adds only
-    # point-to-point links to its neighbours
-    nccl = NCCL_GIB + NCCL_GIB_PER_DOUBLING * math.log2(tp) if tp * pp > 1 else 0.0
+    # the tensor-parallel all-reduce group sets the communication buffers; a pipeline stage
+    # adds only point-to-point links to its neighbours
+    growth = NCCL_GIB_PER_DOUBLING * math.log2(tp) if nvlink_switch else 0.0
+    nccl = NCCL_GIB + growth if tp * pp > 1 else 0.0
     return MemoryNeed(
         weights,
         kv_cache_gib(facts, tokens, tp, pp),
@@ -249,11 +258,16 @@ def memory_need(
 
 
 def estimated_memory_per_gpu_gib(
-    model: ModelEntry, precision: str, max_model_length: int, tp: int, pp: int = 1
+    model: ModelEntry,
+    precision: str,
+    max_model_length: int,
+    tp: int,
+    pp: int = 1,
+    nvlink_switch: bool = True,
 ) -> float:
     """The operator's estimate of GPU memory per GPU for a catalog model (see the module doc)."""
     facts = memory_facts(model.architecture, model.download_gib)
-    return memory_need(facts, precision, max_model_length, tp, pp).total
+    return memory_need(facts, precision, max_model_length, tp, pp, nvlink_switch).total
 
 
 def usable_gib(memory_mib: int) -> float:
@@ -371,9 +385,11 @@ class _Refusal(Exception):
         self.message = message
 
 
-def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _Need | None:
-    """Memory per GPU for a layout; None when the live profiles do not offer it."""
+def _need(target: _Target, pool: _PoolFacts, precision: str, tp: int, pp: int) -> _Need | None:
+    """Memory per GPU for a layout on the pool's GPUs; None when the live profiles do not offer
+    it."""
     model, facts, length = target.model, target.facts, target.max_model_length or 0
+    product, nvlink_switch = pool.pool.base_product, pool.nvlink_switch
 
     def kv_change() -> float:
         """A published figure is for the native context: the KV cache of maxModelLength's
@@ -400,14 +416,15 @@ def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _N
         profile, source = (pin, "spec") if named_by_pin else (best.profile_id, "metadata")
         return _Need(best.min_gib + kv_change(), "published", profile, source)
     if not model.generative:
-        estimate = memory_need(facts, precision, length, tp, pp).total
+        estimate = memory_need(facts, precision, length, tp, pp, nvlink_switch).total
         return _Need(estimate, "estimated", *(pinned or (None, None)))
     named = derived_profile_name(precision, tp, pp)
     published = model.published_memory_gib.get(precision, {}).get(tp) if pp == 1 else None
     profile, source = pinned or (named, "derived")
     if published is not None:
         return _Need(published + kv_change(), "published", profile, source)
-    return _Need(memory_need(facts, precision, length, tp, pp).total, "estimated", profile, source)
+    estimate = memory_need(facts, precision, length, tp, pp, nvlink_switch).total
+    return _Need(estimate, "estimated", profile, source)
 
 
 # --- resolving the spec -----------------------------------------------------------------------
@@ -579,6 +596,7 @@ class _PoolFacts:
     usable_gib: float
     native: tuple[str, ...]
     weight_only: tuple[str, ...]
+    nvlink_switch: bool  # the catalog's; True for a GPU it does not list (the larger need)
 
 
 @dataclass(frozen=True)
@@ -625,7 +643,8 @@ def _pool_facts(pool: GpuPool, catalog: Catalog) -> _PoolFacts | None:
         native, weight_only = precisions_for_compute_capability(compute_capability)
     else:
         native, weight_only = ("fp16", "bf16"), ()
-    return _PoolFacts(pool, memory_mib, usable_gib(memory_mib), native, weight_only)
+    nvlink_switch = entry.nvlink_switch if entry is not None else True
+    return _PoolFacts(pool, memory_mib, usable_gib(memory_mib), native, weight_only, nvlink_switch)
 
 
 def parallel_layouts(gpus_per_node: int) -> list[tuple[int, int]]:
@@ -637,14 +656,19 @@ def parallel_layouts(gpus_per_node: int) -> list[tuple[int, int]]:
 
 
 def fewest_gpus_estimated(
-    facts: MemoryFacts, precision: str, tokens: int, usable: float, gpus_per_node: int
+    facts: MemoryFacts,
+    precision: str,
+    tokens: int,
+    usable: float,
+    gpus_per_node: int,
+    nvlink_switch: bool = True,
 ) -> tuple[int, int] | None:
     """The first layout (TP, PP) whose estimated need fits `usable` GiB per GPU, or None."""
     return next(
         (
             (tp, pp)
             for tp, pp in parallel_layouts(gpus_per_node)
-            if memory_need(facts, precision, tokens, tp, pp).total <= usable
+            if memory_need(facts, precision, tokens, tp, pp, nvlink_switch).total <= usable
         ),
         None,
     )
@@ -688,7 +712,7 @@ def _place(target: _Target, facts: _PoolFacts) -> _Choice | _Miss:
     misses: list[_Miss] = []
     for precision in precisions:
         for tp, pp in layouts:
-            need = _need(target, pool.base_product, precision, tp, pp)
+            need = _need(target, facts, precision, tp, pp)
             if need is None:
                 continue
             layout = _describe(precision, tp, pp)
@@ -784,7 +808,7 @@ def _longest_context(
 
     def fits(length: int) -> bool:
         shorter = replace(target, max_model_length=length)
-        need = _need(shorter, facts.pool.base_product, precision, tp, pp)
+        need = _need(shorter, facts, precision, tp, pp)
         return need is not None and need.gib <= facts.usable_gib
 
     longest = 2 ** math.floor(math.log2(max((target.max_model_length or 0) - 1, 1)))
@@ -837,7 +861,8 @@ def _fitting_plan(
 ) -> PlanStatus:
     model, precision, need = target.model, choice.precision, choice.need
     # the estimate's parts, shown beside a published figure too
-    parts = memory_need(target.facts, precision, target.max_model_length or 0, choice.tp, choice.pp)
+    length, pool = target.max_model_length or 0, choice.facts
+    parts = memory_need(target.facts, precision, length, choice.tp, choice.pp, pool.nvlink_switch)
     tag = target.tag or model.newest_release(precision).tag
     key = _key(spec, model, tag)
     cache_size = _cache_size(spec, target, precision)
