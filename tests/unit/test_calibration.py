@@ -20,9 +20,11 @@ from tests.calibrate import (
     score,
 )
 
-# What the physical model reaches on the public corpus (make calibrate prints it); a change
-# that lowers it must say why in the corpus or the model, not here.
-EXACT_SHARE_FLOOR = 0.91
+# What the physical model reaches on the public corpus (make calibrate prints it): 83 of 90,
+# and 24 of the 26 held-out groups; a change that lowers either must say why in the corpus or
+# the model, not here.
+EXACT_SHARE_FLOOR = 0.92
+HELD_OUT_EXACT_SHARE_FLOOR = 0.92
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,12 @@ def test_gpu_counts_agree_with_nvidias_at_least_as_often_as_calibrated(
     corpus_score: Score,
 ) -> None:
     assert corpus_score.exact_share >= EXACT_SHARE_FLOOR, report(corpus_score)
+
+
+def test_held_out_agreement_holds_too(corpus_score: Score) -> None:
+    """The rows no change was tuned on agree as often: the model is not fitted to the rest."""
+    held = corpus_score.split(held=True)
+    assert held.exact_share >= HELD_OUT_EXACT_SHARE_FLOOR, report(corpus_score)
 
 
 def test_never_fewer_gpus_than_a_minimum_nvidia_states(corpus_score: Score) -> None:
