@@ -110,9 +110,11 @@ _PROFILE_NAME = re.compile(r"(?:vllm|sglang)-(nvfp4|fp8|bf16)-tp(\d+)-pp(\d+)")
 # --- memory -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MemoryFacts:
-    """What the memory model needs of an Architecture, worked out once per plan."""
+    """What the memory model needs of an Architecture, worked out once per architecture
+    (memory_facts memoises it). Equal and hashed by identity, so memory_need's memo can key on
+    it."""
 
     parameters: int
     checkpoint_gib: Mapping[str, float]  # the release's download by precision, where known
@@ -234,6 +236,7 @@ def kv_cache_gib(facts: MemoryFacts, tokens: int, tp: int = 1, pp: int = 1) -> f
     return (attention + facts.mamba_state_bytes / tp) / (pp * GIB)
 
 
+@functools.lru_cache(maxsize=4096)
 def memory_need(
     facts: MemoryFacts,
     precision: str,
@@ -243,7 +246,8 @@ def memory_need(
     nvlink_switch: bool = True,
 ) -> MemoryNeed:
     """The physical estimate of one GPU's memory, by part (see the module doc);
-    `nvlink_switch` whether the GPUs talk over NVSwitch (else PCIe)."""
+    `nvlink_switch` whether the GPUs talk over NVSwitch (else PCIe). Memoised: plans ask the
+    same layouts of the same model on every pool and for every suggestion."""
     weights = weights_gib(facts, precision) / (tp * pp)
     # the tensor-parallel all-reduce group sets the communication buffers; a pipeline stage
     # adds only point-to-point links to its neighbours
@@ -377,6 +381,16 @@ class _Target:
     published: tuple[_LiveProfile, ...]
     notes: tuple[str, ...]
 
+    @functools.cached_property
+    def exact_pin(self) -> tuple[str, str] | None:
+        """(profile, "spec") when the pin goes to NIM as given: an id or exact description. A
+        bare name such as vllm-fp8-tp2-pp1 is not accepted by NIM 2.x, so it only fixes the
+        layout (derived)."""
+        pin = self.profile_pin
+        if pin is None or _PROFILE_NAME.fullmatch(pin) is not None:
+            return None
+        return pin, "spec"
+
 
 class _Refusal(Exception):
     def __init__(self, reason: str, message: str) -> None:
@@ -385,24 +399,20 @@ class _Refusal(Exception):
         self.message = message
 
 
+def _kv_change(target: _Target, tp: int, pp: int) -> float:
+    """A published figure is for the native context: the KV cache of maxModelLength's
+    difference from it."""
+    facts, native = target.facts, target.model.architecture.native_context_length
+    length = target.max_model_length or 0
+    return kv_cache_gib(facts, length, tp, pp) - kv_cache_gib(facts, native, tp, pp)
+
+
 def _need(target: _Target, pool: _PoolFacts, precision: str, tp: int, pp: int) -> _Need | None:
     """Memory per GPU for a layout on the pool's GPUs; None when the live profiles do not offer
     it."""
-    model, facts, length = target.model, target.facts, target.max_model_length or 0
-    product, nvlink_switch = pool.pool.base_product, pool.nvlink_switch
-
-    def kv_change() -> float:
-        """A published figure is for the native context: the KV cache of maxModelLength's
-        difference from it."""
-        native = model.architecture.native_context_length
-        return kv_cache_gib(facts, length, tp, pp) - kv_cache_gib(facts, native, tp, pp)
-
-    # A pinned id or exact description goes to NIM as given; a bare name such as
-    # vllm-fp8-tp2-pp1 is not accepted by NIM 2.x, so it only fixes the layout (derived).
     pin = target.profile_pin
-    exact_pin = pin is not None and _PROFILE_NAME.fullmatch(pin) is None
-    pinned = (pin, "spec") if pin is not None and exact_pin else None
     if target.published:
+        product = pool.pool.base_product
         offered = [
             p
             for p in target.published
@@ -414,17 +424,18 @@ def _need(target: _Target, pool: _PoolFacts, precision: str, tp: int, pp: int) -
         named_by_pin = [p for p in offered if pin in (p.profile_id, p.description)]
         best = named_by_pin[0] if named_by_pin else best
         profile, source = (pin, "spec") if named_by_pin else (best.profile_id, "metadata")
-        return _Need(best.min_gib + kv_change(), "published", profile, source)
+        return _Need(best.min_gib + _kv_change(target, tp, pp), "published", profile, source)
+    model, length = target.model, target.max_model_length or 0
+    pinned = target.exact_pin
     if not model.generative:
-        estimate = memory_need(facts, precision, length, tp, pp, nvlink_switch).total
-        return _Need(estimate, "estimated", *(pinned or (None, None)))
-    named = derived_profile_name(precision, tp, pp)
+        estimate = memory_need(target.facts, precision, length, tp, pp, pool.nvlink_switch)
+        return _Need(estimate.total, "estimated", *(pinned or (None, None)))
+    profile, source = pinned or (derived_profile_name(precision, tp, pp), "derived")
     published = model.published_memory_gib.get(precision, {}).get(tp) if pp == 1 else None
-    profile, source = pinned or (named, "derived")
     if published is not None:
-        return _Need(published + kv_change(), "published", profile, source)
-    estimate = memory_need(facts, precision, length, tp, pp, nvlink_switch).total
-    return _Need(estimate, "estimated", profile, source)
+        return _Need(published + _kv_change(target, tp, pp), "published", profile, source)
+    estimate = memory_need(target.facts, precision, length, tp, pp, pool.nvlink_switch)
+    return _Need(estimate.total, "estimated", profile, source)
 
 
 # --- resolving the spec -----------------------------------------------------------------------
@@ -647,12 +658,13 @@ def _pool_facts(pool: GpuPool, catalog: Catalog) -> _PoolFacts | None:
     return _PoolFacts(pool, memory_mib, usable_gib(memory_mib), native, weight_only, nvlink_switch)
 
 
-def parallel_layouts(gpus_per_node: int) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=64)
+def parallel_layouts(gpus_per_node: int) -> tuple[tuple[int, int], ...]:
     """(TP, PP) layouts of one replica, fewest GPUs first: tensor parallel within a node, then
     pipeline parallel over nodes of the widest tensor parallel."""
     widest = max(tp for tp in TENSOR_PARALLEL_SIZES if tp <= max(gpus_per_node, 1))
-    layouts = [(tp, 1) for tp in TENSOR_PARALLEL_SIZES if tp <= gpus_per_node]
-    return layouts + [(widest, pp) for pp in PIPELINE_PARALLEL_SIZES]
+    layouts = tuple((tp, 1) for tp in TENSOR_PARALLEL_SIZES if tp <= gpus_per_node)
+    return layouts + tuple((widest, pp) for pp in PIPELINE_PARALLEL_SIZES)
 
 
 def fewest_gpus_estimated(
@@ -674,21 +686,39 @@ def fewest_gpus_estimated(
     )
 
 
-def _layouts(target: _Target, gpus_per_node: int) -> list[tuple[int, int]]:
+def _layouts(target: _Target, gpus_per_node: int) -> tuple[tuple[int, int], ...]:
     """(TP, PP) layouts to try, fewest GPUs first."""
     if not target.model.generative:
-        return [(1, 1)] if target.count in (None, 1) else []
+        return ((1, 1),) if target.count in (None, 1) else ()
     if target.tp is not None:
-        return [(target.tp, target.pp or 1)]
+        return ((target.tp, target.pp or 1),)
     layouts = parallel_layouts(gpus_per_node)
     if target.count is not None:
-        layouts = [(tp, pp) for tp, pp in layouts if tp * pp == target.count]
+        layouts = tuple((tp, pp) for tp, pp in layouts if tp * pp == target.count)
     return layouts
 
 
 def _describe(precision: str, tp: int, pp: int) -> str:
     nodes = f" over {pp} nodes (TP{tp} x PP{pp})" if pp > 1 else ""
     return f"{precision} on {tp * pp} GPU{'s' if tp * pp > 1 else ''}{nodes}"
+
+
+def _miss(facts: _PoolFacts, precision: str, reason: str, tp: int, pp: int, gib: float) -> _Miss:
+    """Why a layout does not fit the pool, in words."""
+    pool, layout = facts.pool, _describe(precision, tp, pp)
+    if reason == Reason.NOT_ENOUGH_GPUS_PER_NODE:
+        return _Miss(
+            reason, f"{layout} needs {tp} GPUs on one node; nodes have {pool.gpus_per_node}"
+        )
+    if reason == Reason.INSUFFICIENT_GPU_MEMORY:
+        return _Miss(
+            reason,
+            f"{layout} needs {gib:.1f} GiB per GPU, {facts.usable_gib:.1f} GiB usable "
+            f"(({facts.memory_mib} - {CUDA_RESERVED_MIB}) MiB x {MEMORY_UTILIZATION})",
+        )
+    return _Miss(
+        reason, f"{layout} needs {pp} nodes of {pool.gpus_per_node} GPUs; {pool.node_count} match"
+    )
 
 
 def _place(target: _Target, facts: _PoolFacts) -> _Choice | _Miss:
@@ -709,42 +739,23 @@ def _place(target: _Target, facts: _PoolFacts) -> _Choice | _Miss:
             Reason.UNSUPPORTED_GPU_COUNT,
             f"{count_text} cannot be laid out on nodes of {pool.gpus_per_node} GPUs",
         )
-    misses: list[_Miss] = []
     for precision in precisions:
+        last: tuple[str, int, int, float] | None = None  # the last miss: (reason, tp, pp, GiB)
         for tp, pp in layouts:
             need = _need(target, facts, precision, tp, pp)
             if need is None:
                 continue
-            layout = _describe(precision, tp, pp)
             if tp > pool.gpus_per_node:
-                misses.append(
-                    _Miss(
-                        Reason.NOT_ENOUGH_GPUS_PER_NODE,
-                        f"{layout} needs {tp} GPUs on one node; nodes have {pool.gpus_per_node}",
-                    )
-                )
+                last = (Reason.NOT_ENOUGH_GPUS_PER_NODE, tp, pp, need.gib)
             elif need.gib > facts.usable_gib:
-                misses.append(
-                    _Miss(
-                        Reason.INSUFFICIENT_GPU_MEMORY,
-                        f"{layout} needs {need.gib:.1f} GiB per GPU, {facts.usable_gib:.1f} "
-                        f"GiB usable (({facts.memory_mib} - {CUDA_RESERVED_MIB}) MiB x "
-                        f"{MEMORY_UTILIZATION})",
-                    )
-                )
+                last = (Reason.INSUFFICIENT_GPU_MEMORY, tp, pp, need.gib)
             elif pp > pool.node_count:
-                misses.append(
-                    _Miss(
-                        Reason.NOT_ENOUGH_NODES,
-                        f"{layout} needs {pp} nodes of {pool.gpus_per_node} GPUs; "
-                        f"{pool.node_count} match",
-                    )
-                )
+                last = (Reason.NOT_ENOUGH_NODES, tp, pp, need.gib)
                 break  # wider layouts need even more nodes
             else:
                 return _Choice(facts, precision, tp, pp, need)
-        if misses:
-            return misses[-1]  # the lowest precision's last attempt says the most
+        if last is not None:  # the lowest precision's last attempt says the most
+            return _miss(facts, precision, *last)
     return _Miss(
         Reason.PROFILE_UNRESOLVABLE,
         f"no published profile of {target.tag} runs {' or '.join(precisions)}",
