@@ -12,12 +12,13 @@ Rules, in order:
   widest tensor parallel) only when one node cannot hold a replica.
 * Memory per GPU: NVIDIA's published minimum when known (memorySource=published: the live
   Metadata API's profiles when given, else the catalog's table), adjusted for maxModelLength
-  by the KV-cache difference; otherwise the estimate (memorySource=estimated)
-      weights/(TP*PP) + KV(maxModelLength)/(TP*PP)
-      + 1 GiB + 1.25 GiB per doubling of TP + 0.3 GiB per billion active parameters/(TP*PP)
-  with weights = parameters x (bf16 2, fp8 1.03, nvfp4 0.63 bytes: scales and the layers kept
-  in 16 bits included). Calibrated against NVIDIA's published table for Nano and Super: every
-  figure within 1.1 GiB, and the same GPU count on every catalog GPU.
+  by the KV-cache difference; otherwise the physical estimate (memorySource=estimated,
+  memory_need): the weights at the precision's bytes (the 16-bit layers apart), the KV cache
+  and Mamba state of one sequence of maxModelLength, activations for the engine's batch of
+  tokens, and overhead (CUDA context and cuBLAS, CUDA graphs, NCCL buffers that grow with the
+  tensor-parallel group over NVSwitch, allocator slack). Within 1.1 GiB of every figure of
+  NVIDIA's published table for Nano and Super; tests/calibrate.py scores it against NVIDIA's
+  public configurations.
 * Among GPU products that fit: fewest GPUs per replica, then the least GPU memory per replica
   (keeps big GPUs for big models), then the lower precision, then the product name.
 """
