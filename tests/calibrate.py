@@ -17,10 +17,13 @@ estimate alone (the catalog's published figures are not used, so this calibrates
   failing instead is opt-in since TensorRT-LLM PR 5974). Where ours exceeds NVIDIA's count
   there, the row is scored at the longest shorter context (halving, down to 4096 tokens) at
   which our count meets NVIDIA's, and the report names that context.
-  Every row is weighed with vLLM's rule (0.9 of CUDA's total for everything). TensorRT-LLM's own
-  rule (its KV cache takes 0.9 of the memory the weights and activations leave free) was tried
-  on its rows: 81 exact instead of 82, 7 under-asks instead of 5, one on a published minimum
-  (Super NVFP4 on one H100), so its engines need memory the parts do not model, and the
+  Every row is weighed with vLLM's rule (0.9 of CUDA's total for everything; NIM's documented
+  --gpu-memory-utilization), on the GPU's interconnect (gpus.yaml's nvlinkSwitch).
+  TensorRT-LLM's own rule (its KV cache takes 0.9 of the memory the weights and activations
+  leave free) was tried on its rows twice: 81 exact instead of 82 and 7 under-asks instead of 5,
+  one on a published minimum (Super NVFP4 on one H100); then, with the PCIe overhead, 57 of 66
+  tuning and 23 of 28 held-out groups (split by engine) against 59 of 64 and 24 of 26, with 6
+  under-asks on stated minimums. Its engines need memory the parts do not model, so the
   stricter rule stays.
 * Minimum memory. A NIM 2.x manifest's minimum per GPU at a tensor-parallel size: ours must
   not be lower, beyond NVIDIA's rounding to whole GB.
