@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,12 @@ from nemotron_operator.api import names
 from nemotron_operator.api.types import NemotronDeployment, NemotronDeploymentSpec, PlanStatus
 from nemotron_operator.core.catalog import Catalog, load_catalog
 from nemotron_operator.core.inventory import GpuPool, gpu_pools
-from nemotron_operator.core.planner import estimated_memory_per_gpu_gib, plan, usable_gib
+from nemotron_operator.core.planner import (
+    NCCL_GIB_PER_DOUBLING,
+    estimated_memory_per_gpu_gib,
+    plan,
+    usable_gib,
+)
 from nemotron_operator.shell.ngc import PublishedProfile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,27 +124,54 @@ def fewest_tp(figures: tuple[float, ...], usable: float) -> int | None:
     return next((tp for tp, need in zip(TP_SIZES, figures, strict=True) if need <= usable), None)
 
 
+def over_pcie(figures: tuple[float, ...]) -> tuple[float, ...]:
+    """NVIDIA's figures (one per TP for any GPU) hold the buffers an NVSwitch system's
+    tensor-parallel group adds; GPUs on PCIe lack them."""
+    return tuple(
+        need - NCCL_GIB_PER_DOUBLING * math.log2(tp)
+        for need, tp in zip(figures, TP_SIZES, strict=True)
+    )
+
+
 @pytest.mark.parametrize("product", sorted(CATALOG.gpus))
 @pytest.mark.parametrize(("model", "precision"), list(PUBLISHED))
 def test_planner_gpu_count_matches_nvidias_on_every_gpu(
     model: str, precision: str, product: str
 ) -> None:
     """For every row and every catalog GPU, planning from the estimate alone picks the GPU
-    count NVIDIA's published figures imply (or refuses where they do)."""
-    usable = usable_gib(CATALOG.gpus[product].memory_mib)
-    expected = fewest_tp(PUBLISHED[(model, precision)], usable)
+    count NVIDIA's published figures imply (or refuses where they do), less the NVSwitch
+    buffers on PCIe GPUs; planning from the figures picks what they imply."""
+    gpu = CATALOG.gpus[product]
+    usable = usable_gib(gpu.memory_mib)
+    figures = PUBLISHED[(model, precision)]
+    expected = fewest_tp(figures, usable)
+    expected_estimated = fewest_tp(figures if gpu.nvlink_switch else over_pcie(figures), usable)
     pinned = spec(model=model, precision=precision, gpu={"product": product})
     estimated = plan(pinned, without_published_figures(CATALOG), pool_of(product))
     published = plan(pinned, CATALOG, pool_of(product))
-    runs_it = precision in (
-        CATALOG.gpus[product].native_precisions + CATALOG.gpus[product].weight_only_precisions
-    )
-    if expected is None or not runs_it:
-        assert not estimated.fits and not published.fits
-        return
-    assert (published.memory_source, estimated.memory_source) == ("published", "estimated")
-    assert published.tensor_parallel_size == expected
-    assert estimated.tensor_parallel_size == expected
+    runs_it = precision in (gpu.native_precisions + gpu.weight_only_precisions)
+    assert published.fits == (expected is not None and runs_it)
+    assert estimated.fits == (expected_estimated is not None and runs_it)
+    if published.fits:
+        assert published.memory_source == "published"
+        assert published.tensor_parallel_size == expected
+    if estimated.fits:
+        assert estimated.memory_source == "estimated"
+        assert estimated.tensor_parallel_size == expected_estimated
+
+
+def test_over_pcie_the_estimate_drops_only_the_nvswitch_buffers() -> None:
+    """Super fp8 at TP8 on L4s: NVIDIA's 21 GiB is above an L4's usable 19.7 GiB; over PCIe
+    there are no NVLink SHARP or NVLink all-reduce buffers, and the estimate fits."""
+    super_fp8 = CATALOG.models["nemotron-3-super"]
+    length = super_fp8.architecture.native_context_length
+    over_nvswitch = estimated_memory_per_gpu_gib(super_fp8, "fp8", length, 8)
+    over_pcie_gib = estimated_memory_per_gpu_gib(super_fp8, "fp8", length, 8, nvlink_switch=False)
+    assert over_nvswitch - over_pcie_gib == pytest.approx(3 * NCCL_GIB_PER_DOUBLING)
+    assert over_pcie_gib < usable_gib(CATALOG.gpus["NVIDIA-L4"].memory_mib) < over_nvswitch
+    pinned = spec(model="nemotron-3-super", precision="fp8", gpu={"product": "NVIDIA-L4"})
+    assert plan(pinned, without_published_figures(CATALOG), pool_of("NVIDIA-L4")).fits
+    assert not plan(pinned, CATALOG, pool_of("NVIDIA-L4")).fits  # NVIDIA's figure rules
 
 
 # --- NVIDIA's other published statements -------------------------------------------------------

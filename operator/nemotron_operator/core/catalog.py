@@ -310,6 +310,8 @@ class GpuEntry(_Fact):
     compute_capability: str = Field(pattern=r"^\d+\.\d+$")
     native_precisions: tuple[Precision, ...] = Field(min_length=1)
     weight_only_precisions: tuple[Precision, ...] = ()
+    # the node's GPUs talk over NVLink through NVSwitch (HGX, DGX, NVL racks); False: over PCIe
+    nvlink_switch: bool = True
 
     @property
     def compute_capability_tuple(self) -> tuple[int, int]:

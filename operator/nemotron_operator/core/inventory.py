@@ -174,9 +174,11 @@ def restrict_pools(
         nodes = tuple(
             node
             for node in pool.nodes
-            if all(node.labels.get(k) == v for k, v in selector.items())
+            if (not selector or all(node.labels.get(k) == v for k, v in selector.items()))
             and all(_tolerates(tolerations, taint) for taint in node.blocking_taints)
         )
-        if nodes:
+        if len(nodes) == len(pool.nodes):
+            restricted.append(pool)  # every node matches: the pool as it is
+        elif nodes:
             restricted.append(replace(pool, nodes=nodes))
     return restricted

@@ -12,12 +12,13 @@ Rules, in order:
   widest tensor parallel) only when one node cannot hold a replica.
 * Memory per GPU: NVIDIA's published minimum when known (memorySource=published: the live
   Metadata API's profiles when given, else the catalog's table), adjusted for maxModelLength
-  by the KV-cache difference; otherwise the estimate (memorySource=estimated)
-      weights/(TP*PP) + KV(maxModelLength)/(TP*PP)
-      + 1 GiB + 1.25 GiB per doubling of TP + 0.3 GiB per billion active parameters/(TP*PP)
-  with weights = parameters x (bf16 2, fp8 1.03, nvfp4 0.63 bytes: scales and the layers kept
-  in 16 bits included). Calibrated against NVIDIA's published table for Nano and Super: every
-  figure within 1.1 GiB, and the same GPU count on every catalog GPU.
+  by the KV-cache difference; otherwise the physical estimate (memorySource=estimated,
+  memory_need): the weights at the precision's bytes (the 16-bit layers apart), the KV cache
+  and Mamba state of one sequence of maxModelLength, activations for the engine's batch of
+  tokens, and overhead (CUDA context and cuBLAS, CUDA graphs, NCCL buffers that grow with the
+  tensor-parallel group over NVSwitch, allocator slack). Within 1.1 GiB of every figure of
+  NVIDIA's published table for Nano and Super; tests/calibrate.py scores it against NVIDIA's
+  public configurations.
 * Among GPU products that fit: fewest GPUs per replica, then the least GPU memory per replica
   (keeps big GPUs for big models), then the lower precision, then the product name.
 """
@@ -92,10 +93,12 @@ ACTIVATION_BYTES_PER_WIDTH = 3
 CUDA_RESERVED_MIB = 616
 CUDA_CONTEXT_GIB = (620 + 162) / 1024
 CUDA_GRAPHS_GIB = 0.2  # the engine's captured CUDA graphs' memory pool, per GPU
-# With more than one GPU per replica: NCCL's communicator buffers and the engine's all-reduce
-# buffers, growing with the tensor-parallel group.
+# With more than one GPU per replica: NCCL's communicator buffers; over NVSwitch also the
+# buffers that grow with the tensor-parallel group: NCCL's NVLink SHARP buffers (more than 2
+# GPUs, Hopper and newer) and the engine's NVLink all-reduce buffers. Neither exists over PCIe
+# (catalog_data/gpus.yaml's nvlinkSwitch says where, and why).
 NCCL_GIB = 0.5
-NCCL_GIB_PER_DOUBLING = 0.8
+NCCL_GIB_PER_DOUBLING = 0.8  # over NVSwitch
 # The caching allocator's rounding and the loader's buffers, as a share of the weights.
 WEIGHTS_SLACK = 0.01
 # NCCL's, CUDA graphs' and the slack's figures are fitted to NVIDIA's published minimum memory
@@ -108,9 +111,11 @@ _PROFILE_NAME = re.compile(r"(?:vllm|sglang)-(nvfp4|fp8|bf16)-tp(\d+)-pp(\d+)")
 # --- memory -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MemoryFacts:
-    """What the memory model needs of an Architecture, worked out once per plan."""
+    """What the memory model needs of an Architecture, worked out once per architecture
+    (memory_facts memoises it). Equal and hashed by identity, so memory_need's memo can key on
+    it."""
 
     parameters: int
     checkpoint_gib: Mapping[str, float]  # the release's download by precision, where known
@@ -232,14 +237,23 @@ def kv_cache_gib(facts: MemoryFacts, tokens: int, tp: int = 1, pp: int = 1) -> f
     return (attention + facts.mamba_state_bytes / tp) / (pp * GIB)
 
 
+@functools.lru_cache(maxsize=4096)
 def memory_need(
-    facts: MemoryFacts, precision: str, tokens: int, tp: int, pp: int = 1
+    facts: MemoryFacts,
+    precision: str,
+    tokens: int,
+    tp: int,
+    pp: int = 1,
+    nvlink_switch: bool = True,
 ) -> MemoryNeed:
-    """The physical estimate of one GPU's memory, by part (see the module doc)."""
+    """The physical estimate of one GPU's memory, by part (see the module doc);
+    `nvlink_switch` whether the GPUs talk over NVSwitch (else PCIe). Memoised: plans ask the
+    same layouts of the same model on every pool and for every suggestion."""
     weights = weights_gib(facts, precision) / (tp * pp)
-    # the tensor-parallel all-reduce group sets NCCL's buffers; a pipeline stage adds only
-    # point-to-point links to its neighbours
-    nccl = NCCL_GIB + NCCL_GIB_PER_DOUBLING * math.log2(tp) if tp * pp > 1 else 0.0
+    # the tensor-parallel all-reduce group sets the communication buffers; a pipeline stage
+    # adds only point-to-point links to its neighbours
+    growth = NCCL_GIB_PER_DOUBLING * math.log2(tp) if nvlink_switch else 0.0
+    nccl = NCCL_GIB + growth if tp * pp > 1 else 0.0
     return MemoryNeed(
         weights,
         kv_cache_gib(facts, tokens, tp, pp),
@@ -249,11 +263,16 @@ def memory_need(
 
 
 def estimated_memory_per_gpu_gib(
-    model: ModelEntry, precision: str, max_model_length: int, tp: int, pp: int = 1
+    model: ModelEntry,
+    precision: str,
+    max_model_length: int,
+    tp: int,
+    pp: int = 1,
+    nvlink_switch: bool = True,
 ) -> float:
     """The operator's estimate of GPU memory per GPU for a catalog model (see the module doc)."""
     facts = memory_facts(model.architecture, model.download_gib)
-    return memory_need(facts, precision, max_model_length, tp, pp).total
+    return memory_need(facts, precision, max_model_length, tp, pp, nvlink_switch).total
 
 
 def usable_gib(memory_mib: int) -> float:
@@ -363,6 +382,16 @@ class _Target:
     published: tuple[_LiveProfile, ...]
     notes: tuple[str, ...]
 
+    @functools.cached_property
+    def exact_pin(self) -> tuple[str, str] | None:
+        """(profile, "spec") when the pin goes to NIM as given: an id or exact description. A
+        bare name such as vllm-fp8-tp2-pp1 is not accepted by NIM 2.x, so it only fixes the
+        layout (derived)."""
+        pin = self.profile_pin
+        if pin is None or _PROFILE_NAME.fullmatch(pin) is not None:
+            return None
+        return pin, "spec"
+
 
 class _Refusal(Exception):
     def __init__(self, reason: str, message: str) -> None:
@@ -371,22 +400,20 @@ class _Refusal(Exception):
         self.message = message
 
 
-def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _Need | None:
-    """Memory per GPU for a layout; None when the live profiles do not offer it."""
-    model, facts, length = target.model, target.facts, target.max_model_length or 0
+def _kv_change(target: _Target, tp: int, pp: int) -> float:
+    """A published figure is for the native context: the KV cache of maxModelLength's
+    difference from it."""
+    facts, native = target.facts, target.model.architecture.native_context_length
+    length = target.max_model_length or 0
+    return kv_cache_gib(facts, length, tp, pp) - kv_cache_gib(facts, native, tp, pp)
 
-    def kv_change() -> float:
-        """A published figure is for the native context: the KV cache of maxModelLength's
-        difference from it."""
-        native = model.architecture.native_context_length
-        return kv_cache_gib(facts, length, tp, pp) - kv_cache_gib(facts, native, tp, pp)
 
-    # A pinned id or exact description goes to NIM as given; a bare name such as
-    # vllm-fp8-tp2-pp1 is not accepted by NIM 2.x, so it only fixes the layout (derived).
+def _need(target: _Target, pool: _PoolFacts, precision: str, tp: int, pp: int) -> _Need | None:
+    """Memory per GPU for a layout on the pool's GPUs; None when the live profiles do not offer
+    it."""
     pin = target.profile_pin
-    exact_pin = pin is not None and _PROFILE_NAME.fullmatch(pin) is None
-    pinned = (pin, "spec") if pin is not None and exact_pin else None
     if target.published:
+        product = pool.pool.base_product
         offered = [
             p
             for p in target.published
@@ -398,16 +425,18 @@ def _need(target: _Target, product: str, precision: str, tp: int, pp: int) -> _N
         named_by_pin = [p for p in offered if pin in (p.profile_id, p.description)]
         best = named_by_pin[0] if named_by_pin else best
         profile, source = (pin, "spec") if named_by_pin else (best.profile_id, "metadata")
-        return _Need(best.min_gib + kv_change(), "published", profile, source)
+        return _Need(best.min_gib + _kv_change(target, tp, pp), "published", profile, source)
+    model, length = target.model, target.max_model_length or 0
+    pinned = target.exact_pin
     if not model.generative:
-        estimate = memory_need(facts, precision, length, tp, pp).total
-        return _Need(estimate, "estimated", *(pinned or (None, None)))
-    named = derived_profile_name(precision, tp, pp)
+        estimate = memory_need(target.facts, precision, length, tp, pp, pool.nvlink_switch)
+        return _Need(estimate.total, "estimated", *(pinned or (None, None)))
+    profile, source = pinned or (derived_profile_name(precision, tp, pp), "derived")
     published = model.published_memory_gib.get(precision, {}).get(tp) if pp == 1 else None
-    profile, source = pinned or (named, "derived")
     if published is not None:
-        return _Need(published + kv_change(), "published", profile, source)
-    return _Need(memory_need(facts, precision, length, tp, pp).total, "estimated", profile, source)
+        return _Need(published + _kv_change(target, tp, pp), "published", profile, source)
+    estimate = memory_need(target.facts, precision, length, tp, pp, pool.nvlink_switch)
+    return _Need(estimate.total, "estimated", profile, source)
 
 
 # --- resolving the spec -----------------------------------------------------------------------
@@ -579,6 +608,7 @@ class _PoolFacts:
     usable_gib: float
     native: tuple[str, ...]
     weight_only: tuple[str, ...]
+    nvlink_switch: bool  # the catalog's; True for a GPU it does not list (the larger need)
 
 
 @dataclass(frozen=True)
@@ -625,46 +655,71 @@ def _pool_facts(pool: GpuPool, catalog: Catalog) -> _PoolFacts | None:
         native, weight_only = precisions_for_compute_capability(compute_capability)
     else:
         native, weight_only = ("fp16", "bf16"), ()
-    return _PoolFacts(pool, memory_mib, usable_gib(memory_mib), native, weight_only)
+    nvlink_switch = entry.nvlink_switch if entry is not None else True
+    return _PoolFacts(pool, memory_mib, usable_gib(memory_mib), native, weight_only, nvlink_switch)
 
 
-def parallel_layouts(gpus_per_node: int) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=64)
+def parallel_layouts(gpus_per_node: int) -> tuple[tuple[int, int], ...]:
     """(TP, PP) layouts of one replica, fewest GPUs first: tensor parallel within a node, then
     pipeline parallel over nodes of the widest tensor parallel."""
     widest = max(tp for tp in TENSOR_PARALLEL_SIZES if tp <= max(gpus_per_node, 1))
-    layouts = [(tp, 1) for tp in TENSOR_PARALLEL_SIZES if tp <= gpus_per_node]
-    return layouts + [(widest, pp) for pp in PIPELINE_PARALLEL_SIZES]
+    layouts = tuple((tp, 1) for tp in TENSOR_PARALLEL_SIZES if tp <= gpus_per_node)
+    return layouts + tuple((widest, pp) for pp in PIPELINE_PARALLEL_SIZES)
 
 
 def fewest_gpus_estimated(
-    facts: MemoryFacts, precision: str, tokens: int, usable: float, gpus_per_node: int
+    facts: MemoryFacts,
+    precision: str,
+    tokens: int,
+    usable: float,
+    gpus_per_node: int,
+    nvlink_switch: bool = True,
 ) -> tuple[int, int] | None:
     """The first layout (TP, PP) whose estimated need fits `usable` GiB per GPU, or None."""
     return next(
         (
             (tp, pp)
             for tp, pp in parallel_layouts(gpus_per_node)
-            if memory_need(facts, precision, tokens, tp, pp).total <= usable
+            if memory_need(facts, precision, tokens, tp, pp, nvlink_switch).total <= usable
         ),
         None,
     )
 
 
-def _layouts(target: _Target, gpus_per_node: int) -> list[tuple[int, int]]:
+def _layouts(target: _Target, gpus_per_node: int) -> tuple[tuple[int, int], ...]:
     """(TP, PP) layouts to try, fewest GPUs first."""
     if not target.model.generative:
-        return [(1, 1)] if target.count in (None, 1) else []
+        return ((1, 1),) if target.count in (None, 1) else ()
     if target.tp is not None:
-        return [(target.tp, target.pp or 1)]
+        return ((target.tp, target.pp or 1),)
     layouts = parallel_layouts(gpus_per_node)
     if target.count is not None:
-        layouts = [(tp, pp) for tp, pp in layouts if tp * pp == target.count]
+        layouts = tuple((tp, pp) for tp, pp in layouts if tp * pp == target.count)
     return layouts
 
 
 def _describe(precision: str, tp: int, pp: int) -> str:
     nodes = f" over {pp} nodes (TP{tp} x PP{pp})" if pp > 1 else ""
     return f"{precision} on {tp * pp} GPU{'s' if tp * pp > 1 else ''}{nodes}"
+
+
+def _miss(facts: _PoolFacts, precision: str, reason: str, tp: int, pp: int, gib: float) -> _Miss:
+    """Why a layout does not fit the pool, in words."""
+    pool, layout = facts.pool, _describe(precision, tp, pp)
+    if reason == Reason.NOT_ENOUGH_GPUS_PER_NODE:
+        return _Miss(
+            reason, f"{layout} needs {tp} GPUs on one node; nodes have {pool.gpus_per_node}"
+        )
+    if reason == Reason.INSUFFICIENT_GPU_MEMORY:
+        return _Miss(
+            reason,
+            f"{layout} needs {gib:.1f} GiB per GPU, {facts.usable_gib:.1f} GiB usable "
+            f"(({facts.memory_mib} - {CUDA_RESERVED_MIB}) MiB x {MEMORY_UTILIZATION})",
+        )
+    return _Miss(
+        reason, f"{layout} needs {pp} nodes of {pool.gpus_per_node} GPUs; {pool.node_count} match"
+    )
 
 
 def _place(target: _Target, facts: _PoolFacts) -> _Choice | _Miss:
@@ -685,42 +740,23 @@ def _place(target: _Target, facts: _PoolFacts) -> _Choice | _Miss:
             Reason.UNSUPPORTED_GPU_COUNT,
             f"{count_text} cannot be laid out on nodes of {pool.gpus_per_node} GPUs",
         )
-    misses: list[_Miss] = []
     for precision in precisions:
+        last: tuple[str, int, int, float] | None = None  # the last miss: (reason, tp, pp, GiB)
         for tp, pp in layouts:
-            need = _need(target, pool.base_product, precision, tp, pp)
+            need = _need(target, facts, precision, tp, pp)
             if need is None:
                 continue
-            layout = _describe(precision, tp, pp)
             if tp > pool.gpus_per_node:
-                misses.append(
-                    _Miss(
-                        Reason.NOT_ENOUGH_GPUS_PER_NODE,
-                        f"{layout} needs {tp} GPUs on one node; nodes have {pool.gpus_per_node}",
-                    )
-                )
+                last = (Reason.NOT_ENOUGH_GPUS_PER_NODE, tp, pp, need.gib)
             elif need.gib > facts.usable_gib:
-                misses.append(
-                    _Miss(
-                        Reason.INSUFFICIENT_GPU_MEMORY,
-                        f"{layout} needs {need.gib:.1f} GiB per GPU, {facts.usable_gib:.1f} "
-                        f"GiB usable (({facts.memory_mib} - {CUDA_RESERVED_MIB}) MiB x "
-                        f"{MEMORY_UTILIZATION})",
-                    )
-                )
+                last = (Reason.INSUFFICIENT_GPU_MEMORY, tp, pp, need.gib)
             elif pp > pool.node_count:
-                misses.append(
-                    _Miss(
-                        Reason.NOT_ENOUGH_NODES,
-                        f"{layout} needs {pp} nodes of {pool.gpus_per_node} GPUs; "
-                        f"{pool.node_count} match",
-                    )
-                )
+                last = (Reason.NOT_ENOUGH_NODES, tp, pp, need.gib)
                 break  # wider layouts need even more nodes
             else:
                 return _Choice(facts, precision, tp, pp, need)
-        if misses:
-            return misses[-1]  # the lowest precision's last attempt says the most
+        if last is not None:  # the lowest precision's last attempt says the most
+            return _miss(facts, precision, *last)
     return _Miss(
         Reason.PROFILE_UNRESOLVABLE,
         f"no published profile of {target.tag} runs {' or '.join(precisions)}",
@@ -784,7 +820,7 @@ def _longest_context(
 
     def fits(length: int) -> bool:
         shorter = replace(target, max_model_length=length)
-        need = _need(shorter, facts.pool.base_product, precision, tp, pp)
+        need = _need(shorter, facts, precision, tp, pp)
         return need is not None and need.gib <= facts.usable_gib
 
     longest = 2 ** math.floor(math.log2(max((target.max_model_length or 0) - 1, 1)))
@@ -837,7 +873,8 @@ def _fitting_plan(
 ) -> PlanStatus:
     model, precision, need = target.model, choice.precision, choice.need
     # the estimate's parts, shown beside a published figure too
-    parts = memory_need(target.facts, precision, target.max_model_length or 0, choice.tp, choice.pp)
+    length, pool = target.max_model_length or 0, choice.facts
+    parts = memory_need(target.facts, precision, length, choice.tp, choice.pp, pool.nvlink_switch)
     tag = target.tag or model.newest_release(precision).tag
     key = _key(spec, model, tag)
     cache_size = _cache_size(spec, target, precision)
