@@ -118,7 +118,13 @@ def nemotron_deployment_crd() -> dict[str, Any]:
                 },
             },
             "spec": structural_schema(NemotronDeploymentSpec),
-            "status": structural_schema(NemotronDeploymentStatus),
+            # Before the operator's first status write, the API server reads the object as
+            # `status: {observedGeneration: 0}`: generation 1 not yet observed, which kstatus
+            # (Flux) reads as InProgress. With no status at all it would read Current at once.
+            "status": {
+                **structural_schema(NemotronDeploymentStatus),
+                "default": {"observedGeneration": 0},
+            },
         },
     }
     return {

@@ -1056,7 +1056,8 @@ class NemotronDeploymentStatus(ApiObject):
     conditions: Annotated[list[Condition], ListType(map_keys=("type",))] = Field(
         default_factory=list,
         max_length=16,
-        description="Planned, CredentialsValid, Progressing, Degraded and the Ready summary.",
+        description="Planned, CredentialsValid, Progressing, Degraded, CacheReady, the kstatus "
+        "pair Reconciling and Stalled, and the Ready summary.",
     )
     plan: PlanStatus | None = Field(default=None, description="The planner's decision.")
     replicas: int | None = Field(default=None, ge=0, description="Replicas that exist.")
