@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/cluster.py
 
-.PHONY: demo test lint unit e2e drills cluster-up cluster-down crds docs bench calibrate \
+.PHONY: demo test lint unit e2e drills cluster-up cluster-down crds docs argocd bench calibrate \
 	diagnose-corpus clean
 
 $(VENV)/.installed: pyproject.toml
@@ -52,6 +52,9 @@ crds: $(VENV)/.installed
 
 docs: $(VENV)/.installed
 	$(VENV)/bin/nemotron-operator docs --write  # the README's API reference, from the types
+
+argocd: $(VENV)/.installed
+	$(PY) hack/gitops/argocd.py --write  # Argo CD's testdata and argocd-cm patch, from the code
 
 # The planner's memory model against NVIDIA's published configurations (tests/data/calibration):
 # exact GPU-count agreement, over- and under-asks, each disagreement with its numbers.
