@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -121,11 +122,16 @@ class Controller:
             self._thread(self._work, f"worker-{number}")
         self._thread(self._resync_loop, "resync")
 
-    def stop(self) -> None:
+    def stop(self, grace_seconds: float = 5.0) -> None:
+        """Stop taking work; wait up to `grace_seconds` for the converges under way to end (a
+        daemon thread still running when the interpreter exits can take the process down)."""
         self._stop.set()
         self.queue.shut_down()
         self.key_secrets.stop()
         self.leaderworkersets.stop()
+        deadline = time.monotonic() + grace_seconds
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
 
     def _thread(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

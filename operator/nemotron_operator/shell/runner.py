@@ -21,7 +21,16 @@ def run_operator(settings: Settings) -> None:
     kopf.configure(verbose=settings.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     kopf_workarounds.apply()
-    metrics.serve(settings.metrics_port)
+    metrics_server = metrics.serve(settings.metrics_port)
+    try:
+        _run_kopf(settings)
+    finally:
+        if metrics_server is not None:  # its thread ends before the interpreter does
+            metrics_server.shutdown()
+            metrics_server.server_close()
+
+
+def _run_kopf(settings: Settings) -> None:
     peering = settings.peering
     kopf.run(
         clusterwide=settings.clusterwide,
