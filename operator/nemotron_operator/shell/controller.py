@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from kubernetes.client.rest import ApiException
@@ -69,6 +69,7 @@ class KopfIndexes:
     owned_pods: Index
     pod_warnings: Index
     children: tuple[Index, ...]
+    download_pods: Index = field(default_factory=dict)
 
 
 class Controller:
@@ -103,6 +104,7 @@ class Controller:
             owned_pods=indexes.owned_pods,
             pod_warnings=indexes.pod_warnings,
             children=[*indexes.children, self.leaderworkersets.index],
+            download_pods=indexes.download_pods,
         )
         self._workers = workers
         self._resync_seconds = resync_seconds

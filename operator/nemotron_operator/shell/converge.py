@@ -178,7 +178,12 @@ class Converger:
         layout = render.cache_layout(spec, plan, name)
         cache = (
             cache_ready(
-                render.download_content(spec, plan, layout, name), snapshot.children.get("Job")
+                render.download_content(spec, plan, layout, name),
+                snapshot.children.get("Job"),
+                snapshot.download_pods,
+                snapshot.warnings,
+                plan,
+                now,
             )
             if blocker is None
             else None
@@ -190,7 +195,7 @@ class Converger:
                     desired_children(body, spec_model, plan),
                     layout.workload_kind,
                     snapshot,
-                    cache_filled=cache is None or cache.status is True,
+                    cache_filled=cache is None or cache.condition.status is True,
                 )
             except render.RenderError as error:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.RENDER_FAILED, str(error))
