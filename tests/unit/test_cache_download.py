@@ -16,7 +16,9 @@ from nemotron_operator.core.status import (
     CacheFill,
     Observed,
     cache_ready,
+    changed_reasons,
     desired_status,
+    event_for,
     seconds_until_stalled,
 )
 from nemotron_operator.shell.world import World
@@ -271,3 +273,35 @@ def test_the_world_gives_a_converge_the_download_pods_and_their_warnings() -> No
     snapshot = world.snapshot(("llm", "nano"))
     assert snapshot.download_pods == [downloading] and snapshot.warnings == [warning]
     assert snapshot.pods == []  # not a NIM pod: no replica, no GPUs counted
+
+
+def test_a_new_version_downloading_shows_in_the_ready_reason_and_posts_no_event() -> None:
+    serving = {"status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}}
+
+    def status(cache: CacheFill | None, previous: dict[str, Any] | None) -> dict[str, Any]:
+        observed = Observed(
+            generation=2,
+            plan=PLAN,
+            blocker=None,
+            credentials=None,
+            replicas=1,
+            workload=serving,
+            diagnosis=None,
+            endpoint="http://nano.llm.svc:8000/v1",
+            selector=f"{names.DEPLOYMENT_LABEL}=nano",
+            cache=cache,
+        )
+        return desired_status(observed, previous, NOW)
+
+    before = status(None, None)
+    downloading = status(fill(job(), [running("nano-download-a", NOW)]), before)
+    ready = next(c for c in downloading["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "CacheDownloading")  # kubectl get
+    assert "1/1 replicas serve" in ready["message"] and PROFILE in ready["message"]
+    done = status(fill(job(("Complete", "Completed")), []), downloading)
+    assert conditions(done)["Ready"] == ("True", "Ready")
+    for previous, current in ((before, downloading), (downloading, done)):
+        news = [
+            event_for(c) for c in changed_reasons(previous["conditions"], current["conditions"])
+        ]
+        assert [n for n in news if n] == []

@@ -348,6 +348,18 @@ def facts(observed: Observed) -> list[Condition]:
         message = f"{cache.message}; the rollout starts then, the running replicas serve meanwhile"
         found = [c for c in found if c.type != names.ConditionType.PROGRESSING]
         found.append(Condition(names.ConditionType.PROGRESSING, True, cache.reason, message))
+        # Ready's reason is what `kubectl get` shows: serving still, and downloading the next
+        ready_now = next(c for c in found if c.type == names.ConditionType.READY)
+        if ready_now.status is True:
+            found = [c for c in found if c.type != names.ConditionType.READY]
+            found.append(
+                Condition(
+                    names.ConditionType.READY,
+                    True,
+                    cache.reason,
+                    f"{ready_now.message}; {cache.message}, then rolls out",
+                )
+            )
     return found
 
 
@@ -490,6 +502,21 @@ def event_for(condition: Mapping[str, Any]) -> tuple[str, str] | None:
 def changed_reasons(
     previous: Sequence[Mapping[str, Any]] | None, current: Sequence[Mapping[str, Any]]
 ) -> list[Mapping[str, Any]]:
-    """Conditions whose status or reason differ from before: the news worth an Event."""
+    """Conditions whose status or reason differ from before: the news worth an Event (not Ready
+    staying True as a new version's download starts or ends: the replicas serve throughout)."""
     before = {c.get("type"): (c.get("status"), c.get("reason")) for c in previous or ()}
-    return [c for c in current if before.get(c["type"]) != (c["status"], c["reason"])]
+    return [
+        c
+        for c in current
+        if before.get(c["type"]) != (c["status"], c["reason"])
+        and not _serving_throughout(before.get(c["type"]), c)
+    ]
+
+
+def _serving_throughout(before: tuple[Any, Any] | None, condition: Mapping[str, Any]) -> bool:
+    return (
+        condition["type"] == names.ConditionType.READY
+        and before is not None
+        and before[0] == condition["status"] == "True"
+        and Why.CACHE_DOWNLOADING in (before[1], condition["reason"])
+    )
