@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from nemotron_operator.api import names
+from tests.nim_download_logs import NGC_PERMISSION_DENIED
+from tests.standins.registry import VALID_KEY
 
 from .conftest import Cluster, OperatorProcess, wait_until
+from .fake_kubelet import FakeKubelet
 from .nemotron import NemotronDeployments
-from .observed import create_claim, gone, pods_of
+from .observed import EVENT_WAIT, KEY_SECRET, create_claim, failing, gone, pods_of, put_key_secret
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 NANO_ON_H100 = {"model": "nemotron-3-nano", "gpu": {"product": H100}}
@@ -220,3 +225,81 @@ def test_the_download_job_fills_a_shared_cache_before_the_pods_and_each_new_vers
     (rolled,) = [r for r in replica_sets if r.spec.template.spec.containers[0].image == newer]
     assert rolled.metadata.creation_timestamp >= second.status.completion_time
     nds.wait_condition("nano", "CacheReady", "True", "CacheDownloaded", timeout=60)
+
+
+@contextmanager
+def cordoned_cpu_nodes(cluster: Cluster) -> Iterator[str]:
+    """Cordon the nodes without GPUs (the GPU nodes' taint keeps the download pod off them), so
+    that a download pod waits unscheduled: kwok, which completes a Job's pod the moment it is
+    bound, never sees it, and the test plays its kubelet. Yields a node to bind it to."""
+    core = client.CoreV1Api(cluster.api)
+    cpu = [n.metadata.name for n in core.list_node().items if not _has_gpus(n)]
+    for node in cpu:
+        core.patch_node(node, {"spec": {"unschedulable": True}})
+    try:
+        yield cpu[0]
+    finally:
+        for node in cpu:
+            core.patch_node(node, {"spec": {"unschedulable": False}})
+
+
+def _has_gpus(node: client.V1Node) -> bool:
+    return names.GPU_PRODUCT_LABEL in (node.metadata.labels or {})
+
+
+def download_pods(cluster: Cluster, namespace: str, name: str) -> list[client.V1Pod]:
+    selector = f"{names.CACHE_DOWNLOAD_LABEL}={name}"
+    listed = client.CoreV1Api(cluster.api).list_namespaced_pod(namespace, label_selector=selector)
+    return sorted(listed.items, key=lambda p: p.metadata.creation_timestamp)
+
+
+def test_a_download_refused_by_ngc_is_named_stalls_and_a_successful_retry_serves(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    """The key pulls the image but has no access to the model's files: the download Job's pod
+    fails as NIM does, with NGC's refusal, and the status names it as it would for a NIM pod."""
+    put_key_secret(cluster, namespace, VALID_KEY)
+    kubelet = FakeKubelet(cluster.api, namespace)
+    spec = {
+        **NANO_ON_H100,
+        "version": "2.0.12",
+        "profile": PROFILE,
+        "cache": {"accessMode": "ReadWriteMany"},
+        "ngc": {"apiKeySecret": {"name": KEY_SECRET}},
+    }
+    with cordoned_cpu_nodes(cluster) as node:
+        nds.create("nano", spec)
+        (first,) = wait_until(lambda: download_pods(cluster, namespace, "nano"), "a download pod")
+        kubelet.bind(first, node)
+        kubelet.ready(first, container="download")
+        downloading = nds.wait_condition("nano", "CacheReady", "False", "CacheDownloading")
+        wait_until(
+            lambda: (
+                f"downloading on node {node} since"
+                in nds.condition("nano", "CacheReady")["message"]
+            ),
+            "the download's progress in CacheReady",
+            EVENT_WAIT,
+        )
+        progress = nds.condition("nano", "CacheReady")["message"]
+        assert "GiB expected" in progress and "(an estimate" in progress, downloading
+
+        kubelet.failed(first, message=NGC_PERMISSION_DENIED, container="download")
+        nds.wait_condition("nano", "CacheReady", "False", "NGCNotEntitled", timeout=EVENT_WAIT)
+        degraded = failing(nds, "nano", "NGCNotEntitled")
+        assert "Permission error" in degraded["message"]  # NIM's own words, quoted
+        assert "entitled" in degraded["message"]  # and what to do
+        stalled = nds.wait_condition("nano", "Stalled", "True", "NGCNotEntitled")
+        assert VALID_KEY not in stalled["message"]
+        shown = cluster.kubectl("get", "nd", "nano", "-n", namespace).stdout
+        assert "NGCNotEntitled" in shown, shown  # the REASON column
+        assert gone(
+            lambda: client.AppsV1Api(cluster.api).read_namespaced_deployment("nano", namespace)
+        )  # no NIM pod starts from a cache that is not filled
+
+    # the access granted (here: the next attempt is bound, and kwok completes it)
+    nds.wait_condition("nano", "CacheReady", "True", "CacheDownloaded", timeout=90)
+    nds.wait_condition("nano", "Ready", "True", timeout=90)
+    nds.wait_condition("nano", "Stalled", "False")
+    job = client.BatchV1Api(cluster.api).read_namespaced_job("nano-download", namespace)
+    assert job.status.failed == 1 and job.status.succeeded == 1
