@@ -11,6 +11,9 @@ import pytest
 
 from nemotron_operator.api import names
 from nemotron_operator.api.types import PlanStatus
+from nemotron_operator.core.diagnose import CLAIM_BINDING_GRACE_SECONDS
+from nemotron_operator.core.inventory import gpu_pools
+from nemotron_operator.core.recheck import MARGIN_SECONDS
 from nemotron_operator.core.status import (
     RETRIED,
     CacheFill,
@@ -21,9 +24,12 @@ from nemotron_operator.core.status import (
     event_for,
     seconds_until_stalled,
 )
-from nemotron_operator.shell.world import World
+from nemotron_operator.shell.world import Snapshot, World
 from tests.diagnosis_corpus import load_cases
 from tests.nim_download_logs import NGC_PERMISSION_DENIED
+
+from . import test_cache_layout as layout
+from .test_inventory import node
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
 IMAGE = "nvcr.io/nim/nvidia/nemotron-3-nano:2.0.12"
@@ -305,3 +311,44 @@ def test_a_new_version_downloading_shows_in_the_ready_reason_and_posts_no_event(
             event_for(c) for c in changed_reasons(previous["conditions"], current["conditions"])
         ]
         assert [n for n in news if n] == []
+
+
+def converge_with_download_pods(pods: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
+    """One converge (the shell, with a fake cluster) of a NemotronDeployment whose download Job
+    runs, given its pods: the outcome, and the CacheReady condition written."""
+    layout_job = job()
+    layout_job["metadata"]["annotations"] = {
+        names.CACHE_CONTENT_ANNOTATION: f"{layout._planned_image()} {layout.PROFILE}"
+    }
+    body = layout.deployment(
+        "nano",
+        gpu={"product": layout.L40S},
+        profile=layout.PROFILE,
+        cache={"accessMode": "ReadWriteMany"},
+    )
+    claim = {"kind": "PersistentVolumeClaim", "metadata": {"name": "nano-cache"}}
+    snapshot = Snapshot(
+        body,
+        children={"PersistentVolumeClaim": claim, "Job": layout_job},
+        pools=gpu_pools([node("gpu-1", product=layout.L40S, memory_mib=46068)]),
+        download_pods=pods,
+    )
+    cluster = layout.FakeCluster()
+    outcome = layout.converger(cluster).converge(snapshot, NOW)
+    (status,) = [s for what, s in cluster.writes if what == "status"]
+    (cache,) = [c for c in status["conditions"] if c["type"] == "CacheReady"]
+    return outcome, cache
+
+
+def test_the_operator_feeds_the_download_pods_to_cache_ready() -> None:
+    _, cache = converge_with_download_pods([exited("nano-download-a", NGC_PERMISSION_DENIED)])
+    assert (cache["status"], cache["reason"]) == ("False", "NGCNotEntitled")
+
+
+def test_a_download_pod_waiting_for_its_claim_is_looked_at_again_when_its_grace_ends() -> None:
+    waiting = pod(
+        "nano-download-a", None, phase="Pending", node=None, created=NOW - dt.timedelta(seconds=10)
+    )
+    outcome, cache = converge_with_download_pods([waiting])
+    assert cache["reason"] == "CacheDownloading"
+    assert outcome.requeue_after == CLAIM_BINDING_GRACE_SECONDS - 10 + MARGIN_SECONDS

@@ -188,6 +188,12 @@ class Converger:
             if blocker is None
             else None
         )
+        if cache is not None:  # its pods are diagnosed with the default allowance: no probe
+            recheck.append(
+                seconds_until_diagnosis_may_change(
+                    snapshot.download_pods, now, diagnose.DEFAULT_STARTUP_ALLOWANCE_SECONDS
+                )
+            )
         if blocker is None and plan is not None and spec_model is not None:
             try:
                 self._apply_children(
