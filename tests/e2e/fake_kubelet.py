@@ -83,11 +83,12 @@ class FakeKubelet:
         message: str = "",
         reason: str = "Error",
         container: str | None = None,
+        phase: str = "Running",
     ) -> None:
         self._set(
             pod,
             container,
-            phase="Running",
+            phase=phase,
             ready=False,
             state={"terminated": self._termination(exit_code, reason, message)},
         )
@@ -201,23 +202,10 @@ class FakeKubelet:
             _preload_content=False,  # the client cannot read the Status it answers with
         )
 
-    def failed(
-        self,
-        pod: Any,
-        message: str = "",
-        exit_code: int = 1,
-        reason: str = "Error",
-        container: str | None = None,
-    ) -> None:
-        """The container of a pod that restarts nothing (restartPolicy Never, a Job's) exited:
+    def failed(self, pod: Any, message: str = "", container: str | None = None) -> None:
+        """The container of a pod that restarts nothing (restartPolicy Never, a Job's) exited 1:
         the pod Failed, and its Job counts a failure."""
-        self._set(
-            pod,
-            container,
-            phase="Failed",
-            ready=False,
-            state={"terminated": self._termination(exit_code, reason, message)},
-        )
+        self.terminated(pod, message=message, container=container, phase="Failed")
 
     def config_error(self, pod: Any, message: str, container: str | None = None) -> None:
         self._set(

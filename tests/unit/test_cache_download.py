@@ -128,14 +128,21 @@ def fill(
     return found
 
 
-def status_of(cache: CacheFill, previous: dict[str, Any] | None = None, now: dt.datetime = NOW):
+def status_of(
+    cache: CacheFill | None,
+    previous: dict[str, Any] | None = None,
+    now: dt.datetime = NOW,
+    workload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The status with the download `cache` says, before (`workload` None) or while the
+    replicas of an earlier version serve."""
     observed = Observed(
         generation=1,
         plan=PLAN,
         blocker=None,
         credentials=None,
         replicas=1,
-        workload=None,
+        workload=workload,
         diagnosis=None,
         endpoint=None,
         selector=f"{names.DEPLOYMENT_LABEL}=nano",
@@ -285,19 +292,7 @@ def test_a_new_version_downloading_shows_in_the_ready_reason_and_posts_no_event(
     serving = {"status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}}
 
     def status(cache: CacheFill | None, previous: dict[str, Any] | None) -> dict[str, Any]:
-        observed = Observed(
-            generation=2,
-            plan=PLAN,
-            blocker=None,
-            credentials=None,
-            replicas=1,
-            workload=serving,
-            diagnosis=None,
-            endpoint="http://nano.llm.svc:8000/v1",
-            selector=f"{names.DEPLOYMENT_LABEL}=nano",
-            cache=cache,
-        )
-        return desired_status(observed, previous, NOW)
+        return status_of(cache, previous, workload=serving)
 
     before = status(None, None)
     downloading = status(fill(job(), [running("nano-download-a", NOW)]), before)
