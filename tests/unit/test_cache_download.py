@@ -241,7 +241,11 @@ def test_a_completed_job_is_downloaded_whatever_an_earlier_attempt_said() -> Non
         ([pod("nano-download-a", None, phase="Pending", node=None)], "waits to be scheduled"),
         (
             [pod("nano-download-a", {"waiting": {"reason": "ContainerCreating"}}, phase="Pending")],
-            "its pod starts on node cpu-0 (pulling the NIM image",
+            "its pod starts on node cpu-0 (the NIM image is pulled",
+        ),
+        (
+            [pod("nano-download-a", {"terminated": {"exitCode": 0}}, phase="Succeeded")],
+            "its pod on node cpu-0 has finished, the Job completes",
         ),
         (
             [running("nano-download-a", dt.datetime(2026, 12, 2, 11, 58, tzinfo=dt.UTC))],
@@ -250,7 +254,7 @@ def test_a_completed_job_is_downloaded_whatever_an_earlier_attempt_said() -> Non
             "assumed 100 MB/s it would be done about 2026-12-02T12:05:09Z (an estimate",
         ),
     ],
-    ids=["no-pod", "unscheduled", "starting", "downloading"],
+    ids=["no-pod", "unscheduled", "starting", "finished", "downloading"],
 )
 def test_the_progress_says_how_far_the_download_is(pods: list[dict[str, Any]], says: str) -> None:
     cache = fill(job(), pods)

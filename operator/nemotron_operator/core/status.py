@@ -228,10 +228,12 @@ def download_progress(
             None,
         )
     )
+    if (pod.get("status") or {}).get("phase") == "Succeeded":
+        return f"{tries}its pod on node {node} has finished, the Job completes"
     if started is None:
         return (
-            f"{tries}its pod starts on node {node} (pulling the NIM image and mounting the cache "
-            "come first)"
+            f"{tries}its pod starts on node {node} (the NIM image is pulled and the cache "
+            "mounted first)"
         )
     text = f"{tries}downloading on node {node} since {timestamp(started)}"
     gib = plan.download_gib if plan is not None else None
