@@ -17,6 +17,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from nemotron_operator.api import names
+from tests.diagnosis_corpus import load_cases
 from tests.nim_download_logs import NGC_PERMISSION_DENIED
 from tests.standins.registry import VALID_KEY
 
@@ -303,3 +304,60 @@ def test_a_download_refused_by_ngc_is_named_stalls_and_a_successful_retry_serves
     nds.wait_condition("nano", "Stalled", "False")
     job = client.BatchV1Api(cluster.api).read_namespaced_job("nano-download", namespace)
     assert job.status.failed == 1 and job.status.succeeded == 1
+
+
+def unreachable_ngc_tail() -> str:
+    """What NIM prints when it cannot reach api.ngc.nvidia.com for the model's files (the
+    diagnosis corpus's case from NVIDIA/nim-deploy#92): a cause a retry may mend."""
+    (case,) = [c for c in load_cases() if c.id == "nim-ngc-files-request-error-70b-nim-deploy-92"]
+    (status,) = case.pod["status"]["containerStatuses"]
+    return str(status["lastState"]["terminated"]["message"])
+
+
+@pytest.mark.slow  # the Job controller's back-off between the four attempts: 70 s
+def test_a_download_job_that_gives_up_stalls_and_runs_again_once_deleted(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    put_key_secret(cluster, namespace, VALID_KEY)
+    kubelet = FakeKubelet(cluster.api, namespace)
+    jobs = client.BatchV1Api(cluster.api)
+    spec = {
+        **NANO_ON_H100,
+        "version": "2.0.12",
+        "profile": PROFILE,
+        "cache": {"accessMode": "ReadWriteMany"},
+        "ngc": {"apiKeySecret": {"name": KEY_SECRET}},
+    }
+    tail = unreachable_ngc_tail()
+    with cordoned_cpu_nodes(cluster) as node:
+        nds.create("nano", spec)
+        wait_until(lambda: download_pods(cluster, namespace, "nano"), "a download pod")
+        played: set[str] = set()
+
+        def fail_each_attempt_until_the_job_gives_up() -> bool:
+            for attempt in download_pods(cluster, namespace, "nano"):
+                if attempt.metadata.name not in played and attempt.status.phase == "Pending":
+                    kubelet.bind(attempt, node)
+                    kubelet.failed(attempt, message=tail, container="download")
+                    played.add(attempt.metadata.name)
+            job = jobs.read_namespaced_job("nano-download", namespace)
+            return any(
+                c.type == "Failed" and c.status == "True" for c in job.status.conditions or ()
+            )
+
+        # the Job controller waits 10, 20 and 40 s before the 2nd, 3rd and 4th attempt
+        wait_until(fail_each_attempt_until_the_job_gives_up, "the Job to give up", 150, 0.5)
+        assert len(played) == 4  # backoffLimit 3
+        # unreachable NGC may mend by itself, but the Job retries no more: Stalled at once
+        stalled = nds.wait_condition("nano", "Stalled", "True", "ModelSourceUnreachable")
+        assert "kubectl delete job nano-download" in stalled["message"]
+        cache = nds.condition("nano", "CacheReady")
+        assert (cache["status"], cache["reason"]) == ("False", "ModelSourceUnreachable")
+
+    time.sleep(2)  # uncordoned: the failed Job stays failed, nothing runs again by itself
+    assert nds.condition("nano", "Stalled")["status"] == "True"
+    failed_uid = jobs.read_namespaced_job("nano-download", namespace).metadata.uid
+    jobs.delete_namespaced_job("nano-download", namespace, propagation_policy="Background")
+    nds.wait_condition("nano", "CacheReady", "True", "CacheDownloaded", timeout=60)
+    nds.wait_condition("nano", "Ready", "True", timeout=90)
+    assert jobs.read_namespaced_job("nano-download", namespace).metadata.uid != failed_uid
