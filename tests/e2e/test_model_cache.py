@@ -228,6 +228,16 @@ def test_the_download_job_fills_a_shared_cache_before_the_pods_and_each_new_vers
     nds.wait_condition("nano", "CacheReady", "True", "CacheDownloaded", timeout=60)
 
 
+# a key the registry stand-in lets pull the image (what the model's files answer is played)
+WITH_KEY_ON_A_SHARED_CACHE = {
+    **NANO_ON_H100,
+    "version": "2.0.12",
+    "profile": PROFILE,
+    "cache": {"accessMode": "ReadWriteMany"},
+    "ngc": {"apiKeySecret": {"name": KEY_SECRET}},
+}
+
+
 @contextmanager
 def cordoned_cpu_nodes(cluster: Cluster) -> Iterator[str]:
     """Cordon the nodes without GPUs (the GPU nodes' taint keeps the download pod off them), so
@@ -261,15 +271,8 @@ def test_a_download_refused_by_ngc_is_named_stalls_and_a_successful_retry_serves
     fails as NIM does, with NGC's refusal, and the status names it as it would for a NIM pod."""
     put_key_secret(cluster, namespace, VALID_KEY)
     kubelet = FakeKubelet(cluster.api, namespace)
-    spec = {
-        **NANO_ON_H100,
-        "version": "2.0.12",
-        "profile": PROFILE,
-        "cache": {"accessMode": "ReadWriteMany"},
-        "ngc": {"apiKeySecret": {"name": KEY_SECRET}},
-    }
     with cordoned_cpu_nodes(cluster) as node:
-        nds.create("nano", spec)
+        nds.create("nano", WITH_KEY_ON_A_SHARED_CACHE)
         (first,) = wait_until(lambda: download_pods(cluster, namespace, "nano"), "a download pod")
         kubelet.bind(first, node)
         kubelet.ready(first, container="download")
@@ -321,16 +324,9 @@ def test_a_download_job_that_gives_up_stalls_and_runs_again_once_deleted(
     put_key_secret(cluster, namespace, VALID_KEY)
     kubelet = FakeKubelet(cluster.api, namespace)
     jobs = client.BatchV1Api(cluster.api)
-    spec = {
-        **NANO_ON_H100,
-        "version": "2.0.12",
-        "profile": PROFILE,
-        "cache": {"accessMode": "ReadWriteMany"},
-        "ngc": {"apiKeySecret": {"name": KEY_SECRET}},
-    }
     tail = unreachable_ngc_tail()
     with cordoned_cpu_nodes(cluster) as node:
-        nds.create("nano", spec)
+        nds.create("nano", WITH_KEY_ON_A_SHARED_CACHE)
         wait_until(lambda: download_pods(cluster, namespace, "nano"), "a download pod")
         played: set[str] = set()
 
