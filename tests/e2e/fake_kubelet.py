@@ -21,6 +21,11 @@ alone (hack/cluster/cluster.py adds that exclusion to kwok's Stages) and the cal
     kubelet.first_scheduling_note(pod, note)                   the scheduler's FailedScheduling
                                                                Event keeps an earlier attempt's
                                                                note (as its recorder does)
+    kubelet.bind(pod, node)                                    bound to `node`, as kube-scheduler
+                                                               binds a pending pod
+    kubelet.failed(pod, message=LOG_TAIL)                      a pod that restarts nothing (a
+                                                               Job's, restartPolicy Never): its
+                                                               container exited, the pod Failed
 
 `pod` is a pod name or a V1Pod; every call works on the pod's first container unless
 `container=` names another.
@@ -78,11 +83,12 @@ class FakeKubelet:
         message: str = "",
         reason: str = "Error",
         container: str | None = None,
+        phase: str = "Running",
     ) -> None:
         self._set(
             pod,
             container,
-            phase="Running",
+            phase=phase,
             ready=False,
             state={"terminated": self._termination(exit_code, reason, message)},
         )
@@ -180,6 +186,26 @@ class FakeKubelet:
             raise AssertionError(f"kube-scheduler posted no FailedScheduling Event about {name}")
         newest = max(found, key=_last_seen)
         self.core.patch_namespaced_event(newest.metadata.name, self.namespace, {"message": note})
+
+    def bind(self, pod: Any, node: str) -> None:
+        """Bind a pending pod to `node` (kube-scheduler's write: the pods/binding subresource),
+        taking it over first so that kwok never plays its kubelet."""
+        self._take_over(pod)
+        name = self._name(pod)
+        self.core.create_namespaced_pod_binding(
+            name,
+            self.namespace,
+            client.V1Binding(
+                metadata=client.V1ObjectMeta(name=name),
+                target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
+            ),
+            _preload_content=False,  # the client cannot read the Status it answers with
+        )
+
+    def failed(self, pod: Any, message: str = "", container: str | None = None) -> None:
+        """The container of a pod that restarts nothing (restartPolicy Never, a Job's) exited 1:
+        the pod Failed, and its Job counts a failure."""
+        self.terminated(pod, message=message, container=container, phase="Failed")
 
     def config_error(self, pod: Any, message: str, container: str | None = None) -> None:
         self._set(

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from nemotron_operator.api import names
+from tests.diagnosis_corpus import load_cases
+from tests.nim_download_logs import NGC_PERMISSION_DENIED
+from tests.standins.registry import VALID_KEY
 
 from .conftest import Cluster, OperatorProcess, wait_until
+from .fake_kubelet import FakeKubelet
 from .nemotron import NemotronDeployments
-from .observed import create_claim, gone, pods_of
+from .observed import EVENT_WAIT, KEY_SECRET, create_claim, failing, gone, pods_of, put_key_secret
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 NANO_ON_H100 = {"model": "nemotron-3-nano", "gpu": {"product": H100}}
@@ -220,3 +226,134 @@ def test_the_download_job_fills_a_shared_cache_before_the_pods_and_each_new_vers
     (rolled,) = [r for r in replica_sets if r.spec.template.spec.containers[0].image == newer]
     assert rolled.metadata.creation_timestamp >= second.status.completion_time
     nds.wait_condition("nano", "CacheReady", "True", "CacheDownloaded", timeout=60)
+
+
+# a key the registry stand-in lets pull the image (what the model's files answer is played)
+WITH_KEY_ON_A_SHARED_CACHE = {
+    **NANO_ON_H100,
+    "version": "2.0.12",
+    "profile": PROFILE,
+    "cache": {"accessMode": "ReadWriteMany"},
+    "ngc": {"apiKeySecret": {"name": KEY_SECRET}},
+}
+
+
+@contextmanager
+def cordoned_cpu_nodes(cluster: Cluster) -> Iterator[str]:
+    """Cordon the nodes without GPUs (the GPU nodes' taint keeps the download pod off them), so
+    that a download pod waits unscheduled: kwok, which completes a Job's pod the moment it is
+    bound, never sees it, and the test plays its kubelet. Yields a node to bind it to."""
+    core = client.CoreV1Api(cluster.api)
+    cpu = [n.metadata.name for n in core.list_node().items if not _has_gpus(n)]
+    for node in cpu:
+        core.patch_node(node, {"spec": {"unschedulable": True}})
+    try:
+        yield cpu[0]
+    finally:
+        for node in cpu:
+            core.patch_node(node, {"spec": {"unschedulable": False}})
+
+
+def _has_gpus(node: client.V1Node) -> bool:
+    return names.GPU_PRODUCT_LABEL in (node.metadata.labels or {})
+
+
+def download_pods(cluster: Cluster, namespace: str, name: str) -> list[client.V1Pod]:
+    selector = f"{names.CACHE_DOWNLOAD_LABEL}={name}"
+    listed = client.CoreV1Api(cluster.api).list_namespaced_pod(namespace, label_selector=selector)
+    return sorted(listed.items, key=lambda p: p.metadata.creation_timestamp)
+
+
+def test_a_download_refused_by_ngc_is_named_stalls_and_a_successful_retry_serves(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    """The key pulls the image but has no access to the model's files: the download Job's pod
+    fails as NIM does, with NGC's refusal, and the status names it as it would for a NIM pod."""
+    put_key_secret(cluster, namespace, VALID_KEY)
+    kubelet = FakeKubelet(cluster.api, namespace)
+    with cordoned_cpu_nodes(cluster) as node:
+        nds.create("nano", WITH_KEY_ON_A_SHARED_CACHE)
+        (first,) = wait_until(lambda: download_pods(cluster, namespace, "nano"), "a download pod")
+        kubelet.bind(first, node)
+        kubelet.ready(first, container="download")
+        downloading = nds.wait_condition("nano", "CacheReady", "False", "CacheDownloading")
+        wait_until(
+            lambda: (
+                f"downloading on node {node} since"
+                in nds.condition("nano", "CacheReady")["message"]
+            ),
+            "the download's progress in CacheReady",
+            EVENT_WAIT,
+        )
+        progress = nds.condition("nano", "CacheReady")["message"]
+        assert "GiB expected" in progress and "(an estimate" in progress, downloading
+
+        kubelet.failed(first, message=NGC_PERMISSION_DENIED, container="download")
+        nds.wait_condition("nano", "CacheReady", "False", "NGCNotEntitled", timeout=EVENT_WAIT)
+        degraded = failing(nds, "nano", "NGCNotEntitled")
+        assert "Permission error" in degraded["message"]  # NIM's own words, quoted
+        assert "entitled" in degraded["message"]  # and what to do
+        stalled = nds.wait_condition("nano", "Stalled", "True", "NGCNotEntitled")
+        assert VALID_KEY not in stalled["message"]
+        shown = cluster.kubectl("get", "nd", "nano", "-n", namespace).stdout
+        assert "NGCNotEntitled" in shown, shown  # the REASON column
+        assert gone(
+            lambda: client.AppsV1Api(cluster.api).read_namespaced_deployment("nano", namespace)
+        )  # no NIM pod starts from a cache that is not filled
+
+    # the access granted (here: the next attempt is bound, and kwok completes it)
+    nds.wait_condition("nano", "CacheReady", "True", "CacheDownloaded", timeout=90)
+    nds.wait_condition("nano", "Ready", "True", timeout=90)
+    nds.wait_condition("nano", "Stalled", "False")
+    job = client.BatchV1Api(cluster.api).read_namespaced_job("nano-download", namespace)
+    assert job.status.failed == 1 and job.status.succeeded == 1
+
+
+def unreachable_ngc_tail() -> str:
+    """What NIM prints when it cannot reach api.ngc.nvidia.com for the model's files (the
+    diagnosis corpus's case from NVIDIA/nim-deploy#92): a cause a retry may mend."""
+    (case,) = [c for c in load_cases() if c.id == "nim-ngc-files-request-error-70b-nim-deploy-92"]
+    (status,) = case.pod["status"]["containerStatuses"]
+    return str(status["lastState"]["terminated"]["message"])
+
+
+@pytest.mark.slow  # the Job controller's back-off between the four attempts: 70 s
+def test_a_download_job_that_gives_up_stalls_and_runs_again_once_deleted(
+    cluster: Cluster, namespace: str, nds: NemotronDeployments
+) -> None:
+    put_key_secret(cluster, namespace, VALID_KEY)
+    kubelet = FakeKubelet(cluster.api, namespace)
+    jobs = client.BatchV1Api(cluster.api)
+    tail = unreachable_ngc_tail()
+    with cordoned_cpu_nodes(cluster) as node:
+        nds.create("nano", WITH_KEY_ON_A_SHARED_CACHE)
+        wait_until(lambda: download_pods(cluster, namespace, "nano"), "a download pod")
+        played: set[str] = set()
+
+        def fail_each_attempt_until_the_job_gives_up() -> bool:
+            for attempt in download_pods(cluster, namespace, "nano"):
+                if attempt.metadata.name not in played and attempt.status.phase == "Pending":
+                    kubelet.bind(attempt, node)
+                    kubelet.failed(attempt, message=tail, container="download")
+                    played.add(attempt.metadata.name)
+            job = jobs.read_namespaced_job("nano-download", namespace)
+            return any(
+                c.type == "Failed" and c.status == "True" for c in job.status.conditions or ()
+            )
+
+        # the Job controller waits 10, 20 and 40 s before the 2nd, 3rd and 4th attempt
+        wait_until(fail_each_attempt_until_the_job_gives_up, "the Job to give up", 150, 0.5)
+        assert len(played) == 4  # backoffLimit 3
+        # unreachable NGC may mend by itself, but the Job retries no more: Stalled at once
+        stalled = nds.wait_condition("nano", "Stalled", "True", "ModelSourceUnreachable")
+        assert "kubectl delete job nano-download" in stalled["message"]
+        cache = nds.condition("nano", "CacheReady")
+        assert (cache["status"], cache["reason"]) == ("False", "ModelSourceUnreachable")
+
+    time.sleep(2)  # uncordoned: the failed Job stays failed, nothing runs again by itself
+    assert nds.condition("nano", "Stalled")["status"] == "True"
+    failed_uid = jobs.read_namespaced_job("nano-download", namespace).metadata.uid
+    jobs.delete_namespaced_job("nano-download", namespace, propagation_policy="Background")
+    nds.wait_condition("nano", "CacheReady", "True", "CacheDownloaded", timeout=60)
+    nds.wait_condition("nano", "Ready", "True", timeout=90)
+    assert jobs.read_namespaced_job("nano-download", namespace).metadata.uid != failed_uid

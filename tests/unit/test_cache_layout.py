@@ -356,17 +356,25 @@ CONTENT = f"nvcr.io/nim/nvidia/nemotron-3-nano:2.1.5 {PROFILE}"
 
 def test_cache_ready_follows_the_job_for_the_planned_files() -> None:
     assert cache_ready(None, None) is None  # no Job fills this cache: no such condition
-    waiting = cache_ready(CONTENT, None)
-    assert waiting is not None and (waiting.status, waiting.reason) == (False, "CacheDownloading")
-    older = cache_ready(CONTENT, job("nvcr.io/nim/nvidia/nemotron-3-nano:2.1.4 x", "Complete"))
-    assert older is not None and older.reason == "CacheDownloading"  # done, but other files
-    running = cache_ready(CONTENT, job(CONTENT))
-    assert running is not None and running.reason == "CacheDownloading"
-    done = cache_ready(CONTENT, job(CONTENT, "Complete"))
-    assert done is not None and (done.status, done.reason) == (True, "CacheDownloaded")
+
+    def ready(job_: dict[str, Any] | None) -> tuple[bool | None, str]:
+        fill = cache_ready(CONTENT, job_)
+        assert fill is not None
+        return fill.condition.status, fill.condition.reason
+
+    assert ready(None) == (False, "CacheDownloading")
+    older = job("nvcr.io/nim/nvidia/nemotron-3-nano:2.1.4 x", "Complete")
+    assert ready(older) == (False, "CacheDownloading")  # done, but other files
+    assert ready(job(CONTENT)) == (False, "CacheDownloading")
+    assert ready(job(CONTENT, "Complete")) == (True, "CacheDownloaded")
     failed = cache_ready(CONTENT, job(CONTENT, "Failed", "Job has reached the backoff limit"))
-    assert failed is not None and (failed.status, failed.reason) == (False, "CacheDownloadFailed")
-    assert "backoff limit" in failed.message and "kubectl logs job/nano-download" in failed.message
+    assert failed is not None and (failed.condition.status, failed.condition.reason) == (
+        False,
+        "CacheDownloadFailed",
+    )
+    assert failed.failing and failed.gave_up  # its pods are gone: the Job's word, and the log
+    assert "backoff limit" in failed.condition.message
+    assert "kubectl logs job/nano-download" in failed.condition.message
 
 
 def converge_download(

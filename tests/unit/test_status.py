@@ -24,6 +24,7 @@ from nemotron_operator.core.status import (
     PROGRESS_DEADLINE_SECONDS,
     RETRIED,
     Blocker,
+    CacheFill,
     Observed,
     changed_reasons,
     desired_status,
@@ -145,8 +146,12 @@ def test_a_failure_that_mends_starts_the_deadline_afresh() -> None:
 
 
 def test_a_failed_cache_download_stalls() -> None:
-    cache = Condition(
-        names.ConditionType.CACHE_READY, False, Why.CACHE_DOWNLOAD_FAILED, "the Job failed"
+    cache = CacheFill(
+        Condition(
+            names.ConditionType.CACHE_READY, False, Why.CACHE_DOWNLOAD_FAILED, "the Job failed"
+        ),
+        failing=True,
+        gave_up=True,
     )
     found = conditions(desired_status(observed(cache=cache, workload=None), None, NOW))
     assert found["Stalled"] == ("True", Why.CACHE_DOWNLOAD_FAILED)

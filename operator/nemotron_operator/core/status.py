@@ -9,7 +9,9 @@ Conditions (Kubernetes API conventions; `Ready` is the summary that `kubectl get
 - `Degraded`: something stops the NIM from serving (the diagnosed cause).
 - `Ready`: every replica serves; otherwise the most useful reason why not.
 - `CacheReady` (only while a download Job fills a shared cache): the planned profile's files are
-  in the cache; the workload is created, or rolled out to a new version, only then.
+  in the cache; the workload is created, or rolled out to a new version, only then. While the
+  Job runs, how far it is; when it or its pod fails, the cause with the reason a NIM pod failing
+  so would get (the Job runs the NIM image's own download), Stalled or retried as that reason is.
 - `Reconciling` and `Stalled`: the two conditions of the kstatus conventions
   (sigs.k8s.io/cli-utils/pkg/kstatus), which Flux, `flux`'s health checks and CI pipelines that
   wait read. Reconciling: still working towards the spec (creating, rolling out, downloading, or
@@ -27,7 +29,7 @@ from typing import Any
 
 from nemotron_operator.api import names
 from nemotron_operator.api.types import PlanStatus
-from nemotron_operator.core import diagnose
+from nemotron_operator.core import diagnose, render
 from nemotron_operator.core.conditions import (
     Condition,
     find_condition,
@@ -93,6 +95,16 @@ class Blocker:
 
 
 @dataclass(frozen=True)
+class CacheFill:
+    """What the download Job filling the shared cache says: the CacheReady fact, and whether the
+    download fails (the condition's reason then names why)."""
+
+    condition: Condition
+    failing: bool = False  # the Job failed, or its pod fails: condition.reason names the cause
+    gave_up: bool = False  # the Job failed: no retry comes until a person deletes it
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything the status is computed from."""
 
@@ -105,52 +117,134 @@ class Observed:
     diagnosis: Any | None  # diagnose.Diagnosis of the pods, None when healthy
     endpoint: str | None
     selector: str
-    cache: Condition | None = None  # CacheReady, when a download Job fills the cache
+    cache: CacheFill | None = None  # when a download Job fills the cache
 
 
 def downloads(job: Mapping[str, Any]) -> str | None:
-    """What a download Job puts into the cache ("<image> <profile>", its annotation)."""
+    """What a download Job puts into the shared cache ("<image> <profile>", its annotation)."""
     annotations = (job.get("metadata") or {}).get("annotations") or {}
     return annotations.get(names.CACHE_CONTENT_ANNOTATION)
 
 
-def cache_ready(content: str | None, job: Mapping[str, Any] | None) -> Condition | None:
+def pods_of_job(
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The pods the Job `job` created (by their owner reference: an older Job's pods, still
+    going away, are not its)."""
+    uid = (job.get("metadata") or {}).get("uid")
+    return [
+        pod
+        for pod in pods
+        if uid
+        and any(
+            o.get("uid") == uid for o in (pod.get("metadata") or {}).get("ownerReferences") or ()
+        )
+    ]
+
+
+def cache_ready(
+    content: str | None,
+    job: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]] = (),
+    events: Sequence[Mapping[str, Any]] = (),
+    plan: PlanStatus | None = None,
+    now: dt.datetime | None = None,
+) -> CacheFill | None:
     """The CacheReady fact from the download Job that should put `content` ("<image> <profile>")
-    into the shared cache (None: no Job does, the fact does not apply)."""
+    into the shared cache (None: no Job does, the fact does not apply), its pods (those with the
+    download label; `events`: the Warning Events about them) diagnosed as a NIM pod's are: a Job
+    that failed, or whose pod fails while the Job retries, carries the NIM's own reason."""
     if content is None:
         return None
     image, profile = content.split(" ", 1)
-    downloading = Condition(
-        names.ConditionType.CACHE_READY,
-        False,
-        Why.CACHE_DOWNLOADING,
-        f"a Job downloads profile {profile} of {image} into the shared cache",
-    )
+    what = f"profile {profile} of {image}"
     if job is None or downloads(job) != content:
-        return downloading
-    meta = job.get("metadata") or {}
+        return CacheFill(_cache_condition(False, Why.CACHE_DOWNLOADING, _downloading(what)))
+    name = (job.get("metadata") or {}).get("name")
     finished = {
         c.get("type"): c
         for c in ((job.get("status") or {}).get("conditions") or ())
         if c.get("status") == "True"
     }
     if "Complete" in finished:
-        return Condition(
-            names.ConditionType.CACHE_READY,
-            True,
-            Why.CACHE_DOWNLOADED,
-            f"the shared cache holds profile {profile} of {image}",
+        return CacheFill(
+            _cache_condition(True, Why.CACHE_DOWNLOADED, f"the shared cache holds {what}")
         )
+    own = pods_of_job(job, pods)
+    found = diagnose.diagnose_pods(own, events, plan, now=now) if own else None
+    cause = f"{found.message} {found.hint}".strip() if found else ""
     if "Failed" in finished:
-        return Condition(
-            names.ConditionType.CACHE_READY,
-            False,
-            Why.CACHE_DOWNLOAD_FAILED,
-            f"the Job {meta.get('name')} could not download profile {profile} of {image}: "
-            f"{finished['Failed'].get('message') or finished['Failed'].get('reason')}; its pod's "
-            f"log says why (kubectl logs job/{meta.get('name')})",
+        failed = finished["Failed"]
+        why = failed.get("message") or failed.get("reason")
+        message = (
+            f"the Job {name} gave up downloading {what} ({why}): {cause} Once that is fixed, "
+            f"delete the Job (kubectl delete job {name}) and it runs again"
+            if found
+            else f"the Job {name} could not download {what}: {why}; its pod's log says why "
+            f"(kubectl logs job/{name})"
         )
-    return downloading
+        reason = found.reason if found else Why.CACHE_DOWNLOAD_FAILED
+        return CacheFill(_cache_condition(False, reason, message), failing=True, gave_up=True)
+    if found is not None:
+        message = f"the Job {name} cannot download {what}: {cause}"
+        return CacheFill(_cache_condition(False, found.reason, message), failing=True)
+    progress = download_progress(job, own, plan)
+    return CacheFill(_cache_condition(False, Why.CACHE_DOWNLOADING, _downloading(what, progress)))
+
+
+def _cache_condition(status: bool, reason: str, message: str) -> Condition:
+    return Condition(names.ConditionType.CACHE_READY, status, reason, message)
+
+
+def _downloading(what: str, progress: str = "") -> str:
+    return f"a Job downloads {what} into the shared cache" + (f": {progress}" if progress else "")
+
+
+def download_progress(
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], plan: PlanStatus | None
+) -> str:
+    """How far the download Job is, from what the API server says of it and its newest pod (no
+    log is read: download-to-cache reports its bytes only there). A time left is an estimate at
+    the rate the startup probe assumes, and says so. The text depends on no clock: it changes
+    only when the Job or pod does, so a running download costs no status writes."""
+    attempt = int((job.get("status") or {}).get("failed") or 0) + 1
+    limit = int((job.get("spec") or {}).get("backoffLimit") or 0) + 1
+    tries = f"attempt {attempt} of {limit}, " if attempt > 1 else ""
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    if not live:
+        return f"{tries}its pod is not created yet"
+    pod = max(live, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+    node = (pod.get("spec") or {}).get("nodeName")
+    if not node:
+        return f"{tries}its pod waits to be scheduled"
+    statuses = (pod.get("status") or {}).get("containerStatuses") or ()
+    started = diagnose.timestamp(
+        next(
+            (
+                s["state"]["running"].get("startedAt")
+                for s in statuses
+                if "running" in (s.get("state") or {})
+            ),
+            None,
+        )
+    )
+    if (pod.get("status") or {}).get("phase") == "Succeeded":
+        return f"{tries}its pod on node {node} has finished, the Job completes"
+    if started is None:
+        return (
+            f"{tries}its pod starts on node {node} (the NIM image is pulled and the cache "
+            "mounted first)"
+        )
+    text = f"{tries}downloading on node {node} since {timestamp(started)}"
+    gib = plan.download_gib if plan is not None else None
+    if not gib:
+        return text
+    rate = render.ASSUMED_DOWNLOAD_MB_PER_SECOND
+    done = started + dt.timedelta(seconds=gib * render.GIB / 1e6 / rate)
+    return (
+        f"{text}, {gib:g} GiB expected; at an assumed {rate} MB/s it would be done about "
+        f"{timestamp(done)} (an estimate: the Job reports no bytes)"
+    )
 
 
 def workload_counts(workload: Mapping[str, Any] | None) -> tuple[int, int, int]:
@@ -191,10 +285,11 @@ def facts(observed: Observed) -> list[Condition]:
         ]
         return found
 
-    cache = observed.cache
+    fill = observed.cache
+    cache = fill.condition if fill is not None else None
     if cache is not None:
         found.append(cache)
-    if cache is not None and cache.reason == Why.CACHE_DOWNLOAD_FAILED:
+    if fill is not None and cache is not None and fill.failing:
         found += [
             Condition(names.ConditionType.DEGRADED, True, cache.reason, cache.message),
             Condition(names.ConditionType.PROGRESSING, False, cache.reason, cache.message),
@@ -255,6 +350,18 @@ def facts(observed: Observed) -> list[Condition]:
         message = f"{cache.message}; the rollout starts then, the running replicas serve meanwhile"
         found = [c for c in found if c.type != names.ConditionType.PROGRESSING]
         found.append(Condition(names.ConditionType.PROGRESSING, True, cache.reason, message))
+        # Ready's reason is what `kubectl get` shows: serving still, and downloading the next
+        ready_now = next(c for c in found if c.type == names.ConditionType.READY)
+        if ready_now.status is True:
+            found = [c for c in found if c.type != names.ConditionType.READY]
+            found.append(
+                Condition(
+                    names.ConditionType.READY,
+                    True,
+                    cache.reason,
+                    f"{ready_now.message}; {cache.message}, then rolls out",
+                )
+            )
     return found
 
 
@@ -278,33 +385,15 @@ def kstatus_facts(
     progressing = next(c for c in found if c.type == names.ConditionType.PROGRESSING)
     stalled: Condition | None = None
     retrying: Condition | None = None
-    blocker, diagnosis, cache = observed.blocker, observed.diagnosis, observed.cache
+    blocker, diagnosis, fill = observed.blocker, observed.diagnosis, observed.cache
     if blocker is not None:
         stalled = Condition(names.ConditionType.STALLED, True, blocker.reason, blocker.message)
-    elif cache is not None and cache.reason == Why.CACHE_DOWNLOAD_FAILED:
-        stalled = Condition(names.ConditionType.STALLED, True, cache.reason, cache.message)
+    elif fill is not None and fill.failing:
+        cache = fill.condition
+        stalled, retrying = _failure(cache.reason, cache.message, fill.gave_up, previous, now)
     elif diagnosis is not None:
         text = f"{diagnosis.message} {diagnosis.hint}".strip()
-        if diagnosis.reason not in RETRIED:
-            stalled = Condition(names.ConditionType.STALLED, True, diagnosis.reason, text)
-        else:
-            since = failing_since(previous, now)
-            deadline = since + dt.timedelta(seconds=PROGRESS_DEADLINE_SECONDS)
-            if now >= deadline:
-                stalled = Condition(
-                    names.ConditionType.STALLED,
-                    True,
-                    diagnosis.reason,
-                    f"failing since {timestamp(since)}, past the progress deadline of "
-                    f"{PROGRESS_DEADLINE_SECONDS // 60} minutes: {text}",
-                )
-            else:
-                retrying = Condition(
-                    names.ConditionType.RECONCILING,
-                    True,
-                    diagnosis.reason,
-                    f"retrying; Stalled if still failing at {timestamp(deadline)}: {text}",
-                )
+        stalled, retrying = _failure(diagnosis.reason, text, False, previous, now)
     if stalled is not None:
         return [
             stalled,
@@ -320,6 +409,38 @@ def kstatus_facts(
         Condition(names.ConditionType.STALLED, False, Why.AS_EXPECTED, "nothing stops the rollout"),
         reconciling,
     ]
+
+
+def _failure(
+    reason: str,
+    text: str,
+    final: bool,
+    previous: Sequence[Mapping[str, Any]] | None,
+    now: dt.datetime,
+) -> tuple[Condition | None, Condition | None]:
+    """(Stalled, Reconciling) for a failure named `reason`: Stalled at once when it is `final`
+    (nothing retries it) or no retry mends it; else retrying until the progress deadline."""
+    if final or reason not in RETRIED:
+        return Condition(names.ConditionType.STALLED, True, reason, text), None
+    since = failing_since(previous, now)
+    deadline = since + dt.timedelta(seconds=PROGRESS_DEADLINE_SECONDS)
+    if now >= deadline:
+        return (
+            Condition(
+                names.ConditionType.STALLED,
+                True,
+                reason,
+                f"failing since {timestamp(since)}, past the progress deadline of "
+                f"{PROGRESS_DEADLINE_SECONDS // 60} minutes: {text}",
+            ),
+            None,
+        )
+    return None, Condition(
+        names.ConditionType.RECONCILING,
+        True,
+        reason,
+        f"retrying; Stalled if still failing at {timestamp(deadline)}: {text}",
+    )
 
 
 def seconds_until_stalled(status: Mapping[str, Any], now: dt.datetime) -> float | None:
@@ -383,6 +504,21 @@ def event_for(condition: Mapping[str, Any]) -> tuple[str, str] | None:
 def changed_reasons(
     previous: Sequence[Mapping[str, Any]] | None, current: Sequence[Mapping[str, Any]]
 ) -> list[Mapping[str, Any]]:
-    """Conditions whose status or reason differ from before: the news worth an Event."""
+    """Conditions whose status or reason differ from before: the news worth an Event (not Ready
+    staying True as a new version's download starts or ends: the replicas serve throughout)."""
     before = {c.get("type"): (c.get("status"), c.get("reason")) for c in previous or ()}
-    return [c for c in current if before.get(c["type"]) != (c["status"], c["reason"])]
+    return [
+        c
+        for c in current
+        if before.get(c["type"]) != (c["status"], c["reason"])
+        and not _serving_throughout(before.get(c["type"]), c)
+    ]
+
+
+def _serving_throughout(before: tuple[Any, Any] | None, condition: Mapping[str, Any]) -> bool:
+    return (
+        condition["type"] == names.ConditionType.READY
+        and before is not None
+        and before[0] == condition["status"] == "True"
+        and Why.CACHE_DOWNLOADING in (before[1], condition["reason"])
+    )

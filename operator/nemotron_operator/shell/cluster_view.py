@@ -239,6 +239,9 @@ def world_of(
         owner = _owner(pod)
         if owner is not None:
             index["owned_pods"][(meta["namespace"], owner)].append(pod)
+        filling = _owner(pod, names.CACHE_DOWNLOAD_LABEL)
+        if filling is not None:
+            index["download_pods"][(meta["namespace"], filling)].append(pod)
     for event in warnings:
         about = event.get("involvedObject") or {}
         if about.get("kind") == "Pod" and event.get("type") == "Warning":
@@ -258,15 +261,17 @@ def world_of(
         owned_pods=index["owned_pods"],
         pod_warnings=index["pod_warnings"],
         children=[index["children"]],
+        download_pods=index["download_pods"],
     )
 
 
-def _owner(obj: Mapping[str, Any]) -> str | None:
-    """The NemotronDeployment a pod or child belongs to, by the labels the operator puts on it."""
+def _owner(obj: Mapping[str, Any], label: str = names.DEPLOYMENT_LABEL) -> str | None:
+    """The NemotronDeployment a pod or child belongs to, by the labels the operator puts on it
+    (`label`: the deployment label, or the download pods' own)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
     if labels.get(names.MANAGED_BY_LABEL) != names.MANAGED_BY_VALUE:
         return None
-    owner = labels.get(names.DEPLOYMENT_LABEL)
+    owner = labels.get(label)
     return str(owner) if owner else None
 
 

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from kubernetes.client.rest import ApiException
@@ -70,6 +70,7 @@ class KopfIndexes:
     owned_pods: Index
     pod_warnings: Index
     children: tuple[Index, ...]
+    download_pods: Index = field(default_factory=dict)
 
 
 class Controller:
@@ -104,6 +105,7 @@ class Controller:
             owned_pods=indexes.owned_pods,
             pod_warnings=indexes.pod_warnings,
             children=[*indexes.children, self.leaderworkersets.index],
+            download_pods=indexes.download_pods,
         )
         self._workers = workers
         self._resync_seconds = resync_seconds

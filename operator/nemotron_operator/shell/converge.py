@@ -178,11 +178,22 @@ class Converger:
         layout = render.cache_layout(spec, plan, name)
         cache = (
             cache_ready(
-                render.download_content(spec, plan, layout, name), snapshot.children.get("Job")
+                render.download_content(spec, plan, layout, name),
+                snapshot.children.get("Job"),
+                snapshot.download_pods,
+                snapshot.warnings,
+                plan,
+                now,
             )
             if blocker is None
             else None
         )
+        if cache is not None:  # its pods are diagnosed with the default allowance: no probe
+            recheck.append(
+                seconds_until_diagnosis_may_change(
+                    snapshot.download_pods, now, diagnose.DEFAULT_STARTUP_ALLOWANCE_SECONDS
+                )
+            )
         if blocker is None and plan is not None and spec_model is not None:
             try:
                 self._apply_children(
@@ -190,7 +201,7 @@ class Converger:
                     desired_children(body, spec_model, plan),
                     layout.workload_kind,
                     snapshot,
-                    cache_filled=cache is None or cache.status is True,
+                    cache_filled=cache is None or cache.condition.status is True,
                 )
             except render.RenderError as error:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.RENDER_FAILED, str(error))

@@ -35,6 +35,8 @@ ND = (names.GROUP, names.VERSION, names.PLURAL)
 MANAGED = {names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE}
 # What marks a child (and a pod) of a NemotronDeployment.
 CHILD_LABELS: dict[str, Any] = {names.DEPLOYMENT_LABEL: kopf.PRESENT, **MANAGED}
+# What marks the pod of a download Job (no deployment label: the Service must not select it).
+DOWNLOAD_POD_LABELS: dict[str, Any] = {names.CACHE_DOWNLOAD_LABEL: kopf.PRESENT, **MANAGED}
 
 
 @kopf.on.startup()
@@ -103,6 +105,7 @@ def operator_controller(
                 indexes["children_services"],
                 indexes["children_claims"],
             ),
+            download_pods=indexes["download_pods"],
         ),
         converger,
         EventLoopReads(loop),
@@ -167,6 +170,19 @@ def owned_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_:
 def pod_owners(namespace: str | None, name: str, labels: kopf.Labels, **_: Any) -> dict:
     """(namespace, pod) -> the NemotronDeployment it belongs to (for Events about pods)."""
     return {(namespace, name): labels[names.DEPLOYMENT_LABEL]}
+
+
+@kopf.index("v1", "pods", labels=DOWNLOAD_POD_LABELS)
+def download_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
+    """The pods of a download Job, by the NemotronDeployment whose cache they fill: diagnosed
+    like its NIM pods, for CacheReady."""
+    return {(namespace, labels[names.CACHE_DOWNLOAD_LABEL]): plain(body)}
+
+
+@kopf.index("v1", "pods", labels=DOWNLOAD_POD_LABELS)
+def download_pod_owners(namespace: str | None, name: str, labels: kopf.Labels, **_: Any) -> dict:
+    """(namespace, pod) -> the NemotronDeployment a download pod fills the cache of."""
+    return {(namespace, name): labels[names.CACHE_DOWNLOAD_LABEL]}
 
 
 def _warning_about_a_pod(body: kopf.Body, **_: Any) -> bool:
@@ -236,12 +252,23 @@ async def owned_object_changed(
         memo.controller.enqueue((namespace, labels[names.DEPLOYMENT_LABEL]))
 
 
+@kopf.on.event("v1", "pods", labels=DOWNLOAD_POD_LABELS)
+async def download_pod_changed(
+    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+) -> None:
+    """A download pod pulls, runs or fails while its Job says nothing new."""
+    if namespace is not None:
+        memo.controller.enqueue((namespace, labels[names.CACHE_DOWNLOAD_LABEL]))
+
+
 @kopf.on.event("v1", "events", when=_warning_about_a_pod)
 async def pod_warning_posted(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    for deployment in kwargs["pod_owners"].get((namespace, body["involvedObject"]["name"]), ()):
-        memo.controller.enqueue((str(namespace), deployment))
+    pod = (namespace, body["involvedObject"]["name"])
+    for owners in (kwargs["pod_owners"], kwargs["download_pod_owners"]):
+        for deployment in owners.get(pod, ()):
+            memo.controller.enqueue((str(namespace), deployment))
 
 
 @kopf.on.event("v1", "nodes", labels={names.GPU_PRODUCT_LABEL: kopf.PRESENT})

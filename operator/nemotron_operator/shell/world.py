@@ -37,9 +37,11 @@ class Snapshot:
 
     body: Mapping[str, Any] | None  # None: not (or no longer) known
     pods: list[Mapping[str, Any]] = field(default_factory=list)
-    warnings: list[Mapping[str, Any]] = field(default_factory=list)  # about those pods
+    # Warning Events about those pods and the download pods
+    warnings: list[Mapping[str, Any]] = field(default_factory=list)
     children: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # kind -> observed
     pools: list[GpuPool] = field(default_factory=list)  # free GPUs, its own pods' counted free
+    download_pods: list[Mapping[str, Any]] = field(default_factory=list)  # the cache's Job's
 
 
 @dataclass
@@ -54,6 +56,7 @@ class World:
     owned_pods: Index
     pod_warnings: Index
     children: list[Index] = field(default_factory=list)
+    download_pods: Index = field(default_factory=dict)  # the pods of the cache's download Job
 
     def deployment(self, key: Key) -> Mapping[str, Any] | None:
         return next(iter(self.deployments.get(key, ())), None)
@@ -64,9 +67,10 @@ class World:
     def snapshot(self, key: Key) -> Snapshot:
         namespace, name = key
         pods = list(self.owned_pods.get(key, ()))
+        downloading = list(self.download_pods.get(key, ()))
         warnings = [
             event
-            for pod in pods
+            for pod in pods + downloading
             for event in self.pod_warnings.get((namespace, pod["metadata"]["name"]), ())
         ]
         children = {}
@@ -76,7 +80,9 @@ class World:
                 if found is not None:
                     children[kind] = found
                     break
-        return Snapshot(self.deployment(key), pods, warnings, children, self.pools(pods))
+        return Snapshot(
+            self.deployment(key), pods, warnings, children, self.pools(pods), downloading
+        )
 
     def pools(self, exclude_pods: Iterable[Mapping[str, Any]] = ()) -> list[GpuPool]:
         """GPU pools with what is free, not counting the given pods (a deployment's own)."""
