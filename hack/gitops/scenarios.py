@@ -289,6 +289,15 @@ def scenarios() -> list[Scenario]:
         ("cache-download-failed", State.NEEDS_A_PERSON, "the download Job failed", failed(content)),
     ):
         add(name, state, what, observed(shared, cache=cache_ready(content, job)), spec_=shared)
+    add(
+        "new-version-downloading",
+        State.WORKING,
+        "the replicas serve while a download Job fills the cache for a new version",
+        observed(
+            shared, workload=deployment(2, 2, 2), cache=cache_ready(content, None), generation=2
+        ),
+        spec_=shared,
+    )
     zero = example_spec("super-fp8-h100", replicas=0)
     add("scaled-to-zero", State.SERVING, "0 replicas requested", observed(zero), spec_=zero)
 

@@ -1,7 +1,9 @@
 -- Argo CD health of a NemotronDeployment (nemotron.dev), from the conditions its operator writes
--- (the kstatus conventions): Stalled=True means it cannot go on without a person (Degraded),
--- Ready=True that every replica serves or none is asked for (Healthy); anything else is on its
--- way (Progressing), as is a change of the spec the operator has not observed yet.
+-- (the kstatus conventions), read in kstatus' order: Stalled=True means it cannot go on without
+-- a person (Degraded), Reconciling=True that it is on its way (Progressing: a rollout, a new
+-- version downloading while the old one serves, a failure being retried), Ready=True that every
+-- replica serves or none is asked for (Healthy); anything else, as a change of the spec the
+-- operator has not observed yet, is Progressing too.
 -- Uses only Lua's base library: argocd-cm runs it without the others (useOpenLibs off).
 local hs = {}
 
@@ -28,6 +30,12 @@ if conditions.Stalled ~= nil and conditions.Stalled.status == "True" then
   return hs
 end
 
+if conditions.Reconciling ~= nil and conditions.Reconciling.status == "True" then
+  hs.status = "Progressing"
+  hs.message = conditions.Reconciling.message
+  return hs
+end
+
 if conditions.Ready ~= nil and conditions.Ready.status == "True" then
   hs.status = "Healthy"
   hs.message = conditions.Ready.message
@@ -35,9 +43,7 @@ if conditions.Ready ~= nil and conditions.Ready.status == "True" then
 end
 
 hs.status = "Progressing"
-if conditions.Reconciling ~= nil and conditions.Reconciling.status == "True" then
-  hs.message = conditions.Reconciling.message
-elseif conditions.Ready ~= nil then
+if conditions.Ready ~= nil then
   hs.message = conditions.Ready.message
 else
   hs.message = "Waiting for the operator"
