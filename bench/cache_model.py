@@ -41,7 +41,7 @@ class Assumptions:
     image_bytes: float  # the NIM image, as pulled
     pull_per_node: float  # bytes/s one node pulls (and unpacks) it at
     download_per_pod: float  # bytes/s one pod downloads the model from NGC at
-    egress_total: float  # bytes/s all of the cluster's pods together reach the internet at
+    egress_total: float | None  # bytes/s all pods together reach the internet at (None: no limit)
     block: Storage  # a claim per replica
     shared: Storage  # the shared claim, and an existing claim
     engine_start_seconds: float  # from weights loaded to ready (compilation, CUDA graphs)
