@@ -288,6 +288,9 @@ def measure_cluster(objects: int) -> None:
     print(f"\nThe operator on the local cluster, {objects} objects one at a time:")
     print(" shared claim (ReadWriteMany, exact profile):")
     print_latency("NemotronDeployment created -> download Job", shared, "created", "job")
+    print_latency(
+        "download Job -> complete (kwok, the Job controller)", shared, "job", "job complete"
+    )
     print_latency("download Job complete -> Deployment", shared, "job complete", "workload")
     print_latency("download Job complete -> its pod", shared, "job complete", "pod")
     print(" a claim per replica (ReadWriteOnce):")
