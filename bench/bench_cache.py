@@ -156,6 +156,16 @@ def print_model(assumptions: Assumptions) -> None:
                 if wins
                 else f"{'':<12} shared claim never sooner up to N = 64"
             )
+            # a replica added once the others serve: its own download, or none from the filled
+            # shared claim (which is then as an existing one)
+            own, filled = (
+                time_to_ready(mode, gib * GIB, 1, pods_per_replica, a).seconds / 60
+                for mode in (PER_REPLICA, EXISTING)
+            )
+            print(
+                f"{'':<12} one replica added later: {own:.0f} min on its own claim, "
+                f"{filled:.0f} min from the filled shared claim"
+            )
 
 
 # --- the operator's latency on the local cluster --------------------------------------------
