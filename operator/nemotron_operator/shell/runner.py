@@ -20,6 +20,10 @@ def run_operator(settings: Settings) -> None:
 
     kopf.configure(verbose=settings.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    if not settings.verbose:  # noise at scale: "Handler '...' succeeded." for every watch event,
+        # and a line for every liveness probe
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     kopf_workarounds.apply()
     metrics_server = metrics.serve(settings.metrics_port)
     try:
