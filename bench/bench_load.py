@@ -109,6 +109,66 @@ def ready(body: dict[str, Any]) -> bool:
     return bool(found and found["status"] == "True")
 
 
+def own_cluster(work: Path, nodes: Path | None = None) -> tuple[Path, client.ApiClient]:
+    """A cluster of its own in `work`/cluster (hack/cluster `up --audit-reads`: its audit log
+    holds every request of the operator, and nothing of other sessions), with the CRD; `nodes`:
+    a node-pool file other than hack/cluster/nodes.yaml. Returns its state directory and a
+    client."""
+    state = work / "cluster"
+    pools = ["--nodes", str(nodes)] if nodes else []
+    subprocess.run(
+        [sys.executable, str(HARNESS), "up", "--state-dir", str(state), "--audit-reads", *pools],
+        check=True,
+    )
+    sys.path.insert(0, str(HARNESS.parent))
+    import cluster as local_cluster
+
+    kubectl = str(local_cluster.binaries()["kubectl"])
+    subprocess.run(
+        [
+            kubectl,
+            "--kubeconfig",
+            str(kubeconfig_of(state)),
+            "apply",
+            "--server-side",
+            "-f",
+            str(CRDS),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return state, config.new_client_from_config(config_file=str(kubeconfig_of(state)))
+
+
+def kubeconfig_of(state: Path) -> Path:
+    return state / "kubeconfig"
+
+
+def stop_cluster(state: Path) -> None:
+    subprocess.run([sys.executable, str(HARNESS), "down", "--state-dir", str(state)], check=False)
+
+
+def namespaces_with_key(api: client.ApiClient, prefix: str, count: int) -> list[str]:
+    """`count` namespaces `prefix`-NN, each with the NGC key Secret the specs name."""
+    core = client.CoreV1Api(api)
+    spaces = [f"{prefix}-{i:02d}" for i in range(count)]
+    for namespace in spaces:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name="ngc-api"),
+                string_data={"NGC_API_KEY": VALID_KEY},
+            ),
+        )
+    return spaces
+
+
+def registry_env(registry: RegistryStandin) -> dict[str, str]:
+    """The operator's environment to ask the registry stand-in."""
+    return {"NEMOTRON_NGC_REGISTRY_URL": registry.url, "NEMOTRON_NGC_METADATA_URL": registry.url}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=500)
@@ -123,40 +183,17 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    state = work / "cluster"
-    subprocess.run(
-        [sys.executable, str(HARNESS), "up", "--state-dir", str(state), "--audit-reads"],
-        check=True,
-    )
-    kubeconfig = state / "kubeconfig"
-    sys.path.insert(0, str(HARNESS.parent))
-    import cluster as local_cluster
-
-    kubectl = str(local_cluster.binaries()["kubectl"])
-    subprocess.run(
-        [kubectl, "--kubeconfig", str(kubeconfig), "apply", "--server-side", "-f", str(CRDS)],
-        check=True,
-        capture_output=True,
-    )
-    api = config.new_client_from_config(config_file=str(kubeconfig))
-    core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    state, api = own_cluster(work)
+    objects = client.CustomObjectsApi(api)
+    core = client.CoreV1Api(api)
     prefix = "load"
-    spaces = [f"{prefix}-{i:02d}" for i in range(args.namespaces)]
-    for namespace in spaces:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-        core.create_namespaced_secret(
-            namespace,
-            client.V1Secret(
-                metadata=client.V1ObjectMeta(name="ngc-api"),
-                string_data={"NGC_API_KEY": VALID_KEY},
-            ),
-        )
+    spaces = namespaces_with_key(api, prefix, args.namespaces)
     figures: dict[str, Any] = {"objects": args.objects, "namespaces": args.namespaces}
     registry = RegistryStandin(catalog_config()).start()
     operator = Operator(
-        kubeconfig,
+        kubeconfig_of(state),
         work / "operator.log",
-        {"NEMOTRON_NGC_REGISTRY_URL": registry.url, "NEMOTRON_NGC_METADATA_URL": registry.url},
+        registry_env(registry),
         namespaces=(f"{prefix}-*",),
     )
     failed = False
@@ -265,9 +302,7 @@ def main() -> int:
         api.close()
         figures["operator log"] = str(work / "operator.log")
         if not args.keep:
-            subprocess.run(
-                [sys.executable, str(HARNESS), "down", "--state-dir", str(state)], check=False
-            )
+            stop_cluster(state)
             kept = Path(tempfile.gettempdir()) / "bench-load-operator.log"
             shutil.copy(work / "operator.log", kept)
             figures["operator log"] = str(kept)
