@@ -26,8 +26,10 @@ more than 2 s of changes above that of its first third), or when a change is nev
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import itertools
 import json
+import os
 import random
 import shutil
 import sys
@@ -116,6 +118,8 @@ def main() -> int:
     nodes = work / "nodes.yaml"
     nodes.write_text(yaml.safe_dump(node_pools_for(creates_at_most)))
     figures: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": os.cpu_count(),
         "standing": args.standing,
         "rate (changes/s)": args.rate,
         "duration (s)": args.duration,
