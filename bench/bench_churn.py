@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
-import json
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -48,8 +46,9 @@ from bench_load import (
     namespaces_with_key,
     own_cluster,
     registry_env,
+    remove_cluster,
+    report,
     spec_for,
-    stop_cluster,
 )
 from bench_scale import node_pools_for
 from benchkit import (
@@ -253,22 +252,11 @@ def main() -> int:
         figures["error"] = str(error)
         failed = True
     finally:
-        watch.stop()
-        operator.stop()
-        registry.stop()
-        api.close()
+        stops = (watch.stop, operator.stop, registry.stop, api.close)
+        figures["operator log"] = remove_cluster(work, state, "bench-churn-operator.log", stops)
         figures["load average at end"] = load_average()
-        stop_cluster(state)
-        kept = Path(tempfile.gettempdir()) / "bench-churn-operator.log"
-        shutil.copy(work / "operator.log", kept)
-        figures["operator log"] = str(kept)
-        shutil.rmtree(work, ignore_errors=True)
 
-    print("bench_churn (issue 17, item 5)")
-    for key, value in figures.items():
-        print(f"  {key}: {value}")
-    if args.report:
-        args.report.write_text(json.dumps(figures, indent=2) + "\n")
+    report("bench_churn (issue 17, item 5)", figures, args.report)
     return 1 if failed else 0
 
 

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,30 @@ def kubeconfig_of(state: Path) -> Path:
 
 def stop_cluster(state: Path) -> None:
     subprocess.run([sys.executable, str(HARNESS), "down", "--state-dir", str(state)], check=False)
+
+
+def remove_cluster(
+    work: Path, state: Path, log_name: str, stops: Sequence[Callable[[], Any]] = ()
+) -> str:
+    """Call `stops` (what runs against the cluster: the operator, watches, clients), stop the
+    cluster of `own_cluster(work)` and remove `work`, keeping the operator's log
+    (`work`/operator.log) in the temporary directory as `log_name`: returns its path."""
+    for stop in stops:
+        stop()
+    stop_cluster(state)
+    kept = Path(tempfile.gettempdir()) / log_name
+    shutil.copy(work / "operator.log", kept)
+    shutil.rmtree(work, ignore_errors=True)
+    return str(kept)
+
+
+def report(title: str, figures: dict[str, Any], path: Path | None) -> None:
+    """Print the figures under `title`, and write them to `path` (JSON) when given."""
+    print(title)
+    for key, value in figures.items():
+        print(f"  {key}: {value}")
+    if path:
+        path.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def namespaces_with_key(api: client.ApiClient, prefix: str, count: int) -> list[str]:
@@ -302,17 +327,9 @@ def main() -> int:
         api.close()
         figures["operator log"] = str(work / "operator.log")
         if not args.keep:
-            stop_cluster(state)
-            kept = Path(tempfile.gettempdir()) / "bench-load-operator.log"
-            shutil.copy(work / "operator.log", kept)
-            figures["operator log"] = str(kept)
-            shutil.rmtree(work, ignore_errors=True)
+            figures["operator log"] = remove_cluster(work, state, "bench-load-operator.log")
 
-    print("bench_load (issue 7, drill 4)")
-    for key, value in figures.items():
-        print(f"  {key}: {value}")
-    if args.report:
-        args.report.write_text(json.dumps(figures, indent=2))
+    report("bench_load (issue 7, drill 4)", figures, args.report)
     return 1 if failed else 0
 
 

@@ -31,7 +31,6 @@ import itertools
 import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -50,8 +49,8 @@ from bench_load import (
     namespaces_with_key,
     own_cluster,
     registry_env,
+    remove_cluster,
     spec_for,
-    stop_cluster,
 )
 from benchkit import REPO, AuditTail, ClusterWatch, create_nemotron_deployment, load_average
 from tests.standins.registry import RegistryStandin, catalog_config
@@ -166,16 +165,10 @@ def measure(objects: int, namespaces: int, idle: float, settle: float) -> dict[s
     except Exception as error:
         figures["error"] = str(error)
     finally:
-        watch.stop()
-        operator.stop()
-        registry.stop()
-        api.close()
+        stops = (watch.stop, operator.stop, registry.stop, api.close)
+        log_name = f"bench-scale-{objects}-operator.log"
+        figures["operator log"] = remove_cluster(work, state, log_name, stops)
         figures["load average at end"] = load_average()
-        stop_cluster(state)
-        kept = Path(tempfile.gettempdir()) / f"bench-scale-{objects}-operator.log"
-        shutil.copy(work / "operator.log", kept)
-        figures["operator log"] = str(kept)
-        shutil.rmtree(work, ignore_errors=True)
     return figures
 
 
