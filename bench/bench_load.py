@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,90 @@ def ready(body: dict[str, Any]) -> bool:
     return bool(found and found["status"] == "True")
 
 
+def own_cluster(work: Path, nodes: Path | None = None) -> tuple[Path, client.ApiClient]:
+    """A cluster of its own in `work`/cluster (hack/cluster `up --audit-reads`: its audit log
+    holds every request of the operator, and nothing of other sessions), with the CRD; `nodes`:
+    a node-pool file other than hack/cluster/nodes.yaml. Returns its state directory and a
+    client."""
+    state = work / "cluster"
+    pools = ["--nodes", str(nodes)] if nodes else []
+    subprocess.run(
+        [sys.executable, str(HARNESS), "up", "--state-dir", str(state), "--audit-reads", *pools],
+        check=True,
+    )
+    sys.path.insert(0, str(HARNESS.parent))
+    import cluster as local_cluster
+
+    kubectl = str(local_cluster.binaries()["kubectl"])
+    subprocess.run(
+        [
+            kubectl,
+            "--kubeconfig",
+            str(kubeconfig_of(state)),
+            "apply",
+            "--server-side",
+            "-f",
+            str(CRDS),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return state, config.new_client_from_config(config_file=str(kubeconfig_of(state)))
+
+
+def kubeconfig_of(state: Path) -> Path:
+    return state / "kubeconfig"
+
+
+def stop_cluster(state: Path) -> None:
+    subprocess.run([sys.executable, str(HARNESS), "down", "--state-dir", str(state)], check=False)
+
+
+def remove_cluster(
+    work: Path, state: Path, log_name: str, stops: Sequence[Callable[[], Any]] = ()
+) -> str:
+    """Call `stops` (what runs against the cluster: the operator, watches, clients), stop the
+    cluster of `own_cluster(work)` and remove `work`, keeping the operator's log
+    (`work`/operator.log) in the temporary directory as `log_name`: returns its path."""
+    for stop in stops:
+        stop()
+    stop_cluster(state)
+    kept = Path(tempfile.gettempdir()) / log_name
+    shutil.copy(work / "operator.log", kept)
+    shutil.rmtree(work, ignore_errors=True)
+    return str(kept)
+
+
+def report(title: str, figures: dict[str, Any], path: Path | None) -> None:
+    """Print the figures under `title`, and write them to `path` (JSON) when given."""
+    print(title)
+    for key, value in figures.items():
+        print(f"  {key}: {value}")
+    if path:
+        path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def namespaces_with_key(api: client.ApiClient, prefix: str, count: int) -> list[str]:
+    """`count` namespaces `prefix`-NN, each with the NGC key Secret the specs name."""
+    core = client.CoreV1Api(api)
+    spaces = [f"{prefix}-{i:02d}" for i in range(count)]
+    for namespace in spaces:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name="ngc-api"),
+                string_data={"NGC_API_KEY": VALID_KEY},
+            ),
+        )
+    return spaces
+
+
+def registry_env(registry: RegistryStandin) -> dict[str, str]:
+    """The operator's environment to ask the registry stand-in."""
+    return {"NEMOTRON_NGC_REGISTRY_URL": registry.url, "NEMOTRON_NGC_METADATA_URL": registry.url}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=500)
@@ -123,40 +208,17 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    state = work / "cluster"
-    subprocess.run(
-        [sys.executable, str(HARNESS), "up", "--state-dir", str(state), "--audit-reads"],
-        check=True,
-    )
-    kubeconfig = state / "kubeconfig"
-    sys.path.insert(0, str(HARNESS.parent))
-    import cluster as local_cluster
-
-    kubectl = str(local_cluster.binaries()["kubectl"])
-    subprocess.run(
-        [kubectl, "--kubeconfig", str(kubeconfig), "apply", "--server-side", "-f", str(CRDS)],
-        check=True,
-        capture_output=True,
-    )
-    api = config.new_client_from_config(config_file=str(kubeconfig))
-    core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    state, api = own_cluster(work)
+    objects = client.CustomObjectsApi(api)
+    core = client.CoreV1Api(api)
     prefix = "load"
-    spaces = [f"{prefix}-{i:02d}" for i in range(args.namespaces)]
-    for namespace in spaces:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-        core.create_namespaced_secret(
-            namespace,
-            client.V1Secret(
-                metadata=client.V1ObjectMeta(name="ngc-api"),
-                string_data={"NGC_API_KEY": VALID_KEY},
-            ),
-        )
+    spaces = namespaces_with_key(api, prefix, args.namespaces)
     figures: dict[str, Any] = {"objects": args.objects, "namespaces": args.namespaces}
     registry = RegistryStandin(catalog_config()).start()
     operator = Operator(
-        kubeconfig,
+        kubeconfig_of(state),
         work / "operator.log",
-        {"NEMOTRON_NGC_REGISTRY_URL": registry.url, "NEMOTRON_NGC_METADATA_URL": registry.url},
+        registry_env(registry),
         namespaces=(f"{prefix}-*",),
     )
     failed = False
@@ -265,19 +327,9 @@ def main() -> int:
         api.close()
         figures["operator log"] = str(work / "operator.log")
         if not args.keep:
-            subprocess.run(
-                [sys.executable, str(HARNESS), "down", "--state-dir", str(state)], check=False
-            )
-            kept = Path(tempfile.gettempdir()) / "bench-load-operator.log"
-            shutil.copy(work / "operator.log", kept)
-            figures["operator log"] = str(kept)
-            shutil.rmtree(work, ignore_errors=True)
+            figures["operator log"] = remove_cluster(work, state, "bench-load-operator.log")
 
-    print("bench_load (issue 7, drill 4)")
-    for key, value in figures.items():
-        print(f"  {key}: {value}")
-    if args.report:
-        args.report.write_text(json.dumps(figures, indent=2))
+    report("bench_load (issue 7, drill 4)", figures, args.report)
     return 1 if failed else 0
 
 

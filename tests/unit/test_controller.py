@@ -435,6 +435,19 @@ def test_until_the_watch_brings_our_write_back_it_is_the_current_status() -> Non
     assert memory.current(echoed) == written
 
 
+def test_the_status_written_is_let_go_once_the_watch_brings_it_back() -> None:
+    r = rig(deployment("nano"))
+    memory = r.controller.converger.statuses
+    body = deployment("nano")
+    written = {"observedGeneration": 1, "conditions": []}
+    memory.remember(body, written)
+    r.controller.deployment_changed(("team-a", "nano"), body)  # an event older than the write
+    assert len(memory) == 1
+    echoed = {**body, "metadata": {**body["metadata"], "resourceVersion": "2"}, "status": written}
+    r.controller.deployment_changed(("team-a", "nano"), echoed)
+    assert len(memory) == 0
+
+
 def test_a_change_by_someone_else_after_our_write_is_trusted() -> None:
     r = rig()
     memory = r.controller.converger.statuses

@@ -199,6 +199,7 @@ class Controller:
     def deployment_changed(self, key: Key, body: Mapping[str, Any]) -> None:
         with self._guard:
             self._delivered[key] = body
+        self.converger.statuses.seen(body)
         self.queue.add(key)
 
     def deployment_deleted(self, key: Key) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -86,7 +87,10 @@ class StatusMemory:
     between (a pod and its Deployment change together) would compare against that stale status:
     it would write again, post the Events again and give the conditions new transition times.
 
-    Used by one worker per key at a time (the work queue sees to it)."""
+    Used by one worker per key at a time (the work queue sees to it), and told by the watch of
+    every object it brings (`seen`, on Kopf's loop): what the watch has caught up with is
+    forgotten then, not at the object's next converge, which may never come (5,000 statuses kept
+    for nothing are 40 MiB)."""
 
     KEPT = 16
 
@@ -98,10 +102,23 @@ class StatusMemory:
 
     def __init__(self) -> None:
         self._written: dict[tuple[str, str], StatusMemory._Writes] = {}
+        self._guard = threading.Lock()
+
+    def __len__(self) -> int:
+        """The objects it holds statuses of."""
+        return len(self._written)
+
+    def seen(self, body: Mapping[str, Any]) -> None:
+        """The watch brought `body`: forget our writes when it shows them (or a later change)."""
+        self.current(body)
 
     def current(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
         """The object's status as it is now: the index's, or the one we wrote last when the
         index has not caught up with it yet."""
+        with self._guard:
+            return self._current(body)
+
+    def _current(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         seen = body.get("status") or {}
@@ -118,6 +135,10 @@ class StatusMemory:
         return seen
 
     def remember(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        with self._guard:
+            self._remember(body, status)
+
+    def _remember(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         writes = self._written.get(key)
@@ -129,7 +150,8 @@ class StatusMemory:
         del writes.statuses[: -self.KEPT]
 
     def forget(self, namespace: str, name: str) -> None:
-        self._written.pop((namespace, name), None)
+        with self._guard:
+            self._written.pop((namespace, name), None)
 
 
 class Converger:

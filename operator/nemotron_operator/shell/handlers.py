@@ -9,7 +9,6 @@ Kopf's event loop, where the indexes change, so what they read of them cannot ra
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ from nemotron_operator.shell.credentials import Credentials, NgcRegistry
 from nemotron_operator.shell.key_secrets import KeySecretWatches
 from nemotron_operator.shell.peering import PeeringGate
 from nemotron_operator.shell.settings import Settings
-from nemotron_operator.shell.world import EventLoopReads
+from nemotron_operator.shell.world import EventLoopReads, kept_copy
 
 log = logging.getLogger(__name__)
 ND = (names.GROUP, names.VERSION, names.PLURAL)
@@ -140,18 +139,14 @@ async def handlers_not_held_back(**_: Any) -> str:
 # --- indexes: the operator's picture of the cluster, kept current by watches -----------------
 
 
-def plain(body: Mapping[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(dict(body))
-
-
 @kopf.index(*ND)
 def nemotron_deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict:
-    return {(namespace, name): plain(body)}
+    return {(namespace, name): kept_copy(body)}
 
 
 @kopf.index("v1", "nodes", labels={names.GPU_PRODUCT_LABEL: kopf.PRESENT})
 def gpu_nodes(body: kopf.Body, name: str, **_: Any) -> dict:
-    return {name: plain(body)}
+    return {name: kept_copy(body)}
 
 
 @kopf.index("v1", "pods", when=lambda spec, **_: bool(spec.get("nodeName")))
@@ -163,7 +158,7 @@ def gpu_requests(body: kopf.Body, namespace: str | None, name: str, **_: Any) ->
 
 @kopf.index("v1", "pods", labels=CHILD_LABELS)
 def owned_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
-    return {(namespace, labels[names.DEPLOYMENT_LABEL]): plain(body)}
+    return {(namespace, labels[names.DEPLOYMENT_LABEL]): kept_copy(body)}
 
 
 @kopf.index("v1", "pods", labels=CHILD_LABELS)
@@ -191,11 +186,11 @@ def _warning_about_a_pod(body: kopf.Body, **_: Any) -> bool:
 
 @kopf.index("v1", "events", when=_warning_about_a_pod)
 def pod_warnings(body: kopf.Body, namespace: str | None, **_: Any) -> dict:
-    return {(namespace, body["involvedObject"]["name"]): plain(body)}
+    return {(namespace, body["involvedObject"]["name"]): kept_copy(body)}
 
 
 def _child_index(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
-    return {(namespace, labels[names.DEPLOYMENT_LABEL], body["kind"]): plain(body)}
+    return {(namespace, labels[names.DEPLOYMENT_LABEL], body["kind"]): kept_copy(body)}
 
 
 kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS, id="children_deployments")(
@@ -236,7 +231,7 @@ async def nemotron_deployment_changed(
     if type == "DELETED":
         memo.controller.deployment_deleted((namespace, name))
     else:
-        memo.controller.deployment_changed((namespace, name), plain(body))
+        memo.controller.deployment_changed((namespace, name), kept_copy(body))
 
 
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
