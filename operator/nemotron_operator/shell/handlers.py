@@ -171,7 +171,7 @@ def pod_owners(namespace: str | None, name: str, labels: kopf.Labels, **_: Any) 
 def download_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
     """The pods of a download Job, by the NemotronDeployment whose cache they fill: diagnosed
     like its NIM pods, for CacheReady."""
-    return {(namespace, labels[names.CACHE_DOWNLOAD_LABEL]): plain(body)}
+    return {(namespace, labels[names.CACHE_DOWNLOAD_LABEL]): kept_copy(body)}
 
 
 @kopf.index("v1", "pods", labels=DOWNLOAD_POD_LABELS)
