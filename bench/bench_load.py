@@ -7,7 +7,7 @@ Starts a cluster of its own (hack/cluster `up --audit-reads` in a temporary stat
 stopped at the end) so that the API server's audit log holds every request of the operator,
 reads included, and nothing of other sessions. The NGC registry is the test stand-in. Creates the
 objects (one in 25 asks for a one-GPU pod, the rest for none so the GPUs do not run out), waits
-until every one is Planned=True with its Deployment, Service and claim, and reports:
+until every one is Planned=True with its StatefulSet and Service, and reports:
 
 - the total time, the operator's peak memory (VmHWM) and CPU seconds (utime + stime);
 - the operator's API requests per object, writes (dry runs among them) and reads apart, by verb
@@ -239,16 +239,13 @@ def main() -> int:
                 "items"
             ]
             planned = sum(1 for i in items if converged(i))
+            # the default cache (ReadWriteOnce): a StatefulSet, whose claim template makes a
+            # claim per replica, and a Service
             children = (
-                len(apps.list_deployment_for_all_namespaces(label_selector=selector).items),
+                len(apps.list_stateful_set_for_all_namespaces(label_selector=selector).items),
                 len(core.list_service_for_all_namespaces(label_selector=selector).items),
-                len(
-                    core.list_persistent_volume_claim_for_all_namespaces(
-                        label_selector=selector
-                    ).items
-                ),
             )
-            if planned == args.objects and children == (args.objects,) * 3:
+            if planned == args.objects and children == (args.objects,) * 2:
                 break
             if time.time() - started > 1200:
                 figures["stuck at"] = f"{planned} Planned, children {children}"
