@@ -448,6 +448,33 @@ def test_the_status_written_is_let_go_once_the_watch_brings_it_back() -> None:
     assert len(memory) == 0
 
 
+def test_the_echo_of_a_write_arriving_mid_converge_posts_no_second_event() -> None:
+    """A converge that took the object before our last write came back must still see that
+    write: the echo arriving meanwhile may not make the memory forget it under the worker."""
+    r = rig(deployment("ultra", model="nemotron-3-ultra"))  # does not fit one L40S: a Warning
+    key = ("team-a", "ultra")
+    r.controller.enqueue(key)
+    work(r)
+    events = [reason for what, reason in r.cluster.writes if what == "event"]
+    assert len(events) == 1
+    written = r.cluster.stored[key]
+    body = r.deployments[key][0]  # the index still holds the object before the write
+    echoed = {**body, "metadata": {**body["metadata"], "resourceVersion": "2"}, "status": written}
+    loop = r.controller.on_loop
+
+    def echo_arrives_first(fn: Any) -> Any:
+        r.controller.on_loop = loop
+        r.controller.deployment_changed(key, echoed)
+        return fn()
+
+    r.controller.on_loop = echo_arrives_first
+    r.controller.enqueue(key)  # say, its pod changed
+    assert work(r) == [key, key]  # the converge under way, then the one the echo queued
+    assert [reason for what, reason in r.cluster.writes if what == "event"] == events
+    assert sum(what == "status" for what, _ in r.cluster.writes) == 1
+    assert len(r.controller.converger.statuses) == 0
+
+
 def test_a_change_by_someone_else_after_our_write_is_trusted() -> None:
     r = rig()
     memory = r.controller.converger.statuses

@@ -114,6 +114,7 @@ class Controller:
         self._threads: list[threading.Thread] = []
         self._guard = threading.Lock()
         self._delivered: dict[Key, Mapping[str, Any]] = {}  # the body an event just brought
+        self._converging: set[Key] = set()  # keys a worker converges now, from the body it took
         self._spanning: set[Key] = set()  # plans (or last statuses) spanning nodes
         self._inventory: list[GpuPool] | None = None
 
@@ -161,9 +162,17 @@ class Controller:
 
     @metrics.timed_converge
     def _converge(self, key: Key) -> Outcome:
-        namespace, name = key
         with self._guard:
             delivered = self._delivered.pop(key, None)
+            self._converging.add(key)
+        try:
+            return self._converge_taken(key, delivered)
+        finally:
+            with self._guard:
+                self._converging.discard(key)
+
+    def _converge_taken(self, key: Key, delivered: Mapping[str, Any] | None) -> Outcome:
+        namespace, name = key
         if not self.gate.acts_in(namespace):
             return Outcome()  # a peer acts here: Kopf brings every object back when it resumes
         snapshot = self.on_loop(lambda: self.world.snapshot(key))
@@ -199,7 +208,11 @@ class Controller:
     def deployment_changed(self, key: Key, body: Mapping[str, Any]) -> None:
         with self._guard:
             self._delivered[key] = body
-        self.converger.statuses.seen(body)
+            # A worker converging this key took an older body: forgetting our writes now would
+            # make it compare against that body's status (and write and post Events again). The
+            # converge this event queues forgets them instead, from this body.
+            if key not in self._converging:
+                self.converger.statuses.seen(body)
         self.queue.add(key)
 
     def deployment_deleted(self, key: Key) -> None:
