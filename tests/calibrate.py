@@ -7,7 +7,10 @@ estimate alone (the catalog's published figures are not used, so this calibrates
 * GPU counts. Rows are grouped by (model, GPU, precision, maxModelLength); NVIDIA's count is the
   smallest among the group's non-latency rows (latency profiles buy speed with GPUs). Ours is
   the fewest GPUs (TP within a node of 8, 4 for GB200/GB300, then PP) whose estimate fits the
-  usable memory. Exact, over-ask (ours larger) and under-ask (ours smaller) are counted apart;
+  usable memory, among the layouts NVIDIA ships engines for where a quantized precision has
+  only prebuilt engines on that GPU (NIM 1.x TensorRT-LLM rows: a NIM cannot run an engine it
+  does not ship, however much memory is free; shipped_layouts), which the report lists as
+  'engines'. Exact, over-ask (ours larger) and under-ask (ours smaller) are counted apart;
   an under-ask where NVIDIA states a minimum (a 'published minimum', 'model-card minimum' or
   NIM 2.x 'generic' row) would be a NIM that cannot start.
   A row whose source does not state the context is scored at the model's default context, which
@@ -42,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,14 @@ ADAPTER_PROFILES = ("generic-lora",)  # room for LoRA adapters, which the planne
 ROUNDING_GIB = 1.0
 MINIMUM_MARK = " [minimum published]"  # NVIDIA publishes minimum memory in whole GB
 HELD_OUT_SHARE = 3  # one group in three is held out
+# NIM 1.x optimized profiles (the corpus' TensorRT-LLM 'throughput', 'latency' and
+# 'throughput-lora' rows) are engines NVIDIA prebuilds per GPU, precision and tensor-parallel
+# size; a NIM runs no engine it does not ship. Its other profiles are generic ones for any GPU
+# with enough memory, built from the 16-bit checkpoint at any size (vllm-bf16-tpN,
+# tensorrt_llm-trtllm_buildable-bf16-tpN: docs.nvidia.com/nim/large-language-models/1.3.0/
+# profiles.html). So a quantized precision runs on a GPU only at the sizes its rows list.
+PREBUILT_ENGINE_PROFILES = ("throughput", "latency", "throughput-lora")
+GENERIC_PROFILE_PRECISIONS = ("bf16", "fp16")
 
 
 def held_out(*key: object) -> bool:
@@ -90,6 +101,8 @@ class CountVerdict:
     max_model_length: int
     nvidia: int
     ours: int | None  # None: does not fit on 8 nodes
+    ours_by_memory: int | None  # ours were any layout shipped: the estimate alone
+    shipped: tuple[int, ...]  # GPU counts of the engines shipped for it; () when any runs
     scored_context: int  # max_model_length, or the shorter context a row without one implies
     minimum_published: bool
     statements: tuple[str, ...]  # the kinds of NVIDIA's statements of its count (row profiles)
@@ -106,6 +119,11 @@ class CountVerdict:
     def context_implied(self) -> bool:
         """Scored at a shorter context than the row's, which the source leaves open."""
         return self.scored_context != self.max_model_length
+
+    @property
+    def set_by_shipped_engines(self) -> bool:
+        """Ours is more than memory needs because no engine ships at the fewer GPUs."""
+        return self.ours != self.ours_by_memory
 
     @property
     def outcome(self) -> str:
@@ -151,6 +169,10 @@ class Score:
     @property
     def exact_at_implied_context(self) -> int:
         return sum(1 for v in self.counts if v.outcome == "exact" and v.context_implied)
+
+    @property
+    def exact_by_shipped_engines(self) -> int:
+        return sum(1 for v in self.counts if v.outcome == "exact" and v.set_by_shipped_engines)
 
     @property
     def under_where_minimum_published(self) -> int:
@@ -272,12 +294,40 @@ def _memory_mib(catalog: Catalog, product: str) -> int:
     return gpu.memory_mib
 
 
+def shipped_layouts(
+    rows: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, str, str], frozenset[tuple[int, int]]]:
+    """(model, GPU product, precision) -> the (TP, PP) layouts NVIDIA ships engines for, where
+    the precision runs only on those: a quantized one with prebuilt engines (see
+    PREBUILT_ENGINE_PROFILES), all of its rows' sources together."""
+    shipped: dict[tuple[str, str, str], set[tuple[int, int]]] = {}
+    for row in rows:
+        if (
+            row.get("kind") != "gpu_count"
+            or row.get("engine") != "tensorrt_llm"
+            or row["profile"] not in PREBUILT_ENGINE_PROFILES
+            or row["precision"] in GENERIC_PROFILE_PRECISIONS
+            or row.get("gpu_product") is None
+        ):
+            continue
+        nodes = int(row.get("nodes") or 1)
+        key = (row["model"], row["gpu_product"], row["precision"])
+        shipped.setdefault(key, set()).add((int(row["gpus"]) // nodes, nodes))
+    return {key: frozenset(layouts) for key, layouts in shipped.items()}
+
+
 def layouts_by_context(
-    facts: MemoryFacts, precision: str, usable: float, gpus_per_node: int, nvlink_switch: bool
+    facts: MemoryFacts,
+    precision: str,
+    usable: float,
+    gpus_per_node: int,
+    nvlink_switch: bool,
+    shipped: frozenset[tuple[int, int]] | None = None,
 ) -> Callable[[int], tuple[int, int] | None]:
-    """The planner's fewest-GPU layout for the model on one GPU product, by maxModelLength."""
+    """The planner's fewest-GPU layout for the model on one GPU product, by maxModelLength;
+    among the `shipped` layouts only, when given."""
     return lambda tokens: fewest_gpus_estimated(
-        facts, precision, tokens, usable, gpus_per_node, nvlink_switch
+        facts, precision, tokens, usable, gpus_per_node, nvlink_switch, shipped
     )
 
 
@@ -306,11 +356,12 @@ def _implied_context(
 
 
 def _count_verdicts(
-    rows: Iterable[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     facts: Mapping[str, MemoryFacts],
     catalog: Catalog,
     skipped: list[str],
 ) -> list[CountVerdict]:
+    engines = shipped_layouts(rows)
     groups: dict[tuple[str, str, str, int], list[Mapping[str, Any]]] = {}
     for row in rows:
         if row.get("kind") != "gpu_count" or row["profile"].startswith(SPEED_PROFILES):
@@ -343,7 +394,9 @@ def _count_verdicts(
         per_node = GPUS_PER_NODE.get(product, DEFAULT_GPUS_PER_NODE)
         nvidia = min(int(row["gpus"]) for row in group)
 
-        fewest = layouts_by_context(facts[model], precision, usable, per_node, gpu.nvlink_switch)
+        shipped = engines.get((model, product, precision))
+        switch = gpu.nvlink_switch
+        fewest = layouts_by_context(facts[model], precision, usable, per_node, switch, shipped)
         scored = length
         layout = fewest(length)
         counting = [row for row in group if int(row["gpus"]) == nvidia]
@@ -352,8 +405,8 @@ def _count_verdicts(
             if shorter is not None:
                 scored, layout = shorter, fewest(shorter)
         ours = layout[0] * layout[1] if layout else None
+        by_memory = fewest_gpus_estimated(facts[model], precision, scored, usable, per_node, switch)
         nvidia_layout = (min(nvidia, per_node), max(nvidia // per_node, 1))
-        switch = gpu.nvlink_switch
         need = memory_need(facts[model], precision, scored, *nvidia_layout, switch).total
         ours_need = (
             memory_need(facts[model], precision, scored, *layout, switch).total if layout else None
@@ -366,6 +419,8 @@ def _count_verdicts(
                 max_model_length=length,
                 nvidia=nvidia,
                 ours=ours,
+                ours_by_memory=by_memory[0] * by_memory[1] if by_memory else None,
+                shipped=tuple(sorted(tp * pp for tp, pp in shipped or ())),
                 scored_context=scored,
                 minimum_published=any(row["profile"] in MINIMUM_PROFILES for row in group),
                 statements=tuple(sorted({str(row["profile"]) for row in counting})),
@@ -431,7 +486,9 @@ def report(result: Score, show_held_out: bool = False) -> str:
         f"  exact {result.tally('exact')} ({result.exact_share:.1%}), over-asks "
         f"{result.tally('over')}, under-asks {result.tally('under')} "
         f"({result.under_where_minimum_published} where NVIDIA states a minimum); "
-        f"{result.exact_at_implied_context} of the exact at a context the source leaves open",
+        f"{result.exact_at_implied_context} of the exact at a context the source leaves open, "
+        f"{result.exact_by_shipped_engines} at more GPUs than memory needs, as NVIDIA ships no "
+        "engine on fewer",
         _summary("tuning", result.split(held=False)),
         _summary("held-out", result.split(held=True)),
     ]
@@ -442,6 +499,13 @@ def report(result: Score, show_held_out: bool = False) -> str:
                 f"  context {verdict.model} {verdict.precision} on {verdict.gpu_product}: "
                 f"NVIDIA's TensorRT-LLM count {verdict.nvidia} (context not stated) is ours at "
                 f"maxModelLength {verdict.scored_context}, not at {verdict.max_model_length}"
+            )
+        if verdict.set_by_shipped_engines:
+            lines.append(
+                f"  engines {verdict.model} {verdict.precision} on {verdict.gpu_product}: "
+                f"NVIDIA ships {verdict.precision} engines for it on "
+                f"{', '.join(map(str, verdict.shipped))} GPUs only; memory alone fits "
+                f"{verdict.ours_by_memory}"
             )
         if verdict.outcome == "exact":
             continue

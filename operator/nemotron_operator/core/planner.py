@@ -675,13 +675,17 @@ def fewest_gpus_estimated(
     usable: float,
     gpus_per_node: int,
     nvlink_switch: bool = True,
+    shipped: frozenset[tuple[int, int]] | None = None,
 ) -> tuple[int, int] | None:
-    """The first layout (TP, PP) whose estimated need fits `usable` GiB per GPU, or None."""
+    """The first layout (TP, PP) whose estimated need fits `usable` GiB per GPU, or None;
+    among the `shipped` layouts only, when the release ships the precision on this GPU only at
+    those (prebuilt engines: a NIM runs no layout it does not ship)."""
     return next(
         (
             (tp, pp)
             for tp, pp in parallel_layouts(gpus_per_node)
-            if memory_need(facts, precision, tokens, tp, pp, nvlink_switch).total <= usable
+            if (shipped is None or (tp, pp) in shipped)
+            and memory_need(facts, precision, tokens, tp, pp, nvlink_switch).total <= usable
         ),
         None,
     )
