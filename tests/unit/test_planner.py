@@ -502,6 +502,32 @@ def test_live_profiles_for_other_gpus_or_saying_too_little_are_not_planned_with(
     assert (only_silent.memory_source, only_silent.profile_source) == ("published", "derived")
 
 
+def test_engines_shipped_without_a_memory_figure_still_bound_the_gpu_count() -> None:
+    """NIM 1.x's prebuilt engines (one per GPU, precision and TP) state no memory: a NIM runs
+    none it does not ship, so the plan takes the fewest GPUs an engine ships at, sized as
+    without the list, and names that engine."""
+    nano = spec(model="nemotron-3-nano")
+    assert plan(nano, CATALOG, pool_of(H100)).gpus_per_replica == 1  # memory alone: 1
+    engines = [
+        PublishedProfile(
+            profile_id=f"{tp}".ljust(64, "e"),
+            description=f"tensorrt_llm-h100-fp8-tp{tp}-pp1-throughput",
+            precision="fp8",
+            tensor_parallel_size=tp,
+            pipeline_parallel_size=1,
+            gpus=("H100",),
+        )
+        for tp in (2, 4)
+    ]
+    result = plan(nano, CATALOG, pool_of(H100), engines)
+    assert (result.precision, result.gpus_per_replica) == ("fp8", 2)
+    assert (result.profile, result.profile_source) == (engines[0].profile_id, "metadata")
+    without = plan(spec(model="nemotron-3-nano", gpu={"count": 2}), CATALOG, pool_of(H100))
+    assert result.memory_per_gpu_gib == without.memory_per_gpu_gib
+    refused = plan(nano, CATALOG, pool_of("NVIDIA-L40S"), engines)  # no engine for an L40S
+    assert not refused.fits
+
+
 def test_live_profiles_pin_by_description() -> None:
     profiles = [live("fp8", 1, 34.0), live("fp8", 2, 19.0)]
     result = plan(

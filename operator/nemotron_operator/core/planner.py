@@ -10,6 +10,8 @@ Rules, in order:
 * GPUs per replica: the fewest (tensor parallel 1, 2, 4, 8 within a node) whose per-GPU need
   fits the usable memory (0.9 of the GPU); pipeline parallel across nodes (2, 4, 8 nodes of the
   widest tensor parallel) only when one node cannot hold a replica.
+* Layouts: when the live Metadata API gives the tag's profiles, only those it ships for the
+  GPU (NIM 1.x's prebuilt engines exist per GPU, precision and TP, with no memory figure).
 * Memory per GPU: NVIDIA's published minimum when known (memorySource=published: the live
   Metadata API's profiles when given, else the catalog's table), adjusted for maxModelLength
   by the KV-cache difference; otherwise the physical estimate (memorySource=estimated,
@@ -307,14 +309,16 @@ class PublishedProfile(Protocol):
 
 @dataclass(frozen=True)
 class _LiveProfile:
-    """A published profile the planner can use: precision, parallelism and memory known."""
+    """A published profile the planner can use: precision and parallelism known. A NIM runs
+    only its profiles, so they bound the layouts even without a memory figure (NIM 1.x's
+    prebuilt TensorRT-LLM engines state none): the estimate sizes those."""
 
     profile_id: str
     description: str
     precision: str
     tp: int
     pp: int
-    min_gib: float  # NVIDIA's "GB" per GPU, binary GiB like the manifests' figures
+    min_gib: float | None  # NVIDIA's "GB" per GPU, binary GiB like the manifests' figures
     gpus: tuple[str, ...]
 
     @property
@@ -337,8 +341,6 @@ def _live_profiles(profiles: Sequence[PublishedProfile]) -> tuple[_LiveProfile, 
     usable = []
     for p in profiles:
         if p.precision not in PRECISION_PREFERENCE or not p.tensor_parallel_size:
-            continue
-        if not p.min_memory_per_gpu_gb:
             continue
         live = _LiveProfile(
             profile_id=p.profile_id,
@@ -421,11 +423,21 @@ def _need(target: _Target, pool: _PoolFacts, precision: str, tp: int, pp: int) -
         ]
         if not offered:
             return None
-        best = min(offered, key=lambda p: (p.min_gib, p.profile_id))
+        # the smallest stated figure; a profile without one only when none states one
+        best = min(offered, key=lambda p: (p.min_gib is None, p.min_gib or 0.0, p.profile_id))
         named_by_pin = [p for p in offered if pin in (p.profile_id, p.description)]
         best = named_by_pin[0] if named_by_pin else best
         profile, source = (pin, "spec") if named_by_pin else (best.profile_id, "metadata")
+        if best.min_gib is None:
+            need = _static_need(target, pool, precision, tp, pp)
+            return replace(need, profile=profile, profile_source=source)
         return _Need(best.min_gib + _kv_change(target, tp, pp), "published", profile, source)
+    return _static_need(target, pool, precision, tp, pp)
+
+
+def _static_need(target: _Target, pool: _PoolFacts, precision: str, tp: int, pp: int) -> _Need:
+    """Memory per GPU for a layout without live figures: the catalog's published figure, else
+    the estimate."""
     model, length = target.model, target.max_model_length or 0
     pinned = target.exact_pin
     if not model.generative:
@@ -763,7 +775,7 @@ def _place(target: _Target, facts: _PoolFacts) -> _Choice | _Miss:
             return _miss(facts, precision, *last)
     return _Miss(
         Reason.PROFILE_UNRESOLVABLE,
-        f"no published profile of {target.tag} runs {' or '.join(precisions)}",
+        f"no published profile of {target.tag or 'the release'} runs {' or '.join(precisions)}",
     )
 
 
@@ -1042,8 +1054,9 @@ def plan(
     """Plan a NemotronDeployment: always a PlanStatus, with fits=False and a reason when the
     spec cannot be served by the inventory. `published_profiles` are the planned tag's profiles
     from the NIM Metadata API (plan once without them to learn the tag); when some say
-    precision, parallelism and memory, only those are planned against (and only on the GPUs
-    they name) and `profile` is the exact id NIM accepts. `hf_config_text` is the text of
+    precision and parallelism, only those are planned against (and only on the GPUs they name:
+    a NIM runs no profile it does not ship), sized by their memory figure where they state one,
+    else as without them, and `profile` is the exact id NIM accepts. `hf_config_text` is the text of
     spec.customModel.configMapRef's ConfigMap key (None when it could not be read): the model's
     Hugging Face config.json, which sizes a custom model."""
     published = _live_profiles(published_profiles or ())
