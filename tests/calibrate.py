@@ -9,7 +9,7 @@ estimate alone (the catalog's published figures are not used, so this calibrates
   the fewest GPUs (TP within a node of 8, 4 for GB200/GB300, then PP) whose estimate fits the
   usable memory, among the layouts NVIDIA ships engines for where a quantized precision has
   only prebuilt engines on that GPU (NIM 1.x TensorRT-LLM rows: a NIM cannot run an engine it
-  does not ship, however much memory is free; shipped_layouts), which the report lists as
+  does not ship, however much memory is free; shipped_engines), which the report lists as
   'engines'. Exact, over-ask (ours larger) and under-ask (ours smaller) are counted apart;
   an under-ask where NVIDIA states a minimum (a 'published minimum', 'model-card minimum' or
   NIM 2.x 'generic' row) would be a NIM that cannot start.
@@ -103,6 +103,7 @@ class CountVerdict:
     ours: int | None  # None: does not fit on 8 nodes
     ours_by_memory: int | None  # ours were any layout shipped: the estimate alone
     shipped: tuple[int, ...]  # GPU counts of the engines shipped for it; () when any runs
+    shipped_sources: tuple[str, ...]  # where NVIDIA lists those engines
     scored_context: int  # max_model_length, or the shorter context a row without one implies
     minimum_published: bool
     statements: tuple[str, ...]  # the kinds of NVIDIA's statements of its count (row profiles)
@@ -294,13 +295,21 @@ def _memory_mib(catalog: Catalog, product: str) -> int:
     return gpu.memory_mib
 
 
-def shipped_layouts(
+@dataclass(frozen=True)
+class ShippedEngines:
+    """The prebuilt engines NVIDIA lists for a model, GPU and quantized precision."""
+
+    layouts: frozenset[tuple[int, int]]  # (TP, PP)
+    sources: tuple[str, ...]  # the lists' URLs
+
+
+def shipped_engines(
     rows: Iterable[Mapping[str, Any]],
-) -> dict[tuple[str, str, str], frozenset[tuple[int, int]]]:
-    """(model, GPU product, precision) -> the (TP, PP) layouts NVIDIA ships engines for, where
-    the precision runs only on those: a quantized one with prebuilt engines (see
-    PREBUILT_ENGINE_PROFILES), all of its rows' sources together."""
-    shipped: dict[tuple[str, str, str], set[tuple[int, int]]] = {}
+) -> dict[tuple[str, str, str], ShippedEngines]:
+    """(model, GPU product, precision) -> the engines NVIDIA ships, where the precision runs
+    only on those: a quantized one with prebuilt engines (see PREBUILT_ENGINE_PROFILES), all of
+    its rows' sources together."""
+    shipped: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     for row in rows:
         if (
             row.get("kind") != "gpu_count"
@@ -310,10 +319,17 @@ def shipped_layouts(
             or row.get("gpu_product") is None
         ):
             continue
-        nodes = int(row.get("nodes") or 1)
-        key = (row["model"], row["gpu_product"], row["precision"])
-        shipped.setdefault(key, set()).add((int(row["gpus"]) // nodes, nodes))
-    return {key: frozenset(layouts) for key, layouts in shipped.items()}
+        shipped.setdefault((row["model"], row["gpu_product"], row["precision"]), []).append(row)
+    return {
+        key: ShippedEngines(
+            frozenset(
+                (int(r["gpus"]) // int(r.get("nodes") or 1), int(r.get("nodes") or 1))
+                for r in listed
+            ),
+            tuple(sorted({str(r["source"]) for r in listed})),
+        )
+        for key, listed in shipped.items()
+    }
 
 
 def layouts_by_context(
@@ -361,7 +377,7 @@ def _count_verdicts(
     catalog: Catalog,
     skipped: list[str],
 ) -> list[CountVerdict]:
-    engines = shipped_layouts(rows)
+    engines = shipped_engines(rows)
     groups: dict[tuple[str, str, str, int], list[Mapping[str, Any]]] = {}
     for row in rows:
         if row.get("kind") != "gpu_count" or row["profile"].startswith(SPEED_PROFILES):
@@ -394,7 +410,8 @@ def _count_verdicts(
         per_node = GPUS_PER_NODE.get(product, DEFAULT_GPUS_PER_NODE)
         nvidia = min(int(row["gpus"]) for row in group)
 
-        shipped = engines.get((model, product, precision))
+        listed = engines.get((model, product, precision))
+        shipped = listed.layouts if listed else None
         switch = gpu.nvlink_switch
         fewest = layouts_by_context(facts[model], precision, usable, per_node, switch, shipped)
         scored = length
@@ -421,6 +438,7 @@ def _count_verdicts(
                 ours=ours,
                 ours_by_memory=by_memory[0] * by_memory[1] if by_memory else None,
                 shipped=tuple(sorted(tp * pp for tp, pp in shipped or ())),
+                shipped_sources=listed.sources if listed else (),
                 scored_context=scored,
                 minimum_published=any(row["profile"] in MINIMUM_PROFILES for row in group),
                 statements=tuple(sorted({str(row["profile"]) for row in counting})),
@@ -505,7 +523,7 @@ def report(result: Score, show_held_out: bool = False) -> str:
                 f"  engines {verdict.model} {verdict.precision} on {verdict.gpu_product}: "
                 f"NVIDIA ships {verdict.precision} engines for it on "
                 f"{', '.join(map(str, verdict.shipped))} GPUs only; memory alone fits "
-                f"{verdict.ours_by_memory}"
+                f"{verdict.ours_by_memory} ({', '.join(verdict.shipped_sources)})"
             )
         if verdict.outcome == "exact":
             continue

@@ -136,7 +136,8 @@ def test_only_a_tensorrt_llm_count_without_a_stated_context_is_scored_at_a_short
 def test_a_quantized_engine_shipped_only_at_more_gpus_sets_the_count(corpus_score: Score) -> None:
     """A NIM runs no engine it does not ship: where a quantized precision's engines for a GPU
     start above what memory needs, ours is the fewest GPUs an engine ships at, and the report
-    says so; a 16-bit precision has generic profiles at any size, so memory alone counts."""
+    says so with the list's source; a 16-bit precision has generic profiles at any size, so
+    memory alone counts."""
     raised = [verdict for verdict in corpus_score.counts if verdict.set_by_shipped_engines]
     assert raised, "the corpus has quantized engines shipped only at more GPUs than needed"
     text = report(corpus_score, show_held_out=True)
@@ -148,8 +149,10 @@ def test_a_quantized_engine_shipped_only_at_more_gpus_sets_the_count(corpus_scor
         assert (
             f"engines {verdict.model} {verdict.precision} on {verdict.gpu_product}: NVIDIA ships "
             f"{verdict.precision} engines for it on {', '.join(map(str, verdict.shipped))} GPUs "
-            f"only; memory alone fits {verdict.ours_by_memory}"
+            f"only; memory alone fits {verdict.ours_by_memory} "
+            f"({', '.join(verdict.shipped_sources)})"
         ) in text
+        assert verdict.shipped_sources  # each list with where NVIDIA publishes it
     for verdict in corpus_score.counts:
         if verdict.precision in GENERIC_PROFILE_PRECISIONS:
             assert not verdict.shipped and verdict.ours == verdict.ours_by_memory
