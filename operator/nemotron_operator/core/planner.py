@@ -224,11 +224,12 @@ def weights_gib(facts: MemoryFacts, precision: str) -> float:
     ) / GIB
 
 
+@functools.lru_cache(maxsize=4096)
 def kv_cache_gib(facts: MemoryFacts, tokens: int, tp: int = 1, pp: int = 1) -> float:
     """KV cache and Mamba state of one sequence of `tokens` tokens on one GPU: attention layers
     split over pipeline stages, heads over tensor-parallel ranks (a rank holds at least one KV
     head; every rank holds multi-head latent attention's whole latent), sliding-window layers
-    capped at the window."""
+    capped at the window. Memoised: a published figure's context change asks it per layout."""
     per_layer: float = facts.kv_bytes_per_token_layer
     if facts.kv_heads:
         per_layer = per_layer * -(-facts.kv_heads // tp) / facts.kv_heads  # ceil: whole heads
@@ -885,7 +886,6 @@ def _fitting_plan(
     target: _Target,
     choice: _Choice,
     fitting_products: int,
-    suggest_savings: bool,
 ) -> PlanStatus:
     model, precision, need = target.model, choice.precision, choice.need
     # the estimate's parts, shown beside a published figure too
@@ -900,8 +900,7 @@ def _fitting_plan(
         f"{model.display_name} {precision} on {choice.gpus} x {product} ({parallel}): "
         f"{need.gib:.1f} GiB per GPU ({need.source}) of {choice.facts.usable_gib:.1f} GiB usable"
     )
-    savings = _savings(target, choice) if suggest_savings else []
-    notes = [*_notes(spec, choice, fitting_products), *savings, *target.notes]
+    notes = [*_notes(spec, choice, fitting_products), *_savings(target, choice), *target.notes]
     return PlanStatus(
         fits=True,
         reason=Reason.FITS,
@@ -966,9 +965,17 @@ def _plan(
     inventory: Sequence[GpuPool],
     published: Sequence[_LiveProfile],
     hf_config_text: str | None,
-    suggest_savings: bool = True,
 ) -> PlanStatus:
     target = _resolve(spec, catalog, published, hf_config_text)
+    best, products = _best_choice(spec, target, catalog, inventory)
+    return _fitting_plan(spec, target, best, products)
+
+
+def _best_choice(
+    spec: NemotronDeploymentSpec, target: _Target, catalog: Catalog, inventory: Sequence[GpuPool]
+) -> tuple[_Choice, int]:
+    """The best placement over the pools, and how many GPU products fit; a _Refusal with the
+    largest pools' misses when none fits."""
     choices: list[_Choice] = []
     misses: list[tuple[_PoolFacts | GpuPool, _Miss]] = []
     for pool in _candidate_pools(spec, target, inventory):
@@ -983,9 +990,8 @@ def _plan(
         else:
             misses.append((facts, outcome))
     if choices:
-        best = min(choices, key=_Choice.rank)
         products = len({choice.facts.pool.product for choice in choices})
-        return _fitting_plan(spec, target, best, products, suggest_savings)
+        return min(choices, key=_Choice.rank), products
 
     def capacity(entry: tuple[_PoolFacts | GpuPool, _Miss]) -> tuple[float, str]:
         facts = entry[0]
@@ -1027,18 +1033,12 @@ def _suggestions(
     for update in relaxations:
         try:
             relaxed = spec.model_copy(update=update)
-            alternative = _plan(relaxed, catalog, inventory, published, hf_config_text, False)
+            target = _resolve(relaxed, catalog, published, hf_config_text)
+            best, _ = _best_choice(relaxed, target, catalog, inventory)
+            _cache_size(relaxed, target, best.precision)  # a cache too small refuses it too
         except _Refusal:
             continue
-        assert alternative.tensor_parallel_size and alternative.pipeline_parallel_size
-        text = (
-            _describe(
-                str(alternative.precision),
-                alternative.tensor_parallel_size,
-                alternative.pipeline_parallel_size,
-            )
-            + f" of {alternative.gpu_product}"
-        )
+        text = _describe(best.precision, best.tp, best.pp) + f" of {best.facts.pool.product}"
         if text not in found:
             found.append(text)
     return found[:2]
