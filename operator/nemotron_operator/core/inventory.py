@@ -7,6 +7,8 @@ pipeline parallel across the pool's nodes). Pure: no cluster access.
 
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -45,6 +47,11 @@ class GpuPool:
     @property
     def partitioned(self) -> bool:
         return self.mig or self.shared
+
+    @functools.cached_property
+    def untainted(self) -> bool:
+        """No node has a taint (other than the GPU taint) that keeps pods off."""
+        return not any(node.blocking_taints for node in self.nodes)
 
 
 def _int(value: Any) -> int | None:
@@ -171,6 +178,9 @@ def restrict_pools(
     selector = node_selector or {}
     restricted = []
     for pool in pools:
+        if not selector and pool.untainted:
+            restricted.append(pool)  # every node matches: the pool as it is
+            continue
         nodes = tuple(
             node
             for node in pool.nodes

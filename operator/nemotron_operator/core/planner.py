@@ -284,6 +284,7 @@ def usable_gib(memory_mib: int) -> float:
     return (memory_mib - CUDA_RESERVED_MIB) * MIB * MEMORY_UTILIZATION / GIB
 
 
+@functools.lru_cache(maxsize=256)
 def derived_profile_name(precision: str, tp: int, pp: int) -> str:
     return f"vllm-{precision}-tp{tp}-pp{pp}"
 
