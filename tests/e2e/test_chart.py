@@ -368,6 +368,7 @@ CODE_NEEDS = {
     ("served", "", "persistentvolumeclaims", "patch"): "kube.apply",
     ("served", "", "pods", "list"): "handlers.gpu_requests, owned_pods",
     ("served", "", "pods", "watch"): "handlers.gpu_requests, owned_pods",
+    ("served", "", "pods/log", "get"): "kube.read_log_tail (a download's cache-size sidecar)",
     ("served", "", "events", "list"): "handlers.pod_warnings",
     ("served", "", "events", "watch"): "handlers.pod_warning_posted",
     ("served", "", "events", "create"): "kube.post_event, Kopf's own events",

@@ -21,6 +21,7 @@ import yaml
 
 from nemotron_operator.api import names
 from nemotron_operator.api.types import PlanStatus
+from nemotron_operator.core import cache_size
 
 CACHE_PATH = "/opt/nim/.cache"
 SHM_SIZE = "16Gi"
@@ -340,6 +341,8 @@ def render_children(
             "content": content,
             "profile": plan.profile,
             "env": [e for e in env if e["name"] in ("NGC_API_KEY", "NIM_CACHE_PATH")],
+            "size_container": cache_size.CONTAINER,
+            "size_script": cache_size.script(CACHE_PATH),
             "pod_labels": {
                 names.CACHE_DOWNLOAD_LABEL: owner.name,
                 names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,

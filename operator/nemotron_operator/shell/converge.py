@@ -23,9 +23,9 @@ from pydantic import ValidationError
 from nemotron_operator.api import names
 from nemotron_operator.api import types as api
 from nemotron_operator.api.rules import admission_errors
-from nemotron_operator.core import diagnose, planner, render
+from nemotron_operator.core import cache_size, diagnose, planner, render
 from nemotron_operator.core.catalog import Catalog
-from nemotron_operator.core.conditions import Condition, same_conditions
+from nemotron_operator.core.conditions import Condition, find_condition, same_conditions
 from nemotron_operator.core.drift import matches
 from nemotron_operator.core.recheck import seconds_until_diagnosis_may_change
 from nemotron_operator.core.status import (
@@ -36,6 +36,7 @@ from nemotron_operator.core.status import (
     desired_status,
     downloads,
     event_for,
+    measured_pod,
     seconds_until_stalled,
 )
 from nemotron_operator.shell import kube, leaderworkersets, metrics, ngc
@@ -45,6 +46,9 @@ from nemotron_operator.shell.world import Snapshot
 log = logging.getLogger(__name__)
 Why = names.StatusReason
 LEADERWORKERSET_RECHECK_SECONDS = 30.0  # the LeaderWorkerSet API missing: look again this often
+# While a download runs, its progress is read this often (one log read per converge; a status
+# write only when it moved a whole step: cache_size.steady).
+CACHE_PROGRESS_READ_SECONDS = 30.0
 
 
 class Cluster(Protocol):
@@ -67,6 +71,10 @@ class Cluster(Protocol):
     def leaderworkerset_installed(self) -> bool: ...
 
     def read_config_map_value(self, namespace: str, name: str, key: str) -> str | None: ...
+
+    def read_log_tail(
+        self, namespace: str, pod: str, container: str, limit_bytes: int
+    ) -> cache_size.SizeLog: ...
 
 
 class PublishedProfiles(Protocol):
@@ -198,18 +206,30 @@ class Converger:
 
         spec = spec_model.model_dump(by_alias=True, mode="json") if spec_model else {}
         layout = render.cache_layout(spec, plan, name)
-        cache = (
-            cache_ready(
-                render.download_content(spec, plan, layout, name),
-                snapshot.children.get("Job"),
+        cache = None
+        if blocker is None:
+            content = render.download_content(spec, plan, layout, name)
+            job = snapshot.children.get("Job")
+            measured = measured_pod(content, job, snapshot.download_pods)
+            size_log = None
+            if measured is not None:  # a download runs: how far, by its sidecar's last line
+                size_log = self.cluster.read_log_tail(
+                    namespace, measured, cache_size.CONTAINER, cache_size.LINE_LIMIT_BYTES
+                )
+                recheck.append(CACHE_PROGRESS_READ_SECONDS)
+            shown = find_condition(
+                self.statuses.current(body).get("conditions"), names.ConditionType.CACHE_READY
+            )
+            cache = cache_ready(
+                content,
+                job,
                 snapshot.download_pods,
                 snapshot.warnings,
                 plan,
                 now,
+                size_log,
+                shown.get("message") if shown else None,
             )
-            if blocker is None
-            else None
-        )
         if cache is not None:  # its pods are diagnosed with the default allowance: no probe
             recheck.append(
                 seconds_until_diagnosis_may_change(
