@@ -8,6 +8,8 @@ Conditions (Kubernetes API conventions; `Ready` is the summary that `kubectl get
 - `Progressing`: pods are being created or rolled out.
 - `Degraded`: something stops the NIM from serving (the diagnosed cause).
 - `Ready`: every replica serves; otherwise the most useful reason why not.
+- `ImagePrePulled` (only with cache.prePullImage): on how many of the nodes the pods may run on
+  the NIM image is already; it holds nothing back.
 - `CacheReady` (only while a download Job fills a shared cache): the planned profile's files are
   in the cache; the workload is created, or rolled out to a new version, only then. While the
   Job runs, how far it is; when it or its pod fails, the cause with the reason a NIM pod failing
@@ -118,6 +120,7 @@ class Observed:
     endpoint: str | None
     selector: str
     cache: CacheFill | None = None  # when a download Job fills the cache
+    image_pull: Condition | None = None  # ImagePrePulled, with cache.prePullImage
 
 
 def downloads(job: Mapping[str, Any]) -> str | None:
@@ -299,6 +302,48 @@ def download_progress(
     )
 
 
+def image_pre_pulled(daemonset: Mapping[str, Any] | None, plan: PlanStatus, name: str) -> Condition:
+    """ImagePrePulled (cache.prePullImage): on how many of the nodes the NIM pods may run on the
+    planned image is, by the pre-pull DaemonSet `daemonset` (None: not created yet). A node
+    counts once its pod there is up to date and ready: the init container that needs the image
+    has run. Informational: it holds nothing back."""
+    image = plan.image or "the NIM image"
+    where = f"nodes of {plan.gpu_product}" if plan.gpu_product else "nodes"
+    ds_name = render.ChildNames.of(name).image_pull
+    pulling = Why.IMAGE_PULLING
+    if daemonset is None:
+        return _image_pull(False, pulling, f"creating the DaemonSet {ds_name} to pull {image}")
+    template = (((daemonset.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    images = {c.get("image") for c in template.get("initContainers") or ()}
+    status = daemonset.get("status") or {}
+    generation = int((daemonset.get("metadata") or {}).get("generation") or 0)
+    if image not in images or int(status.get("observedGeneration") or 0) < generation:
+        return _image_pull(False, pulling, f"the DaemonSet {ds_name} changes to pull {image}")
+    want = int(status.get("desiredNumberScheduled") or 0)
+    have = min(int(status.get("numberReady") or 0), int(status.get("updatedNumberScheduled") or 0))
+    if want == 0:
+        return _image_pull(
+            False,
+            Why.NO_NODES_TO_PULL_ON,
+            f"no {where} match the pods' node selection and tolerations: {image} is pulled "
+            "nowhere ahead",
+        )
+    if have >= want:
+        return _image_pull(
+            True, Why.IMAGE_ON_NODES, f"{image} is on all {want} {where} the pods may run on"
+        )
+    return _image_pull(
+        False,
+        pulling,
+        f"{image} is on {have} of {want} {where} the pods may run on; the others pull it "
+        f"(kubectl get pods -l {names.IMAGE_PULL_LABEL}={name})",
+    )
+
+
+def _image_pull(status: bool, reason: str, message: str) -> Condition:
+    return Condition(names.ConditionType.IMAGE_PRE_PULLED, status, reason, message)
+
+
 def workload_counts(workload: Mapping[str, Any] | None) -> tuple[int, int, int]:
     """(replicas, ready, updated) from a Deployment's, StatefulSet's or LeaderWorkerSet's
     status (the three name them alike)."""
@@ -328,6 +373,9 @@ def facts(observed: Observed) -> list[Condition]:
         )
     if observed.credentials is not None:
         found.append(observed.credentials)
+
+    if observed.image_pull is not None:
+        found.append(observed.image_pull)
 
     if blocker is not None:
         found += [
@@ -517,9 +565,12 @@ def desired_status(
     replicas = int(((observed.workload or {}).get("status") or {}).get("replicas") or 0)
     found = facts(observed)
     found += kstatus_facts(observed, found, previous.get("conditions"), now)
+    conditions = merge_conditions(previous.get("conditions"), found, observed.generation, now)
+    if observed.image_pull is None:  # cache.prePullImage turned off: nothing to count
+        conditions = [c for c in conditions if c["type"] != names.ConditionType.IMAGE_PRE_PULLED]
     return {
         "observedGeneration": observed.generation,
-        "conditions": merge_conditions(previous.get("conditions"), found, observed.generation, now),
+        "conditions": conditions,
         "plan": observed.plan.model_dump(by_alias=True, mode="json", exclude_none=True)
         if observed.plan
         else None,

@@ -36,6 +36,7 @@ from nemotron_operator.core.status import (
     desired_status,
     downloads,
     event_for,
+    image_pre_pulled,
     measured_pod,
     seconds_until_stalled,
 )
@@ -171,6 +172,7 @@ class Converger:
         published_profiles: PublishedProfiles | None = None,
         startup_allowance_seconds: int | None = None,
         forget_leaderworkerset: Callable[[str, str], None] = lambda namespace, name: None,
+        pause_image: str = render.DEFAULT_PAUSE_IMAGE,
     ) -> None:
         self.catalog = catalog
         self.credentials = credentials
@@ -178,6 +180,7 @@ class Converger:
         self.published_profiles = published_profiles
         self.startup_allowance_setting = startup_allowance_seconds
         self.forget_leaderworkerset = forget_leaderworkerset
+        self.pause_image = pause_image
         self.statuses = StatusMemory()
         self.unkept_status_fields: set[tuple[str, ...]] = set()
 
@@ -240,7 +243,7 @@ class Converger:
             try:
                 self._apply_children(
                     body,
-                    desired_children(body, spec_model, plan),
+                    desired_children(body, spec_model, plan, self.pause_image),
                     layout.workload_kind,
                     snapshot,
                     cache_filled=cache is None or cache.condition.status is True,
@@ -250,6 +253,9 @@ class Converger:
             except kube.ChildRejected as error:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.CHILD_REJECTED, str(error))
 
+        image_pull = None
+        if plan is not None and plan.fits and spec_model and spec_model.cache.pre_pull_image:
+            image_pull = image_pre_pulled(snapshot.children.get("DaemonSet"), plan, name)
         spans = _spans_nodes(plan)
         workload = snapshot.children.get(layout.workload_kind)
         diagnosis = None
@@ -277,6 +283,7 @@ class Converger:
             else None,
             selector=f"{names.DEPLOYMENT_LABEL}={name}",
             cache=cache,
+            image_pull=image_pull,
         )
         status = self._write_status(body, observed, now)
         recheck.append(seconds_until_stalled(status, now))
@@ -416,6 +423,11 @@ class Converger:
             for child in reversed(created):
                 self.cluster.delete_child(child["kind"], namespace, child["metadata"]["name"])
             raise
+        # The image pre-pull DaemonSet, turned off (cache.prePullImage false)
+        if "DaemonSet" in snapshot.children and not any(c["kind"] == "DaemonSet" for c in children):
+            self.cluster.delete_child(
+                "DaemonSet", namespace, snapshot.children["DaemonSet"]["metadata"]["name"]
+            )
         # The workload of a kind the spec and plan no longer call for (the cache's access mode
         # or the nodes per replica changed): the new one replaces it, once it can start.
         for stale in render.WORKLOAD_KINDS:
@@ -437,7 +449,10 @@ def startup_allowance(plan: api.PlanStatus | None, setting: int | None = None) -
 
 
 def desired_children(
-    body: Mapping[str, Any], spec: api.NemotronDeploymentSpec, plan: api.PlanStatus
+    body: Mapping[str, Any],
+    spec: api.NemotronDeploymentSpec,
+    plan: api.PlanStatus,
+    pause_image: str = render.DEFAULT_PAUSE_IMAGE,
 ) -> list[dict[str, Any]]:
     """Every child the operator applies for the NemotronDeployment `body` (its metadata: name,
     namespace, uid) with this spec and plan, in the order it applies them: render.py's children,
@@ -446,7 +461,7 @@ def desired_children(
     meta = body["metadata"]
     owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     wire = spec.model_dump(by_alias=True, mode="json")
-    return render.render_children(owner, wire, plan, key_given=_key_given(spec))
+    return render.render_children(owner, wire, plan, _key_given(spec), pause_image)
 
 
 def key_secret_name(body: Mapping[str, Any]) -> str | None:

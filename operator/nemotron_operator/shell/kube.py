@@ -130,6 +130,7 @@ Body = str | Mapping[str, Any]  # text for YAML (apply), a mapping for JSON (mer
 _PLURALS = {
     "Deployment": "deployments",
     "StatefulSet": "statefulsets",
+    "DaemonSet": "daemonsets",
     "Job": "jobs",
     "Service": "services",
     "PersistentVolumeClaim": "persistentvolumeclaims",
@@ -180,12 +181,15 @@ def _done(response: Any) -> None:
 def delete_child(kind: str, namespace: str, name: str) -> None:
     """Remove a child the NemotronDeployment no longer uses: a workload of another kind
     (Deployment, StatefulSet, LeaderWorkerSet), a download Job for other files (with its pods),
-    or one created just before a sibling was refused (a Service, a claim)."""
+    the image pre-pull DaemonSet once turned off, or one created just before a sibling was
+    refused (a Service, a claim)."""
     try:
         if kind == "Deployment":
             client.AppsV1Api(api()).delete_namespaced_deployment(name, namespace)
         elif kind == "StatefulSet":
             client.AppsV1Api(api()).delete_namespaced_stateful_set(name, namespace)
+        elif kind == "DaemonSet":
+            client.AppsV1Api(api()).delete_namespaced_daemon_set(name, namespace)
         elif kind == "Job":
             client.BatchV1Api(api()).delete_namespaced_job(
                 name, namespace, propagation_policy="Background"
