@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from nemotron_operator.api import names
 from nemotron_operator.core import cache_size
 from nemotron_operator.core.cache_size import SizeLog, SizeReport
 from nemotron_operator.core.inventory import gpu_pools
@@ -21,7 +20,16 @@ from nemotron_operator.shell.converge import CACHE_PROGRESS_READ_SECONDS
 from nemotron_operator.shell.world import Snapshot
 
 from . import test_cache_layout as layout
-from .test_cache_download import CONTENT, NOW, PLAN, exited, job, pod, running
+from .test_cache_download import (
+    CONTENT,
+    NOW,
+    PLAN,
+    exited,
+    job,
+    pod,
+    running,
+    snapshot_with_download_pods,
+)
 from .test_inventory import node
 from .test_metrics import FakeConnection, connection  # noqa: F401 (a fixture)
 
@@ -191,23 +199,7 @@ def test_the_job_runs_a_sidecar_that_measures_the_cache_it_mounts_read_only() ->
 
 
 def test_a_converge_reads_the_sidecars_last_line_and_writes_only_whole_steps() -> None:
-    running_job = job()
-    running_job["metadata"]["annotations"] = {
-        names.CACHE_CONTENT_ANNOTATION: f"{layout._planned_image()} {layout.PROFILE}"
-    }
-    body = layout.deployment(
-        "nano",
-        gpu={"product": layout.L40S},
-        profile=layout.PROFILE,
-        cache={"accessMode": "ReadWriteMany"},
-    )
-    claim = {"kind": "PersistentVolumeClaim", "metadata": {"name": "nano-cache"}}
-    snapshot = Snapshot(
-        body,
-        children={"PersistentVolumeClaim": claim, "Job": running_job},
-        pools=gpu_pools([node("gpu-1", product=layout.L40S, memory_mib=46068)]),
-        download_pods=[running("nano-download-a", SINCE)],
-    )
+    snapshot = snapshot_with_download_pods([running("nano-download-a", SINCE)])
     cluster = layout.FakeCluster()
     converger = layout.converger(cluster)
     where = ("team-a", "nano-download-a", cache_size.CONTAINER)
