@@ -108,4 +108,4 @@ def test_the_cache_ready_message_shows_the_bytes_the_sidecar_measures(
         waited = time.monotonic() - asked
         shown = cluster.kubectl("get", "nd", "nano", "-n", namespace).stdout
         assert "CacheDownloading" in shown, shown
-        print(f"\n{shown}{later}\nshown {waited:.1f} s after the report")
+        print(f"\n{tail}{shown}{later}\nshown {waited:.1f} s after the report")

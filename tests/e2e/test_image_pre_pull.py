@@ -58,7 +58,10 @@ def test_the_image_is_pulled_on_the_planned_products_nodes_only_and_the_status_c
         "-o",
         "jsonpath={range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{'\\n'}{end}",
     ).stdout
-    print(f"\n{shown}{conditions}")
+    where = cluster.kubectl(
+        "get", "pods", "-l", f"{names.IMAGE_PULL_LABEL}=nano", "-n", namespace, "-o", "wide"
+    ).stdout
+    print(f"\n{shown}{conditions}{where}")
 
     apps = client.AppsV1Api(cluster.api)
     nds.patch_spec("nano", {"cache": {"prePullImage": False}})
