@@ -30,6 +30,7 @@ from nemotron_operator.core.drift import matches
 from nemotron_operator.core.recheck import seconds_until_diagnosis_may_change
 from nemotron_operator.core.status import (
     Blocker,
+    CacheFill,
     Observed,
     cache_ready,
     changed_reasons,
@@ -212,27 +213,8 @@ class Converger:
         cache = None
         if blocker is None:
             content = render.download_content(spec, plan, layout, name)
-            job = snapshot.children.get("Job")
-            measured = measured_pod(content, job, snapshot.download_pods)
-            size_log = None
-            if measured is not None:  # a download runs: how far, by its sidecar's last line
-                size_log = self.cluster.read_log_tail(
-                    namespace, measured, cache_size.CONTAINER, cache_size.LINE_LIMIT_BYTES
-                )
-                recheck.append(CACHE_PROGRESS_READ_SECONDS)
-            shown = find_condition(
-                self.statuses.current(body).get("conditions"), names.ConditionType.CACHE_READY
-            )
-            cache = cache_ready(
-                content,
-                job,
-                snapshot.download_pods,
-                snapshot.warnings,
-                plan,
-                now,
-                size_log,
-                shown.get("message") if shown else None,
-            )
+            cache, read_again = self._cache_fill(body, snapshot, content, plan, now)
+            recheck.append(read_again)
         if cache is not None:  # its pods are diagnosed with the default allowance: no probe
             recheck.append(
                 seconds_until_diagnosis_may_change(
@@ -292,6 +274,42 @@ class Converger:
             spans_nodes=spans or _status_spans_nodes(body),
             reads_key_secret=key_secret_name(body) is not None,
         )
+
+    def _cache_fill(
+        self,
+        body: Mapping[str, Any],
+        snapshot: Snapshot,
+        content: str | None,
+        plan: api.PlanStatus | None,
+        now: dt.datetime,
+    ) -> tuple[CacheFill | None, float | None]:
+        """The CacheReady fact of the download Job that puts `content` into the shared cache,
+        and when to look again: while it downloads, its progress is its cache-size sidecar's
+        last line, read now and again in CACHE_PROGRESS_READ_SECONDS."""
+        job = snapshot.children.get("Job")
+        measured = measured_pod(content, job, snapshot.download_pods)
+        size_log = None
+        if measured is not None:
+            size_log = self.cluster.read_log_tail(
+                body["metadata"]["namespace"],
+                measured,
+                cache_size.CONTAINER,
+                cache_size.LINE_LIMIT_BYTES,
+            )
+        shown = find_condition(
+            self.statuses.current(body).get("conditions"), names.ConditionType.CACHE_READY
+        )
+        fill = cache_ready(
+            content,
+            job,
+            snapshot.download_pods,
+            snapshot.warnings,
+            plan,
+            now,
+            size_log,
+            shown.get("message") if shown else None,
+        )
+        return fill, CACHE_PROGRESS_READ_SECONDS if measured is not None else None
 
     def _write_status(
         self, body: Mapping[str, Any], observed: Observed, now: dt.datetime
