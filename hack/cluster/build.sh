@@ -89,6 +89,14 @@ build_kwok() {
   chmod -R u+w "$out/stages"
 }
 
+# kwok's CRDs of the debugging resources the cluster turns on (`Logs`: a pod's log served from a
+# file a test writes), from the same module as the binary.
+build_kwok_crds() {
+  local out=$1 version=$2 src
+  src=$(cd "$cache/tmp" && go mod download -json "sigs.k8s.io/kwok@$version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  cp "$src/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml" "$out/"
+}
+
 build_helm() {
   local out=$1 version=$2 minor=${KUBE_VERSION#v1.}
   minor=${minor%%.*}
@@ -102,6 +110,7 @@ if [ "${BASH_SOURCE[0]}" != "$0" ]; then return 0; fi
 
 install_component etcd "$ETCD_VERSION" build_etcd
 install_component kwok "$KWOK_VERSION" build_kwok
+install_component kwok-crds "$KWOK_VERSION" build_kwok_crds
 install_component helm "$HELM_VERSION" build_helm
 install_component kubernetes "$KUBE_VERSION" build_kubernetes
 rm -rf "$cache/tmp"

@@ -97,6 +97,7 @@ def binaries() -> dict[str, Path]:
     subprocess.run(["bash", str(HERE / "build.sh")], check=True)
     v = versions()
     kube = CACHE / "bin" / f"kubernetes-{v['KUBE_VERSION']}"
+    kwok_crds = CACHE / "bin" / f"kwok-crds-{v['KWOK_VERSION']}"
     return {
         "etcd": CACHE / "bin" / f"etcd-{v['ETCD_VERSION']}" / "etcd",
         "kube-apiserver": kube / "kube-apiserver",
@@ -105,6 +106,7 @@ def binaries() -> dict[str, Path]:
         "kubectl": kube / "kubectl",
         "kwok": CACHE / "bin" / f"kwok-{v['KWOK_VERSION']}" / "kwok",
         "kwok-stages": CACHE / "bin" / f"kwok-{v['KWOK_VERSION']}" / "stages",
+        "kwok-logs-crd": kwok_crds / "kwok.x-k8s.io_logs.yaml",
         "helm": CACHE / "bin" / f"helm-{v['HELM_VERSION']}" / "helm",
     }
 
@@ -548,8 +550,15 @@ def up(state: Path, nodes_file: Path, audit_reads: bool = False) -> None:
 
 
 def start_fake_nodes(bins: dict[str, Path], state: Path, nodes_file: Path) -> int:
-    """Start kwok against the cluster behind state/kubeconfig and create the node pools."""
+    """Start kwok against the cluster behind state/kubeconfig and create the node pools.
+
+    kwok also serves the fake nodes' kubelet API on one port of loopback (every node's address),
+    so that `kubectl logs` works: a pod's container log is the file a `Logs` object
+    (kwok.x-k8s.io/v1alpha1, namespaced, named as the pod) points at, which a test writes in
+    the CRI log format. A pod without one has no log (the API server answers 400)."""
     kwok_config(bins["kwok-stages"], state / "kwok.yaml")
+    kubectl(bins, state, "apply", "--server-side", "-f", str(bins["kwok-logs-crd"]))
+    kubelet_port = free_port()
     start(
         state,
         "kwok",
@@ -562,6 +571,9 @@ def start_fake_nodes(bins: dict[str, Path], state: Path, nodes_file: Path) -> in
             "--node-lease-duration-seconds=40",
             "--cidr=10.244.0.0/16",
             "--node-ip=127.0.0.1",
+            f"--node-port={kubelet_port}",
+            f"--server-address=127.0.0.1:{kubelet_port}",
+            "--enable-crds=Logs",
         ],
     )
     kubectl(bins, state, "apply", "-f", str(bins["kwok-stages"] / STORAGE_CLASS))

@@ -147,6 +147,7 @@ NAMESPACED_VALUES = {
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops"}],
     "podAnnotations": {"team": "platform"},
+    "imagePrePull": {"pauseImage": "registry.example.internal/pause:3.10.2"},
 }
 
 
@@ -273,6 +274,7 @@ def test_namespaced_install_passes_server_side_dry_run(
     assert env["NEMOTRON_NGC_REGISTRY_URL"] == "https://registry.example.internal"
     assert env["NEMOTRON_LIVE_CATALOG"] == "true"
     assert env["HTTPS_PROXY"] == "http://proxy.example.internal:3128"
+    assert env["NEMOTRON_PAUSE_IMAGE"] == "registry.example.internal/pause:3.10.2"
     (configmap,) = of_kind(documents, "ConfigMap")
     overrides = yaml.safe_load(configmap["data"]["overrides.yaml"])
     assert overrides == yaml.safe_load(NAMESPACED_VALUES["catalogOverrides"])
@@ -348,6 +350,11 @@ CODE_NEEDS = {
     ("served", "apps", "statefulsets", "create"): "kube.apply (an apply that creates)",
     ("served", "apps", "statefulsets", "patch"): "kube.apply",
     ("served", "apps", "statefulsets", "delete"): "kube.delete_child",
+    ("served", "apps", "daemonsets", "list"): "children index",
+    ("served", "apps", "daemonsets", "watch"): "children index and trigger",
+    ("served", "apps", "daemonsets", "create"): "kube.apply (cache.prePullImage)",
+    ("served", "apps", "daemonsets", "patch"): "kube.apply",
+    ("served", "apps", "daemonsets", "delete"): "kube.delete_child (prePullImage turned off)",
     ("served", "batch", "jobs", "list"): "children index",
     ("served", "batch", "jobs", "watch"): "children index and trigger",
     ("served", "batch", "jobs", "create"): "kube.apply (the download Job)",
@@ -368,6 +375,7 @@ CODE_NEEDS = {
     ("served", "", "persistentvolumeclaims", "patch"): "kube.apply",
     ("served", "", "pods", "list"): "handlers.gpu_requests, owned_pods",
     ("served", "", "pods", "watch"): "handlers.gpu_requests, owned_pods",
+    ("served", "", "pods/log", "get"): "kube.read_log_tail (a download's cache-size sidecar)",
     ("served", "", "events", "list"): "handlers.pod_warnings",
     ("served", "", "events", "watch"): "handlers.pod_warning_posted",
     ("served", "", "events", "create"): "kube.post_event, Kopf's own events",

@@ -312,9 +312,8 @@ def test_a_new_version_downloading_shows_in_the_ready_reason_and_posts_no_event(
         assert [n for n in news if n] == []
 
 
-def converge_with_download_pods(pods: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
-    """One converge (the shell, with a fake cluster) of a NemotronDeployment whose download Job
-    runs, given its pods: the outcome, and the CacheReady condition written."""
+def snapshot_with_download_pods(pods: list[dict[str, Any]]) -> Snapshot:
+    """What a converge sees of a NemotronDeployment whose download Job runs, given its pods."""
     layout_job = job()
     layout_job["metadata"]["annotations"] = {
         names.CACHE_CONTENT_ANNOTATION: f"{layout._planned_image()} {layout.PROFILE}"
@@ -326,14 +325,19 @@ def converge_with_download_pods(pods: list[dict[str, Any]]) -> tuple[Any, dict[s
         cache={"accessMode": "ReadWriteMany"},
     )
     claim = {"kind": "PersistentVolumeClaim", "metadata": {"name": "nano-cache"}}
-    snapshot = Snapshot(
+    return Snapshot(
         body,
         children={"PersistentVolumeClaim": claim, "Job": layout_job},
         pools=gpu_pools([node("gpu-1", product=layout.L40S, memory_mib=46068)]),
         download_pods=pods,
     )
+
+
+def converge_with_download_pods(pods: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
+    """One converge (the shell, with a fake cluster) of a NemotronDeployment whose download Job
+    runs, given its pods: the outcome, and the CacheReady condition written."""
     cluster = layout.FakeCluster()
-    outcome = layout.converger(cluster).converge(snapshot, NOW)
+    outcome = layout.converger(cluster).converge(snapshot_with_download_pods(pods), NOW)
     (status,) = [s for what, s in cluster.writes if what == "status"]
     (cache,) = [c for c in status["conditions"] if c["type"] == "CacheReady"]
     return outcome, cache

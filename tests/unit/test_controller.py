@@ -15,7 +15,7 @@ import pytest
 
 from nemotron_operator.api import names
 from nemotron_operator.api.types import NemotronDeploymentSpec, PlanStatus
-from nemotron_operator.core import render
+from nemotron_operator.core import cache_size, render
 from nemotron_operator.core.catalog import load_catalog
 from nemotron_operator.core.planner import plan
 from nemotron_operator.shell import kube, ngc
@@ -50,6 +50,8 @@ class FakeCluster:
     crd_without_plan_field: str | None = None  # a CRD older than the operator prunes it
     stored: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     refuses: set[str] = field(default_factory=set)  # kinds the API server refuses
+    logs: dict[tuple[str, str, str], cache_size.SizeLog] = field(default_factory=dict)
+    log_reads: list[tuple[str, str, str, int]] = field(default_factory=list)
 
     def apply(self, child: Mapping[str, Any], *, answer: bool = False) -> dict[str, Any] | None:
         if self.fail_with:
@@ -83,6 +85,12 @@ class FakeCluster:
 
     def read_config_map_value(self, namespace: str, name: str, key: str) -> str | None:
         return self.config_maps.get((namespace, name, key))
+
+    def read_log_tail(
+        self, namespace: str, pod: str, container: str, limit_bytes: int
+    ) -> cache_size.SizeLog:
+        self.log_reads.append((namespace, pod, container, limit_bytes))
+        return self.logs.get((namespace, pod, container), cache_size.SizeLog())
 
 
 @dataclass

@@ -172,12 +172,12 @@ class FakeConnection:
 
     def __init__(self) -> None:
         self.status = 200
-        self.body: Mapping[str, Any] = {}
+        self.body: Mapping[str, Any] | bytes = {}  # bytes: a text answer (a log)
         self.requests: list[tuple[str, str]] = []
 
     def request(self, method: str, url: str, **_: Any) -> urllib3.HTTPResponse:
         self.requests.append((method, url))
-        data = json.dumps(self.body).encode()
+        data = self.body if isinstance(self.body, bytes) else json.dumps(self.body).encode()
         return urllib3.HTTPResponse(
             body=io.BytesIO(data), status=self.status, preload_content=False, reason="x"
         )

@@ -52,6 +52,9 @@ MODEL_LABEL = f"{GROUP}/model"
 CACHE_CONTENT_ANNOTATION = f"{GROUP}/cache-content"
 # On the download Job's pod (not the deployment label: the Service must not select it).
 CACHE_DOWNLOAD_LABEL = f"{GROUP}/cache-download"  # value: the NemotronDeployment's name
+# On the pods of the DaemonSet that pulls the NIM image ahead (cache.prePullImage; not the
+# deployment label either: they are not replicas).
+IMAGE_PULL_LABEL = f"{GROUP}/image-pull"  # value: the NemotronDeployment's name
 
 FIELD_MANAGER = "nemotron-operator"
 FINALIZER = f"{GROUP}/finalizer"
@@ -70,6 +73,7 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     CACHE_READY = "CacheReady"
+    IMAGE_PRE_PULLED = "ImagePrePulled"  # cache.prePullImage: on how many target nodes
     # kstatus (sigs.k8s.io/cli-utils), which Flux and `kubectl wait`-style tools read:
     RECONCILING = "Reconciling"  # True: still working towards the spec
     STALLED = "Stalled"  # True: cannot go on without a change by a person
@@ -153,4 +157,7 @@ class StatusReason(StrEnum):
     CACHE_DOWNLOADING = "CacheDownloading"
     CACHE_DOWNLOADED = "CacheDownloaded"
     CACHE_DOWNLOAD_FAILED = "CacheDownloadFailed"
+    IMAGE_ON_NODES = "ImageOnNodes"
+    IMAGE_PULLING = "ImagePulling"
+    NO_NODES_TO_PULL_ON = "NoNodesToPullOn"
     READY = "Ready"

@@ -466,6 +466,14 @@ class Cache(ApiObject):
         description="Keep the claims the operator created when the NemotronDeployment is "
         "deleted (a NemotronDeployment of the same name finds them again).",
     )
+    pre_pull_image: bool = Field(
+        default=False,
+        description="Pull the NIM image ahead on every node of the planned GPU product the "
+        "pods may run on (nodeSelector, affinity, tolerations), with a DaemonSet "
+        "<name>-image-pull, so that a new replica, a rollout or a rescheduled pod does not wait "
+        "for a 20-40 GB image; status condition ImagePrePulled counts the nodes that have it. "
+        "Turned off, the DaemonSet is removed.",
+    )
 
     rules: ClassVar[tuple[Rule[Cache], ...]] = (
         Rule(

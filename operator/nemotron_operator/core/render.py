@@ -21,6 +21,7 @@ import yaml
 
 from nemotron_operator.api import names
 from nemotron_operator.api.types import PlanStatus
+from nemotron_operator.core import cache_size
 
 CACHE_PATH = "/opt/nim/.cache"
 SHM_SIZE = "16Gi"
@@ -33,6 +34,11 @@ ASSUMED_DOWNLOAD_MB_PER_SECOND = 100
 ASSUMED_LOAD_MB_PER_SECOND = 500
 ENGINE_START_SECONDS = 10 * 60
 GIB = 2**30
+# The image of the pre-pull DaemonSet's one container (it only holds the pod on the node): the
+# pause image of Kubernetes 1.36 (kubeadm's PauseVersion, cmd/kubeadm/app/constants in
+# kubernetes/kubernetes v1.36.3). The operator's setting NEMOTRON_PAUSE_IMAGE (the chart's
+# imagePrePull.pauseImage) replaces it, e.g. with a mirror's.
+DEFAULT_PAUSE_IMAGE = "registry.k8s.io/pause:3.10.2"
 
 # json.dumps writes a character beyond U+FFFF as a surrogate pair (\ud83d\ude80): JSON allows it,
 # YAML does not join the pair (PyYAML reads two lone surrogates, the API server refuses the
@@ -75,6 +81,7 @@ class ChildNames:
     service: str
     cache: str  # the shared PersistentVolumeClaim the operator creates (ReadWriteMany)
     download: str  # the Job that fills it
+    image_pull: str  # the DaemonSet that pulls the NIM image ahead (cache.prePullImage)
 
     @classmethod
     def of(cls, deployment_name: str) -> ChildNames:
@@ -83,6 +90,7 @@ class ChildNames:
             service=deployment_name,
             cache=f"{deployment_name}-cache",
             download=f"{deployment_name}-download",
+            image_pull=f"{deployment_name}-image-pull",
         )
 
 
@@ -263,9 +271,14 @@ def multi_node_env(
 
 
 def render_children(
-    owner: Owner, spec: Mapping[str, Any], plan: PlanStatus, key_given: bool
+    owner: Owner,
+    spec: Mapping[str, Any],
+    plan: PlanStatus,
+    key_given: bool,
+    pause_image: str = DEFAULT_PAUSE_IMAGE,
 ) -> list[dict[str, Any]]:
-    """Every child the NemotronDeployment needs, in the order they should be applied."""
+    """Every child the NemotronDeployment needs, in the order they should be applied
+    (`pause_image`: the pre-pull DaemonSet's container, with cache.prePullImage)."""
     child_names = ChildNames.of(owner.name)
     selector = selector_labels(owner.name)
     labels = {
@@ -340,6 +353,8 @@ def render_children(
             "content": content,
             "profile": plan.profile,
             "env": [e for e in env if e["name"] in ("NGC_API_KEY", "NIM_CACHE_PATH")],
+            "size_container": cache_size.CONTAINER,
+            "size_script": cache_size.script(CACHE_PATH),
             "pod_labels": {
                 names.CACHE_DOWNLOAD_LABEL: owner.name,
                 names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
@@ -348,6 +363,16 @@ def render_children(
         templates.insert(0, "job.yaml.j2")
     if layout.shared_claim == child_names.cache:
         templates.insert(0, "persistentvolumeclaim.yaml.j2")
+    if cache.get("prePullImage"):  # first: the pulls run while the cache fills
+        context["image_pull"] = {
+            "pod_labels": {
+                names.IMAGE_PULL_LABEL: owner.name,
+                names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+            },
+            "node_affinity": (spec.get("affinity") or {}).get("nodeAffinity"),
+            "pause_image": pause_image,
+        }
+        templates.insert(0, "daemonset.yaml.j2")
     return [_render(template, context) for template in templates]
 
 

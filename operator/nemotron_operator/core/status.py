@@ -8,6 +8,8 @@ Conditions (Kubernetes API conventions; `Ready` is the summary that `kubectl get
 - `Progressing`: pods are being created or rolled out.
 - `Degraded`: something stops the NIM from serving (the diagnosed cause).
 - `Ready`: every replica serves; otherwise the most useful reason why not.
+- `ImagePrePulled` (only with cache.prePullImage): on how many of the nodes the pods may run on
+  the NIM image is already; it holds nothing back.
 - `CacheReady` (only while a download Job fills a shared cache): the planned profile's files are
   in the cache; the workload is created, or rolled out to a new version, only then. While the
   Job runs, how far it is; when it or its pod fails, the cause with the reason a NIM pod failing
@@ -29,7 +31,7 @@ from typing import Any
 
 from nemotron_operator.api import names
 from nemotron_operator.api.types import PlanStatus
-from nemotron_operator.core import diagnose, render
+from nemotron_operator.core import cache_size, diagnose, render
 from nemotron_operator.core.conditions import (
     Condition,
     find_condition,
@@ -118,6 +120,7 @@ class Observed:
     endpoint: str | None
     selector: str
     cache: CacheFill | None = None  # when a download Job fills the cache
+    image_pull: Condition | None = None  # ImagePrePulled, with cache.prePullImage
 
 
 def downloads(job: Mapping[str, Any]) -> str | None:
@@ -149,11 +152,17 @@ def cache_ready(
     events: Sequence[Mapping[str, Any]] = (),
     plan: PlanStatus | None = None,
     now: dt.datetime | None = None,
+    size_log: cache_size.SizeLog | None = None,
+    shown: str | None = None,
 ) -> CacheFill | None:
     """The CacheReady fact from the download Job that should put `content` ("<image> <profile>")
     into the shared cache (None: no Job does, the fact does not apply), its pods (those with the
     download label; `events`: the Warning Events about them) diagnosed as a NIM pod's are: a Job
-    that failed, or whose pod fails while the Job retries, carries the NIM's own reason."""
+    that failed, or whose pod fails while the Job retries, carries the NIM's own reason.
+
+    `size_log`: what the operator read of the cache-size sidecar of `measured_pod` (None: it
+    read nothing); `shown`: the CacheReady message the status has, kept while the measured
+    progress has not moved a whole step (cache_size.steady)."""
     if content is None:
         return None
     image, profile = content.split(" ", 1)
@@ -188,8 +197,9 @@ def cache_ready(
     if found is not None:
         message = f"the Job {name} cannot download {what}: {cause}"
         return CacheFill(_cache_condition(False, found.reason, message), failing=True)
-    progress = download_progress(job, own, plan)
-    return CacheFill(_cache_condition(False, Why.CACHE_DOWNLOADING, _downloading(what, progress)))
+    progress = download_progress(job, own, plan, size_log)
+    message = cache_size.steady(shown, _downloading(what, progress))
+    return CacheFill(_cache_condition(False, Why.CACHE_DOWNLOADING, message))
 
 
 def _cache_condition(status: bool, reason: str, message: str) -> Condition:
@@ -200,25 +210,39 @@ def _downloading(what: str, progress: str = "") -> str:
     return f"a Job downloads {what} into the shared cache" + (f": {progress}" if progress else "")
 
 
-def download_progress(
-    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], plan: PlanStatus | None
-) -> str:
-    """How far the download Job is, from what the API server says of it and its newest pod (no
-    log is read: download-to-cache reports its bytes only there). A time left is an estimate at
-    the rate the startup probe assumes, and says so. The text depends on no clock: it changes
-    only when the Job or pod does, so a running download costs no status writes."""
-    attempt = int((job.get("status") or {}).get("failed") or 0) + 1
-    limit = int((job.get("spec") or {}).get("backoffLimit") or 0) + 1
-    tries = f"attempt {attempt} of {limit}, " if attempt > 1 else ""
+def measured_pod(
+    content: str | None, job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """The pod whose cache-size sidecar says how far the download of `content` is: the newest
+    pod of its Job (not finished) whose download container runs (None: no download runs)."""
+    if content is None or job is None or downloads(job) != content or _finished(job):
+        return None
+    pod = _newest_live(pods_of_job(job, pods))
+    if pod is None or _running_since(pod) is None:
+        return None
+    if (pod.get("status") or {}).get("phase") not in (None, "Pending", "Running"):
+        return None
+    return str((pod.get("metadata") or {}).get("name") or "") or None
+
+
+def _finished(job: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        for c in ((job.get("status") or {}).get("conditions") or ())
+    )
+
+
+def _newest_live(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
     if not live:
-        return f"{tries}its pod is not created yet"
-    pod = max(live, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
-    node = (pod.get("spec") or {}).get("nodeName")
-    if not node:
-        return f"{tries}its pod waits to be scheduled"
+        return None
+    return max(live, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+
+
+def _running_since(pod: Mapping[str, Any]) -> dt.datetime | None:
+    """When the pod's (download) container started running (None: it does not run)."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or ()
-    started = diagnose.timestamp(
+    return diagnose.timestamp(
         next(
             (
                 s["state"]["running"].get("startedAt")
@@ -228,6 +252,28 @@ def download_progress(
             None,
         )
     )
+
+
+def download_progress(
+    job: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    plan: PlanStatus | None,
+    size_log: cache_size.SizeLog | None = None,
+) -> str:
+    """How far the download Job is: what the API server says of it and its newest pod, and
+    while it downloads, the cache's size its sidecar reported (`size_log`). Without a report, a
+    time left is an estimate at the rate the startup probe assumes, and says so and why. The
+    text depends on no clock: it changes only when the Job, the pod or the report does."""
+    attempt = int((job.get("status") or {}).get("failed") or 0) + 1
+    limit = int((job.get("spec") or {}).get("backoffLimit") or 0) + 1
+    tries = f"attempt {attempt} of {limit}, " if attempt > 1 else ""
+    pod = _newest_live(pods)
+    if pod is None:
+        return f"{tries}its pod is not created yet"
+    node = (pod.get("spec") or {}).get("nodeName")
+    if not node:
+        return f"{tries}its pod waits to be scheduled"
+    started = _running_since(pod)
     if (pod.get("status") or {}).get("phase") == "Succeeded":
         return f"{tries}its pod on node {node} has finished, the Job completes"
     if started is None:
@@ -237,14 +283,65 @@ def download_progress(
         )
     text = f"{tries}downloading on node {node} since {timestamp(started)}"
     gib = plan.download_gib if plan is not None else None
+    report = cache_size.parse(size_log.line) if size_log and size_log.line else None
+    if report is not None:
+        return f"{text}, {cache_size.measured_progress(report, gib)}"
+    if size_log is None:
+        why = "the cache's size was not read"
+    elif size_log.unreadable is not None:
+        why = f"the cache's size could not be read: {size_log.unreadable}"
+    else:
+        why = "its cache-size sidecar has reported no size yet"
     if not gib:
-        return text
+        return f"{text} ({why})"
     rate = render.ASSUMED_DOWNLOAD_MB_PER_SECOND
     done = started + dt.timedelta(seconds=gib * render.GIB / 1e6 / rate)
     return (
         f"{text}, {gib:g} GiB expected; at an assumed {rate} MB/s it would be done about "
-        f"{timestamp(done)} (an estimate: the Job reports no bytes)"
+        f"{timestamp(done)} (an estimate: {why})"
     )
+
+
+def image_pre_pulled(daemonset: Mapping[str, Any] | None, plan: PlanStatus, name: str) -> Condition:
+    """ImagePrePulled (cache.prePullImage): on how many of the nodes the NIM pods may run on the
+    planned image is, by the pre-pull DaemonSet `daemonset` (None: not created yet). A node
+    counts once its pod there is up to date and ready: the init container that needs the image
+    has run. Informational: it holds nothing back."""
+    image = plan.image or "the NIM image"
+    where = f"nodes of {plan.gpu_product}" if plan.gpu_product else "nodes"
+    ds_name = render.ChildNames.of(name).image_pull
+    pulling = Why.IMAGE_PULLING
+    if daemonset is None:
+        return _image_pull(False, pulling, f"creating the DaemonSet {ds_name} to pull {image}")
+    template = (((daemonset.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    images = {c.get("image") for c in template.get("initContainers") or ()}
+    status = daemonset.get("status") or {}
+    generation = int((daemonset.get("metadata") or {}).get("generation") or 0)
+    if image not in images or int(status.get("observedGeneration") or 0) < generation:
+        return _image_pull(False, pulling, f"the DaemonSet {ds_name} changes to pull {image}")
+    want = int(status.get("desiredNumberScheduled") or 0)
+    have = min(int(status.get("numberReady") or 0), int(status.get("updatedNumberScheduled") or 0))
+    if want == 0:
+        return _image_pull(
+            False,
+            Why.NO_NODES_TO_PULL_ON,
+            f"no {where} match the pods' node selection and tolerations: {image} is pulled "
+            "nowhere ahead",
+        )
+    if have >= want:
+        return _image_pull(
+            True, Why.IMAGE_ON_NODES, f"{image} is on all {want} {where} the pods may run on"
+        )
+    return _image_pull(
+        False,
+        pulling,
+        f"{image} is on {have} of {want} {where} the pods may run on; the others pull it "
+        f"(kubectl get pods -l {names.IMAGE_PULL_LABEL}={name})",
+    )
+
+
+def _image_pull(status: bool, reason: str, message: str) -> Condition:
+    return Condition(names.ConditionType.IMAGE_PRE_PULLED, status, reason, message)
 
 
 def workload_counts(workload: Mapping[str, Any] | None) -> tuple[int, int, int]:
@@ -276,6 +373,9 @@ def facts(observed: Observed) -> list[Condition]:
         )
     if observed.credentials is not None:
         found.append(observed.credentials)
+
+    if observed.image_pull is not None:
+        found.append(observed.image_pull)
 
     if blocker is not None:
         found += [
@@ -465,9 +565,12 @@ def desired_status(
     replicas = int(((observed.workload or {}).get("status") or {}).get("replicas") or 0)
     found = facts(observed)
     found += kstatus_facts(observed, found, previous.get("conditions"), now)
+    conditions = merge_conditions(previous.get("conditions"), found, observed.generation, now)
+    if observed.image_pull is None:  # cache.prePullImage turned off: nothing to count
+        conditions = [c for c in conditions if c["type"] != names.ConditionType.IMAGE_PRE_PULLED]
     return {
         "observedGeneration": observed.generation,
-        "conditions": merge_conditions(previous.get("conditions"), found, observed.generation, now),
+        "conditions": conditions,
         "plan": observed.plan.model_dump(by_alias=True, mode="json", exclude_none=True)
         if observed.plan
         else None,

@@ -164,6 +164,7 @@ def read(
             apps.list_stateful_set_for_all_namespaces,
             apps.list_namespaced_stateful_set,
         ),
+        ("DaemonSet", apps.list_daemon_set_for_all_namespaces, apps.list_namespaced_daemon_set),
         ("Service", core.list_service_for_all_namespaces, core.list_namespaced_service),
         (
             "PersistentVolumeClaim",

@@ -23,19 +23,22 @@ from pydantic import ValidationError
 from nemotron_operator.api import names
 from nemotron_operator.api import types as api
 from nemotron_operator.api.rules import admission_errors
-from nemotron_operator.core import diagnose, planner, render
+from nemotron_operator.core import cache_size, diagnose, planner, render
 from nemotron_operator.core.catalog import Catalog
-from nemotron_operator.core.conditions import Condition, same_conditions
+from nemotron_operator.core.conditions import Condition, find_condition, same_conditions
 from nemotron_operator.core.drift import matches
 from nemotron_operator.core.recheck import seconds_until_diagnosis_may_change
 from nemotron_operator.core.status import (
     Blocker,
+    CacheFill,
     Observed,
     cache_ready,
     changed_reasons,
     desired_status,
     downloads,
     event_for,
+    image_pre_pulled,
+    measured_pod,
     seconds_until_stalled,
 )
 from nemotron_operator.shell import kube, leaderworkersets, metrics, ngc
@@ -45,6 +48,9 @@ from nemotron_operator.shell.world import Snapshot
 log = logging.getLogger(__name__)
 Why = names.StatusReason
 LEADERWORKERSET_RECHECK_SECONDS = 30.0  # the LeaderWorkerSet API missing: look again this often
+# While a download runs, its progress is read this often (one log read per converge; a status
+# write only when it moved a whole step: cache_size.steady).
+CACHE_PROGRESS_READ_SECONDS = 30.0
 
 
 class Cluster(Protocol):
@@ -67,6 +73,10 @@ class Cluster(Protocol):
     def leaderworkerset_installed(self) -> bool: ...
 
     def read_config_map_value(self, namespace: str, name: str, key: str) -> str | None: ...
+
+    def read_log_tail(
+        self, namespace: str, pod: str, container: str, limit_bytes: int
+    ) -> cache_size.SizeLog: ...
 
 
 class PublishedProfiles(Protocol):
@@ -163,6 +173,7 @@ class Converger:
         published_profiles: PublishedProfiles | None = None,
         startup_allowance_seconds: int | None = None,
         forget_leaderworkerset: Callable[[str, str], None] = lambda namespace, name: None,
+        pause_image: str = render.DEFAULT_PAUSE_IMAGE,
     ) -> None:
         self.catalog = catalog
         self.credentials = credentials
@@ -170,6 +181,7 @@ class Converger:
         self.published_profiles = published_profiles
         self.startup_allowance_setting = startup_allowance_seconds
         self.forget_leaderworkerset = forget_leaderworkerset
+        self.pause_image = pause_image
         self.statuses = StatusMemory()
         self.unkept_status_fields: set[tuple[str, ...]] = set()
 
@@ -198,18 +210,11 @@ class Converger:
 
         spec = spec_model.model_dump(by_alias=True, mode="json") if spec_model else {}
         layout = render.cache_layout(spec, plan, name)
-        cache = (
-            cache_ready(
-                render.download_content(spec, plan, layout, name),
-                snapshot.children.get("Job"),
-                snapshot.download_pods,
-                snapshot.warnings,
-                plan,
-                now,
-            )
-            if blocker is None
-            else None
-        )
+        cache = None
+        if blocker is None:
+            content = render.download_content(spec, plan, layout, name)
+            cache, read_again = self._cache_fill(body, snapshot, content, plan, now)
+            recheck.append(read_again)
         if cache is not None:  # its pods are diagnosed with the default allowance: no probe
             recheck.append(
                 seconds_until_diagnosis_may_change(
@@ -220,7 +225,7 @@ class Converger:
             try:
                 self._apply_children(
                     body,
-                    desired_children(body, spec_model, plan),
+                    desired_children(body, spec_model, plan, self.pause_image),
                     layout.workload_kind,
                     snapshot,
                     cache_filled=cache is None or cache.condition.status is True,
@@ -230,6 +235,9 @@ class Converger:
             except kube.ChildRejected as error:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.CHILD_REJECTED, str(error))
 
+        image_pull = None
+        if plan is not None and plan.fits and spec_model and spec_model.cache.pre_pull_image:
+            image_pull = image_pre_pulled(snapshot.children.get("DaemonSet"), plan, name)
         spans = _spans_nodes(plan)
         workload = snapshot.children.get(layout.workload_kind)
         diagnosis = None
@@ -257,6 +265,7 @@ class Converger:
             else None,
             selector=f"{names.DEPLOYMENT_LABEL}={name}",
             cache=cache,
+            image_pull=image_pull,
         )
         status = self._write_status(body, observed, now)
         recheck.append(seconds_until_stalled(status, now))
@@ -265,6 +274,42 @@ class Converger:
             spans_nodes=spans or _status_spans_nodes(body),
             reads_key_secret=key_secret_name(body) is not None,
         )
+
+    def _cache_fill(
+        self,
+        body: Mapping[str, Any],
+        snapshot: Snapshot,
+        content: str | None,
+        plan: api.PlanStatus | None,
+        now: dt.datetime,
+    ) -> tuple[CacheFill | None, float | None]:
+        """The CacheReady fact of the download Job that puts `content` into the shared cache,
+        and when to look again: while it downloads, its progress is its cache-size sidecar's
+        last line, read now and again in CACHE_PROGRESS_READ_SECONDS."""
+        job = snapshot.children.get("Job")
+        measured = measured_pod(content, job, snapshot.download_pods)
+        size_log = None
+        if measured is not None:
+            size_log = self.cluster.read_log_tail(
+                body["metadata"]["namespace"],
+                measured,
+                cache_size.CONTAINER,
+                cache_size.LINE_LIMIT_BYTES,
+            )
+        shown = find_condition(
+            self.statuses.current(body).get("conditions"), names.ConditionType.CACHE_READY
+        )
+        fill = cache_ready(
+            content,
+            job,
+            snapshot.download_pods,
+            snapshot.warnings,
+            plan,
+            now,
+            size_log,
+            shown.get("message") if shown else None,
+        )
+        return fill, CACHE_PROGRESS_READ_SECONDS if measured is not None else None
 
     def _write_status(
         self, body: Mapping[str, Any], observed: Observed, now: dt.datetime
@@ -396,6 +441,11 @@ class Converger:
             for child in reversed(created):
                 self.cluster.delete_child(child["kind"], namespace, child["metadata"]["name"])
             raise
+        # The image pre-pull DaemonSet, turned off (cache.prePullImage false)
+        if "DaemonSet" in snapshot.children and not any(c["kind"] == "DaemonSet" for c in children):
+            self.cluster.delete_child(
+                "DaemonSet", namespace, snapshot.children["DaemonSet"]["metadata"]["name"]
+            )
         # The workload of a kind the spec and plan no longer call for (the cache's access mode
         # or the nodes per replica changed): the new one replaces it, once it can start.
         for stale in render.WORKLOAD_KINDS:
@@ -417,7 +467,10 @@ def startup_allowance(plan: api.PlanStatus | None, setting: int | None = None) -
 
 
 def desired_children(
-    body: Mapping[str, Any], spec: api.NemotronDeploymentSpec, plan: api.PlanStatus
+    body: Mapping[str, Any],
+    spec: api.NemotronDeploymentSpec,
+    plan: api.PlanStatus,
+    pause_image: str = render.DEFAULT_PAUSE_IMAGE,
 ) -> list[dict[str, Any]]:
     """Every child the operator applies for the NemotronDeployment `body` (its metadata: name,
     namespace, uid) with this spec and plan, in the order it applies them: render.py's children,
@@ -426,7 +479,7 @@ def desired_children(
     meta = body["metadata"]
     owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     wire = spec.model_dump(by_alias=True, mode="json")
-    return render.render_children(owner, wire, plan, key_given=_key_given(spec))
+    return render.render_children(owner, wire, plan, _key_given(spec), pause_image)
 
 
 def key_secret_name(body: Mapping[str, Any]) -> str | None:

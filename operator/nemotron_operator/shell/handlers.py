@@ -89,6 +89,7 @@ def operator_controller(
         if operator_settings.live_catalog
         else None,
         startup_allowance_seconds=operator_settings.startup_allowance_seconds,
+        pause_image=operator_settings.pause_image,
     )
     return Controller(
         KopfIndexes(
@@ -103,6 +104,7 @@ def operator_controller(
                 indexes["children_jobs"],
                 indexes["children_services"],
                 indexes["children_claims"],
+                indexes["children_daemonsets"],
             ),
             download_pods=indexes["download_pods"],
         ),
@@ -201,6 +203,7 @@ kopf.index("apps", "v1", "statefulsets", labels=CHILD_LABELS, id="children_state
 )
 kopf.index("v1", "services", labels=CHILD_LABELS, id="children_services")(_child_index)
 kopf.index("batch", "v1", "jobs", labels=CHILD_LABELS, id="children_jobs")(_child_index)
+kopf.index("apps", "v1", "daemonsets", labels=CHILD_LABELS, id="children_daemonsets")(_child_index)
 
 
 @kopf.index("v1", "persistentvolumeclaims", labels=CHILD_LABELS, id="children_claims")
@@ -237,6 +240,7 @@ async def nemotron_deployment_changed(
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "statefulsets", labels=CHILD_LABELS)
+@kopf.on.event("apps", "v1", "daemonsets", labels=CHILD_LABELS)
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
 @kopf.on.event("v1", "services", labels=CHILD_LABELS)
 @kopf.on.event("v1", "persistentvolumeclaims", labels=CHILD_LABELS)

@@ -19,6 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from nemotron_operator.api import names
+from nemotron_operator.core.cache_size import SizeLog
 from nemotron_operator.core.render import json_for_yaml
 from nemotron_operator.shell import metrics
 
@@ -129,6 +130,7 @@ Body = str | Mapping[str, Any]  # text for YAML (apply), a mapping for JSON (mer
 _PLURALS = {
     "Deployment": "deployments",
     "StatefulSet": "statefulsets",
+    "DaemonSet": "daemonsets",
     "Job": "jobs",
     "Service": "services",
     "PersistentVolumeClaim": "persistentvolumeclaims",
@@ -179,12 +181,15 @@ def _done(response: Any) -> None:
 def delete_child(kind: str, namespace: str, name: str) -> None:
     """Remove a child the NemotronDeployment no longer uses: a workload of another kind
     (Deployment, StatefulSet, LeaderWorkerSet), a download Job for other files (with its pods),
-    or one created just before a sibling was refused (a Service, a claim)."""
+    the image pre-pull DaemonSet once turned off, or one created just before a sibling was
+    refused (a Service, a claim)."""
     try:
         if kind == "Deployment":
             client.AppsV1Api(api()).delete_namespaced_deployment(name, namespace)
         elif kind == "StatefulSet":
             client.AppsV1Api(api()).delete_namespaced_stateful_set(name, namespace)
+        elif kind == "DaemonSet":
+            client.AppsV1Api(api()).delete_namespaced_daemon_set(name, namespace)
         elif kind == "Job":
             client.BatchV1Api(api()).delete_namespaced_job(
                 name, namespace, propagation_policy="Background"
@@ -288,6 +293,33 @@ def read_config_map_value(namespace: str, name: str, key: str) -> str | None:
         raise
     value = (config_map.data or {}).get(key)
     return str(value) if value is not None else None
+
+
+def read_log_tail(namespace: str, pod: str, container: str, limit_bytes: int) -> SizeLog:
+    """The last line of a container's log (at most `limit_bytes` of it), or why it could not be
+    read, in a few words of the operator's own (the answer's text is not passed on)."""
+    try:
+        response: Any = client.CoreV1Api(api()).read_namespaced_pod_log(
+            pod,
+            namespace,
+            container=container,
+            tail_lines=1,
+            limit_bytes=limit_bytes,
+            _preload_content=False,
+        )
+        text = response.data.decode("utf-8", "replace")
+        response.release_conn()
+    except ApiException as error:
+        if error.status == 403:
+            return SizeLog(unreadable="the operator may not read pod logs (RBAC: get pods/log)")
+        if error.status in (400, 404):
+            return SizeLog(unreadable=f"its log is not available (HTTP {error.status})")
+        return SizeLog(unreadable=f"the API server answered HTTP {error.status}")
+    except Exception as error:  # the connection: refused, timed out, TLS
+        log.debug("could not read the log of %s/%s: %s", namespace, pod, error)
+        return SizeLog(unreadable="the API server did not answer")
+    lines = text.strip().splitlines()
+    return SizeLog(line=lines[-1] if lines else None)
 
 
 def leaderworkerset_installed() -> bool:

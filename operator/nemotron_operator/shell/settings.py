@@ -14,6 +14,8 @@ Environment:
 - NEMOTRON_NGC_REGISTRY_URL, NEMOTRON_NGC_METADATA_URL: the NGC endpoints (a mirror, a proxy).
 - NEMOTRON_METRICS_PORT: the port of /metrics (Prometheus' text format) on every address;
   0 turns it off. Default 8081 (the liveness endpoint, when given, must use another port).
+- NEMOTRON_PAUSE_IMAGE: the image of the one container of the DaemonSet that pulls the NIM
+  image ahead (cache.prePullImage). Default: render.DEFAULT_PAUSE_IMAGE (registry.k8s.io).
 - POD_ID: how this process shows among its peers (the chart sets the pod's name).
 """
 
@@ -26,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from nemotron_operator.core.render import DEFAULT_PAUSE_IMAGE
+
 CATALOG_OVERRIDES_ENV = "NEMOTRON_CATALOG_OVERRIDES"
 LIVE_CATALOG_ENV = "NEMOTRON_LIVE_CATALOG"
 STARTUP_ALLOWANCE_ENV = "NEMOTRON_STARTUP_ALLOWANCE_SECONDS"
@@ -33,6 +37,7 @@ REGISTRY_URL_ENV = "NEMOTRON_NGC_REGISTRY_URL"
 METADATA_API_URL_ENV = "NEMOTRON_NGC_METADATA_URL"
 POD_ID_ENV = "POD_ID"
 METRICS_PORT_ENV = "NEMOTRON_METRICS_PORT"
+PAUSE_IMAGE_ENV = "NEMOTRON_PAUSE_IMAGE"
 
 DEFAULT_METRICS_PORT = 8081
 DEFAULT_WORKERS = 4
@@ -63,6 +68,7 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     credentials_recheck_seconds: float = CREDENTIALS_RECHECK_SECONDS
+    pause_image: str = DEFAULT_PAUSE_IMAGE
 
     @property
     def clusterwide(self) -> bool:
@@ -96,6 +102,7 @@ class Settings:
             liveness_endpoint=liveness_endpoint,
             metrics_port=_metrics_port(environ, liveness_endpoint),
             verbose=verbose,
+            pause_image=environ.get(PAUSE_IMAGE_ENV, "").strip() or DEFAULT_PAUSE_IMAGE,
         )
 
 

@@ -29,6 +29,7 @@ CHILD_KINDS = (
     "PersistentVolumeClaim",
     "LeaderWorkerSet",
     "Job",
+    "DaemonSet",
 )
 INTERNED_LENGTH = 64  # strings up to this long are shared among the kept copies (kept_copy)
 
