@@ -8,7 +8,6 @@ pipeline parallel across the pool's nodes). Pure: no cluster access.
 from __future__ import annotations
 
 import functools
-
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
