@@ -90,7 +90,7 @@ def operator_controller(
         else None,
         startup_allowance_seconds=operator_settings.startup_allowance_seconds,
     )
-    return Controller(
+    controller = Controller(
         KopfIndexes(
             deployments=indexes["nemotron_deployments"],
             gpu_nodes=indexes["gpu_nodes"],
@@ -113,6 +113,8 @@ def operator_controller(
         resync_seconds=operator_settings.resync_seconds,
         key_secret_watches=key_secret_watches,
     )
+    credentials.answer_changed = controller.credentials_changed
+    return controller
 
 
 @kopf.on.cleanup()
