@@ -25,7 +25,7 @@ from nemotron_operator.shell.credentials import Credentials
 from nemotron_operator.shell.peering import PeeringGate
 from nemotron_operator.shell.settings import PeeringSettings, Settings
 from nemotron_operator.shell.workqueue import WorkQueue
-from nemotron_operator.shell.world import direct
+from nemotron_operator.shell.world import direct, packed
 
 from .test_inventory import node
 
@@ -148,7 +148,7 @@ class Rig:
     registry: FakeRegistry
     clock: Clock
     deployments: dict[Any, list[dict[str, Any]]]
-    pods: dict[Any, list[dict[str, Any]]]
+    pods: dict[Any, list[bytes]]
 
 
 def rig(
@@ -156,7 +156,7 @@ def rig(
 ) -> Rig:
     clock, cluster, registry = Clock(), FakeCluster(), FakeRegistry()
     deployments = {(b["metadata"]["namespace"], b["metadata"]["name"]): [b] for b in bodies}
-    pods: dict[Any, list[dict[str, Any]]] = {}
+    pods: dict[Any, list[bytes]] = {}
     secrets = {("team-a", "ngc-api", "NGC_API_KEY"): "nvapi-test"}
     credentials = Credentials(
         registry,
@@ -240,23 +240,22 @@ def test_a_starting_nim_is_looked_at_again_exactly_when_its_allowance_runs_out()
     r.controller.enqueue(key)
     work(r)
     started = NOW - dt.timedelta(seconds=100)
-    r.pods[key] = [
-        {
-            "metadata": {"namespace": "team-a", "name": "nano-0", "creationTimestamp": "x"},
-            "spec": {"nodeName": "gpu-1", "containers": [{"name": "nim"}]},
-            "status": {
-                "phase": "Running",
-                "containerStatuses": [
-                    {
-                        "name": "nim",
-                        "ready": False,
-                        "restartCount": 0,
-                        "state": {"running": {"startedAt": started.isoformat()}},
-                    }
-                ],
-            },
-        }
-    ]
+    pod = {
+        "metadata": {"namespace": "team-a", "name": "nano-0", "creationTimestamp": "x"},
+        "spec": {"nodeName": "gpu-1", "containers": [{"name": "nim"}]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": "nim",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": started.isoformat()}},
+                }
+            ],
+        },
+    }
+    r.pods[key] = [packed(pod)]
     r.controller.enqueue(key)
     work(r)
     written = [s for what, s in r.cluster.writes if what == "status"][-1]

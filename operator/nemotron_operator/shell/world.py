@@ -5,11 +5,18 @@ meet a dict changing size under it. So every read here runs where nothing change
 Kopf's handlers (they run on the loop), and for the controller's worker threads through
 `OnLoop`, which hands a read to the loop and waits for its answer. The copies (`Snapshot`) are
 plain data the converge works from, never live views.
+
+What the indexes keep of an object depends on who reads it. The NemotronDeployments and GPU
+nodes are read field by field, often all of them at once (the resync, the key Secret watches,
+the GPU pools): they are kept as dicts (`kept_copy`). The children, pods and Events are read
+only whole, by the converge of the one NemotronDeployment they belong to: they are kept as
+compact JSON (`packed`), a third of the memory of the dicts, and unpacked into its `Snapshot`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -48,7 +55,8 @@ class Snapshot:
 
 @dataclass
 class World:
-    """The indexes, key -> collection of plain dicts (Kopf's, and the LeaderWorkerSet watch's).
+    """The indexes, key -> collection of kept objects (Kopf's, and the LeaderWorkerSet watch's):
+    `kept_copy` dicts of the NemotronDeployments and nodes, `packed` copies of the rest.
 
     Not thread-safe: call its methods where the indexes do not change (see the module)."""
 
@@ -68,10 +76,10 @@ class World:
 
     def snapshot(self, key: Key) -> Snapshot:
         namespace, name = key
-        pods = list(self.owned_pods.get(key, ()))
-        downloading = list(self.download_pods.get(key, ()))
+        pods = [unpacked(pod) for pod in self.owned_pods.get(key, ())]
+        downloading = [unpacked(pod) for pod in self.download_pods.get(key, ())]
         warnings = [
-            event
+            unpacked(event)
             for pod in pods + downloading
             for event in self.pod_warnings.get((namespace, pod["metadata"]["name"]), ())
         ]
@@ -80,7 +88,7 @@ class World:
             for index in self.children:
                 found = next(iter(index.get((namespace, name, kind), ())), None)
                 if found is not None:
-                    children[kind] = found
+                    children[kind] = unpacked(found)
                     break
         return Snapshot(
             self.deployment(key), pods, warnings, children, self.pools(pods), downloading
@@ -116,6 +124,28 @@ def kept_copy(body: Mapping[str, Any]) -> dict[str, Any]:
     copies per NemotronDeployment (itself, its workload, its Service): each kept this way takes
     about a quarter of the memory copy.deepcopy's took, and is made several times faster."""
     return {sys.intern(k): _kept(v) for k, v in body.items() if k != "managedFields"}
+
+
+def packed(body: Mapping[str, Any]) -> bytes:
+    """A copy of a watched object to keep in an index that only a converge reads, whole: compact
+    JSON, without metadata.managedFields. A StatefulSet packed takes about 3.7 KB where its
+    kept_copy took 12 KB, and none of the strings the watch decoded stay alive with it."""
+    meta = body.get("metadata")
+    if isinstance(meta, Mapping) and "managedFields" in meta:
+        body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return _COMPACT.encode(body).encode()
+
+
+def unpacked(kept: bytes) -> Mapping[str, Any]:
+    """The object `packed` kept: plain dicts and lists, a copy of its own."""
+    body: Mapping[str, Any] = json.loads(kept)
+    return body
+
+
+# Kopf hands bodies as Mapping views: they are encoded as the dicts they are
+_COMPACT = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, check_circular=False, default=dict
+)
 
 
 def _kept(value: Any) -> Any:
