@@ -27,7 +27,7 @@ from nemotron_operator.shell.credentials import Credentials, NgcRegistry
 from nemotron_operator.shell.key_secrets import KeySecretWatches
 from nemotron_operator.shell.peering import PeeringGate
 from nemotron_operator.shell.settings import Settings
-from nemotron_operator.shell.world import EventLoopReads, kept_copy, packed
+from nemotron_operator.shell.world import EventLoopReads, kept_copy, kept_deployment, packed
 
 log = logging.getLogger(__name__)
 ND = (names.GROUP, names.VERSION, names.PLURAL)
@@ -143,7 +143,7 @@ async def handlers_not_held_back(**_: Any) -> str:
 
 @kopf.index(*ND)
 def nemotron_deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict:
-    return {(namespace, name): kept_copy(body)}
+    return {(namespace, name): kept_deployment(body)}
 
 
 @kopf.index("v1", "nodes", labels={names.GPU_PRODUCT_LABEL: kopf.PRESENT})
@@ -245,7 +245,9 @@ async def nemotron_deployment_changed(
         for b in indexes["nemotron_deployments"].get((namespace, name), ())
         if b["metadata"]["uid"] == uid
     ]
-    memo.controller.deployment_changed((namespace, name), kept[0] if kept else kept_copy(body))
+    memo.controller.deployment_changed(
+        (namespace, name), kept[0] if kept else kept_deployment(body)
+    )
 
 
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)

@@ -37,7 +37,16 @@ CHILD_KINDS = (
     "LeaderWorkerSet",
     "Job",
 )
-INTERNED_LENGTH = 64  # strings up to this long are shared among the kept copies (kept_copy)
+# What the operator reads of a NemotronDeployment's metadata (the converge, its status memory,
+# its Events, the resync): kept_deployment keeps these only.
+DEPLOYMENT_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "deletionTimestamp",
+)
 
 
 @dataclass(frozen=True)
@@ -120,10 +129,18 @@ def _planned(body: Mapping[str, Any]) -> bool:
 def kept_copy(body: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a watched object to keep in an index: plain dicts and lists, without
     metadata.managedFields (nothing here reads them, and they are near half of an object's JSON),
-    with its keys and short strings interned (every object repeats them). The indexes hold three
-    copies per NemotronDeployment (itself, its workload, its Service): each kept this way takes
-    about a quarter of the memory copy.deepcopy's took, and is made several times faster."""
+    with its keys and strings interned (every object repeats its keys, and objects of one model
+    repeat their conditions' messages). A quarter of the memory copy.deepcopy's took, and made
+    several times faster."""
     return {sys.intern(k): _kept(v) for k, v in body.items() if k != "managedFields"}
+
+
+def kept_deployment(body: Mapping[str, Any]) -> dict[str, Any]:
+    """kept_copy of a NemotronDeployment with only the metadata the operator reads: not its
+    labels, annotations (kubectl's last-applied-configuration repeats the whole spec) and
+    finalizers."""
+    meta = body.get("metadata") or {}
+    return kept_copy({**body, "metadata": {k: meta[k] for k in DEPLOYMENT_METADATA if k in meta}})
 
 
 def packed(body: Mapping[str, Any]) -> bytes:
@@ -153,7 +170,7 @@ def _kept(value: Any) -> Any:
         return {sys.intern(k): _kept(v) for k, v in value.items() if k != "managedFields"}
     if isinstance(value, list):
         return [_kept(item) for item in value]
-    if isinstance(value, str) and len(value) <= INTERNED_LENGTH:
+    if isinstance(value, str):
         return sys.intern(value)
     return value
 
