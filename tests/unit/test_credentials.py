@@ -12,6 +12,8 @@ from nemotron_operator.api.types import NemotronDeploymentSpec, PlanStatus
 from nemotron_operator.shell import ngc
 from nemotron_operator.shell.credentials import Credentials
 
+from .test_controller import Clock
+
 PERIOD = 600.0
 IMAGE = "nvcr.io/nim/nvidia/nemotron-3-nano:1.0.0"
 SPEC = NemotronDeploymentSpec.model_validate(
@@ -19,14 +21,6 @@ SPEC = NemotronDeploymentSpec.model_validate(
 )
 PLAN = PlanStatus(fits=True, reason="Fits", message="", image=IMAGE)
 READERS = [(f"team-{i % 50:02d}", f"nd-{i:04d}") for i in range(1000)]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
