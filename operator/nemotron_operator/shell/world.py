@@ -10,7 +10,8 @@ What the indexes keep of an object depends on who reads it. The NemotronDeployme
 nodes are read field by field, often all of them at once (the resync, the key Secret watches,
 the GPU pools): they are kept as dicts (`kept_copy`). The children, pods and Events are read
 only whole, by the converge of the one NemotronDeployment they belong to: they are kept as
-compact JSON (`packed`), a third of the memory of the dicts, and unpacked into its `Snapshot`.
+compressed JSON (`packed`), an eighth of the memory of the dicts, and unpacked into its
+`Snapshot`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import json
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -144,18 +146,20 @@ def kept_deployment(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def packed(body: Mapping[str, Any]) -> bytes:
-    """A copy of a watched object to keep in an index that only a converge reads, whole: compact
-    JSON, without metadata.managedFields. A StatefulSet packed takes about 3.7 KB where its
-    kept_copy took 12 KB, and none of the strings the watch decoded stay alive with it."""
+    """A copy of a watched object to keep in an index that only a converge reads, whole: its
+    compact JSON without metadata.managedFields, compressed (zlib's fastest level). A StatefulSet
+    of bench_scale packed takes 1.5 KB where its kept_copy took 12 KB (and its JSON 3.7 KB), and
+    none of the strings the watch decoded stay alive with it. Packing costs what the kept_copy
+    did (about 70 us of CPU, compression 30 of them), unpacking about 30 us."""
     meta = body.get("metadata")
     if isinstance(meta, Mapping) and "managedFields" in meta:
         body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-    return _COMPACT.encode(body).encode()
+    return zlib.compress(_COMPACT.encode(body).encode(), 1)
 
 
 def unpacked(kept: bytes) -> Mapping[str, Any]:
     """The object `packed` kept: plain dicts and lists, a copy of its own."""
-    body: Mapping[str, Any] = json.loads(kept)
+    body: Mapping[str, Any] = json.loads(zlib.decompress(kept))
     return body
 
 
