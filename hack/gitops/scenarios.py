@@ -213,7 +213,7 @@ def secret_not_found(spec: Mapping[str, Any], plan_: PlanStatus) -> dict[str, An
         recheck_seconds=300,
     )
     fact = credentials.check(
-        NAMESPACE, NemotronDeploymentSpec.model_validate(spec), plan_
+        NAMESPACE, "nd", NemotronDeploymentSpec.model_validate(spec), plan_
     ).condition
     blocker = Blocker(names.ConditionType.CREDENTIALS_VALID, fact.reason, fact.message)
     return {"credentials": fact, "blocker": blocker}

@@ -24,7 +24,7 @@ from nemotron_operator.core.status import (
     event_for,
     seconds_until_stalled,
 )
-from nemotron_operator.shell.world import Snapshot, World
+from nemotron_operator.shell.world import Snapshot, World, packed
 from tests.diagnosis_corpus import load_cases
 from tests.nim_download_logs import NGC_PERMISSION_DENIED
 
@@ -284,8 +284,8 @@ def test_the_world_gives_a_converge_the_download_pods_and_their_warnings() -> No
         gpu_nodes={},
         gpu_requests={},
         owned_pods={},
-        pod_warnings={("llm", "nano-download-a"): [warning]},
-        download_pods={("llm", "nano"): [downloading]},
+        pod_warnings={("llm", "nano-download-a"): [packed(warning)]},
+        download_pods={("llm", "nano"): [packed(downloading)]},
     )
     snapshot = world.snapshot(("llm", "nano"))
     assert snapshot.download_pods == [downloading] and snapshot.warnings == [warning]

@@ -25,7 +25,7 @@ from nemotron_operator.shell.credentials import Credentials
 from nemotron_operator.shell.peering import PeeringGate
 from nemotron_operator.shell.settings import PeeringSettings, Settings
 from nemotron_operator.shell.workqueue import WorkQueue
-from nemotron_operator.shell.world import direct
+from nemotron_operator.shell.world import direct, packed
 
 from .test_inventory import node
 
@@ -156,19 +156,21 @@ class Rig:
     registry: FakeRegistry
     clock: Clock
     deployments: dict[Any, list[dict[str, Any]]]
-    pods: dict[Any, list[dict[str, Any]]]
+    pods: dict[Any, list[bytes]]
 
 
-def rig(*bodies: dict[str, Any], peering: PeeringGate | None = None) -> Rig:
+def rig(
+    *bodies: dict[str, Any], peering: PeeringGate | None = None, recheck_seconds: float = 600
+) -> Rig:
     clock, cluster, registry = Clock(), FakeCluster(), FakeRegistry()
     deployments = {(b["metadata"]["namespace"], b["metadata"]["name"]): [b] for b in bodies}
-    pods: dict[Any, list[dict[str, Any]]] = {}
+    pods: dict[Any, list[bytes]] = {}
     secrets = {("team-a", "ngc-api", "NGC_API_KEY"): "nvapi-test"}
     credentials = Credentials(
         registry,
         lambda ns, name, key: (secrets.get((ns, name, key)), f'Secret "{name}" not found'),
         lambda ns, name: None,
-        recheck_seconds=600,
+        recheck_seconds=recheck_seconds,
         clock=clock,
     )
     converger = Converger(CATALOG, credentials, cluster)
@@ -241,36 +243,33 @@ def test_a_converge_that_raises_is_retried_with_backoff_and_success_forgets_it()
 
 
 def test_a_starting_nim_is_looked_at_again_exactly_when_its_allowance_runs_out() -> None:
-    r = rig(deployment("nano"))
+    r = rig(deployment("nano"), recheck_seconds=3600)  # its credentials are checked after
     key = ("team-a", "nano")
     r.controller.enqueue(key)
     work(r)
     started = NOW - dt.timedelta(seconds=100)
-    r.pods[key] = [
-        {
-            "metadata": {"namespace": "team-a", "name": "nano-0", "creationTimestamp": "x"},
-            "spec": {"nodeName": "gpu-1", "containers": [{"name": "nim"}]},
-            "status": {
-                "phase": "Running",
-                "containerStatuses": [
-                    {
-                        "name": "nim",
-                        "ready": False,
-                        "restartCount": 0,
-                        "state": {"running": {"startedAt": started.isoformat()}},
-                    }
-                ],
-            },
-        }
-    ]
+    pod = {
+        "metadata": {"namespace": "team-a", "name": "nano-0", "creationTimestamp": "x"},
+        "spec": {"nodeName": "gpu-1", "containers": [{"name": "nim"}]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": "nim",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": started.isoformat()}},
+                }
+            ],
+        },
+    }
+    r.pods[key] = [packed(pod)]
     r.controller.enqueue(key)
     work(r)
     written = [s for what, s in r.cluster.writes if what == "status"][-1]
     allowance = render.startup_allowance_seconds(PlanStatus.model_validate(written["plan"]))
-    assert allowance > 600  # beyond the anonymous pull check's recheck, which comes first:
-    r.clock.now += 600
-    assert work(r) == [key]
-    r.clock.now += allowance - 100 - 600  # 1 s short of the moment (and its margin)
+    assert allowance < 3600
+    r.clock.now += allowance - 100  # 1 s short of the moment (and its margin)
     assert work(r) == []
     r.clock.now += 1.0
     assert work(r) == [key]
@@ -285,9 +284,30 @@ def test_credentials_are_asked_again_when_their_answer_is_due_and_not_before() -
     r.controller.enqueue(key)  # any event: the answer is still fresh
     work(r)
     assert len(r.registry.asked) == 1
-    r.clock.now += 600
-    assert work(r) == [key]  # the requeue-after of the first converge
+    r.clock.now += 599
+    assert work(r) == []  # not before the answer is due
+    for _ in range(600):  # then at its own moment of the next period (test_credentials.py)
+        r.clock.now += 1
+        if work(r) == [key]:
+            break
     assert len(r.registry.asked) == 2
+
+
+def test_a_changed_registry_answer_converges_the_deployments_planned_on_that_image() -> None:
+    on_it, other = deployment("nano"), deployment("embed")
+    other["spec"]["model"] = "llama-3.2-nv-embedqa-1b-v2"
+    r = rig(on_it, other)
+    r.controller.enqueue(("team-a", "nano"))
+    r.controller.enqueue(("team-a", "embed"))
+    work(r)
+    for key in (("team-a", "nano"), ("team-a", "embed")):  # the index brings the statuses back
+        r.deployments[key][0]["status"] = r.cluster.stored[key]
+    image = r.cluster.stored[("team-a", "nano")]["plan"]["image"]
+    assert image != r.cluster.stored[("team-a", "embed")]["plan"]["image"]
+
+    r.controller.credentials_changed(image)
+
+    assert work(r) == [("team-a", "nano")]
 
 
 def test_the_peering_gate_holds_back_keys_where_a_peer_acts() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from nemotron_operator.api import names
 from nemotron_operator.shell.leaderworkersets import LeaderWorkerSetChildren
-from nemotron_operator.shell.world import World
+from nemotron_operator.shell.world import World, packed
 
 
 def lws(owner: str, generation: int = 1) -> dict[str, Any]:
@@ -71,7 +71,12 @@ def test_the_world_finds_them_among_the_children_like_any_other_kind() -> None:
     kept.listed("a", [lws("ultra")])
     deployment = {"kind": "Deployment", "metadata": {"name": "nano"}}
     world = World(
-        {}, {}, {}, {}, {}, children=[{("a", "nano", "Deployment"): [deployment]}, kept.index]
+        {},
+        {},
+        {},
+        {},
+        {},
+        children=[{("a", "nano", "Deployment"): [packed(deployment)]}, kept.index],
     )
     assert world.snapshot(("a", "ultra")).children == {"LeaderWorkerSet": lws("ultra")}
     assert world.snapshot(("a", "nano")).children == {"Deployment": deployment}

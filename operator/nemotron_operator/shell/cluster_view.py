@@ -18,7 +18,7 @@ from kubernetes.client.rest import ApiException
 from nemotron_operator.api import names
 from nemotron_operator.core.inventory import gpus_requested_by_node
 from nemotron_operator.core.render import ChildNames
-from nemotron_operator.shell.world import Key, World
+from nemotron_operator.shell.world import Key, World, packed
 
 CHILD_SELECTOR = f"{names.DEPLOYMENT_LABEL},{names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE}"
 LWS_GROUP, LWS_VERSION = names.LWS_API_VERSION.split("/")
@@ -239,14 +239,15 @@ def world_of(
                     index["gpu_requests"][node_name].append((meta["namespace"], meta["name"], gpus))
         owner = _owner(pod)
         if owner is not None:
-            index["owned_pods"][(meta["namespace"], owner)].append(pod)
+            index["owned_pods"][(meta["namespace"], owner)].append(packed(pod))
         filling = _owner(pod, names.CACHE_DOWNLOAD_LABEL)
         if filling is not None:
-            index["download_pods"][(meta["namespace"], filling)].append(pod)
+            index["download_pods"][(meta["namespace"], filling)].append(packed(pod))
     for event in warnings:
         about = event.get("involvedObject") or {}
         if about.get("kind") == "Pod" and event.get("type") == "Warning":
-            index["pod_warnings"][(event["metadata"]["namespace"], about.get("name"))].append(event)
+            key = (event["metadata"]["namespace"], about.get("name"))
+            index["pod_warnings"][key].append(packed(event))
     for child in children:
         owner = _owner(child)
         meta = child["metadata"]
@@ -254,7 +255,7 @@ def world_of(
             child["kind"] == "PersistentVolumeClaim" and meta["name"] != ChildNames.of(owner).cache
         ):
             continue
-        index["children"][(meta["namespace"], owner, child["kind"])].append(child)
+        index["children"][(meta["namespace"], owner, child["kind"])].append(packed(child))
     return World(
         deployments=index["deployments"],
         gpu_nodes=index["gpu_nodes"],

@@ -239,6 +239,13 @@ class Controller:
         for key in self.on_loop(lambda: self._key_readers(namespace, secret)):
             self.queue.add(key)
 
+    def credentials_changed(self, image: str) -> None:
+        """The registry answered differently for `image` (a key revoked at NGC, an entitlement
+        granted): converge the NemotronDeployments planned on it now, not each at its own
+        credentials recheck."""
+        for key in self.on_loop(lambda: self._planned_on(image)):
+            self.queue.add(key)
+
     def leaderworkerset_changed(self, namespace: str, deployment: str | None) -> None:
         """A LeaderWorkerSet of `deployment` changed (None: the namespace was listed again):
         converge its NemotronDeployment (all that have or may have one)."""
@@ -274,6 +281,13 @@ class Controller:
             if body["metadata"]["namespace"] == namespace
             and key_secret_name(body) is not None
             and secret in (None, key_secret_name(body))
+        ]
+
+    def _planned_on(self, image: str) -> list[Key]:
+        return [
+            _key(body)
+            for body in self.world.deployment_bodies()
+            if ((body.get("status") or {}).get("plan") or {}).get("image") == image
         ]
 
     def _key_secrets_needed(self, namespace: str) -> bool:

@@ -205,7 +205,7 @@ class Converger:
                 names.ConditionType.PLANNED, Why.INVALID_SPEC, explain(error)
             )
         else:
-            plan, credentials, blocker, after = self._decide(namespace, spec_model, snapshot)
+            plan, credentials, blocker, after = self._decide(namespace, name, spec_model, snapshot)
             recheck.append(after)
 
         spec = spec_model.model_dump(by_alias=True, mode="json") if spec_model else {}
@@ -346,7 +346,7 @@ class Converger:
             )
 
     def _decide(
-        self, namespace: str, spec: api.NemotronDeploymentSpec, snapshot: Snapshot
+        self, namespace: str, name: str, spec: api.NemotronDeploymentSpec, snapshot: Snapshot
     ) -> tuple[api.PlanStatus, Condition | None, Blocker | None, float | None]:
         """The plan, the CredentialsValid fact, what (if anything) stops pods from existing, and
         when the answer may change with time alone."""
@@ -371,7 +371,7 @@ class Converger:
         if not plan.fits:
             refusal = Blocker(names.ConditionType.PLANNED, plan.reason, plan.message)
             return plan, None, refusal, None
-        answer = self.credentials.check(namespace, spec, plan)
+        answer = self.credentials.check(namespace, name, spec, plan)
         credentials = answer.condition
         if credentials.status is False:
             blocker = Blocker(

@@ -1,16 +1,24 @@
 """The CredentialsValid fact of a NemotronDeployment: may its pods pull and download their NIM?
 
 Asks the registry (ngc.py) with the key the spec names, or anonymously for keyless images, and
-keeps each answer for a while (`recheck_seconds`): a key revoked at NGC is seen at the next
-check, a key changed in its Secret at once (the key Secret watch converges its readers, and a
-new key is a new question). `check` says when its answer is due to be asked again, so the
-controller can come back at exactly that moment.
+keeps each answer for a while (`recheck_seconds`): a key changed in its Secret is seen at once
+(the key Secret watch converges its readers, and a new key is a new question), a key revoked at
+NGC within about `recheck_seconds`.
+
+One answer serves every NemotronDeployment that asks the same question (thousands may share one
+image and key), but they do not come back together to ask it again: `check` gives each its own
+moment in the period (`recheck_phase`, stable per object), so the rechecks of N objects spread
+evenly over `recheck_seconds` instead of N converges at once. The first to come back once the
+answer is `recheck_seconds` old asks the registry again; the others use that answer. When it
+differs from the one before, `answer_changed` is told the image at once, so the objects using it
+learn it then, not each at its own moment.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -75,14 +83,19 @@ class Credentials:
         self._secret_version = secret_version
         self._recheck = recheck_seconds
         self._clock = clock
+        # kept two periods: an answer asked again is compared with the one before (`_asked`)
         self._answers: TTLCache[tuple[Any, ...], tuple[float, ngc.CredentialCheck]] = TTLCache(
-            CACHE_ENTRIES, recheck_seconds, timer=clock
+            CACHE_ENTRIES, 2 * recheck_seconds, timer=clock
         )
         self._guard = threading.Lock()
+        self.answer_changed: Callable[[str], None] = lambda image: None
 
-    def check(self, namespace: str, spec: NemotronDeploymentSpec, plan: PlanStatus) -> Answer:
-        """The CredentialsValid fact (False stops pods from being created: they could not
-        start)."""
+    def check(
+        self, namespace: str, name: str, spec: NemotronDeploymentSpec, plan: PlanStatus
+    ) -> Answer:
+        """The CredentialsValid fact of NemotronDeployment `name` (False stops pods from being
+        created: they could not start)."""
+        reader = (namespace, name)
 
         def fact(valid: bool | None, reason: str, message: str) -> Condition:
             return Condition(names.ConditionType.CREDENTIALS_VALID, valid, reason, message)
@@ -108,8 +121,9 @@ class Credentials:
             asked, check = self._asked(
                 ("anonymous", reference.repository, reference.tag),
                 lambda: self._registry.anonymous(reference.repository, reference.tag),
+                image,
             )
-            return self._answer(fact(check.valid, check.reason, check.message), asked)
+            return self._answer(fact(check.valid, check.reason, check.message), asked, reader)
         # The Secret as the key Secret watch last saw it: an answer for that very version needs
         # no read (without it, every converge of an object being created read the Secret again).
         version = self._secret_version(namespace, secret.name)
@@ -117,7 +131,7 @@ class Credentials:
         known = self._fresh(by_version) if version is not None else None
         if known is not None:
             asked, check = known
-            return self._answer(fact(check.valid, check.reason, check.message), asked)
+            return self._answer(fact(check.valid, check.reason, check.message), asked, reader)
         value, why_not = self._read_secret(namespace, secret.name, secret.key)
         if value is None:
             return Answer(
@@ -131,12 +145,24 @@ class Credentials:
         asked, check = self._asked(
             ("key", image, hash(value)),
             lambda: self._registry.image(image, ngc.ApiKey(value)),
+            image,
             also_under=by_version if version is not None else None,
         )
-        return self._answer(fact(check.valid, check.reason, check.message), asked)
+        return self._answer(fact(check.valid, check.reason, check.message), asked, reader)
 
-    def _answer(self, condition: Condition, asked: float) -> Answer:
-        return Answer(condition, max(asked + self._recheck - self._clock(), 0.0))
+    def _answer(self, condition: Condition, asked: float, reader: tuple[str, str]) -> Answer:
+        """`condition`, due again at the reader's own moment once the answer is due (`asked`
+        `recheck_seconds` ago): within one period after that."""
+        due = asked + self._recheck
+        due += (self.recheck_phase(reader) - due) % self._recheck
+        return Answer(condition, max(due - self._clock(), 0.0))
+
+    def recheck_phase(self, reader: tuple[str, str]) -> float:
+        """The moment of the period (seconds, [0, recheck_seconds)) at which NemotronDeployment
+        `reader` (namespace, name) comes back to have its credentials checked: stable, and
+        spread evenly over the period by a hash of its name."""
+        spread = zlib.crc32("/".join(reader).encode()) / 2**32
+        return spread * self._recheck
 
     def _fresh(self, key: tuple[Any, ...]) -> tuple[float, ngc.CredentialCheck] | None:
         with self._guard:
@@ -149,17 +175,25 @@ class Credentials:
         self,
         key: tuple[Any, ...],
         ask: Callable[[], ngc.CredentialCheck],
+        image: str,
         also_under: tuple[Any, ...] | None = None,
     ) -> tuple[float, ngc.CredentialCheck]:
-        """(when asked, the registry's answer), asked again once `recheck_seconds` passed; kept
-        under `key` and, when given, `also_under`, with the same age."""
+        """(when asked, the registry's answer about `image`), asked again once `recheck_seconds`
+        passed; kept under `key` and, when given, `also_under`, with the same age."""
         known = self._fresh(key)
         if known is None:
             # outside the lock: the registry may be slow
             known = (self._clock(), metrics.ngc_checked(ask()))
             with self._guard:
+                before = self._answers.get(key)
                 self._answers[key] = known
+            if before is not None and _verdict(before[1]) != _verdict(known[1]):
+                self.answer_changed(image)
         if also_under is not None:
             with self._guard:
                 self._answers[also_under] = known
         return known
+
+
+def _verdict(check: ngc.CredentialCheck) -> tuple[bool | None, str]:
+    return check.valid, check.reason

@@ -27,7 +27,7 @@ from nemotron_operator.shell.credentials import Credentials, NgcRegistry
 from nemotron_operator.shell.key_secrets import KeySecretWatches
 from nemotron_operator.shell.peering import PeeringGate
 from nemotron_operator.shell.settings import Settings
-from nemotron_operator.shell.world import EventLoopReads, kept_copy
+from nemotron_operator.shell.world import EventLoopReads, kept_copy, kept_deployment, packed
 
 log = logging.getLogger(__name__)
 ND = (names.GROUP, names.VERSION, names.PLURAL)
@@ -91,7 +91,7 @@ def operator_controller(
         startup_allowance_seconds=operator_settings.startup_allowance_seconds,
         pause_image=operator_settings.pause_image,
     )
-    return Controller(
+    controller = Controller(
         KopfIndexes(
             deployments=indexes["nemotron_deployments"],
             gpu_nodes=indexes["gpu_nodes"],
@@ -115,6 +115,8 @@ def operator_controller(
         resync_seconds=operator_settings.resync_seconds,
         key_secret_watches=key_secret_watches,
     )
+    credentials.answer_changed = controller.credentials_changed
+    return controller
 
 
 @kopf.on.cleanup()
@@ -143,7 +145,7 @@ async def handlers_not_held_back(**_: Any) -> str:
 
 @kopf.index(*ND)
 def nemotron_deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict:
-    return {(namespace, name): kept_copy(body)}
+    return {(namespace, name): kept_deployment(body)}
 
 
 @kopf.index("v1", "nodes", labels={names.GPU_PRODUCT_LABEL: kopf.PRESENT})
@@ -160,7 +162,7 @@ def gpu_requests(body: kopf.Body, namespace: str | None, name: str, **_: Any) ->
 
 @kopf.index("v1", "pods", labels=CHILD_LABELS)
 def owned_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
-    return {(namespace, labels[names.DEPLOYMENT_LABEL]): kept_copy(body)}
+    return {(namespace, labels[names.DEPLOYMENT_LABEL]): packed(body)}
 
 
 @kopf.index("v1", "pods", labels=CHILD_LABELS)
@@ -173,7 +175,7 @@ def pod_owners(namespace: str | None, name: str, labels: kopf.Labels, **_: Any) 
 def download_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
     """The pods of a download Job, by the NemotronDeployment whose cache they fill: diagnosed
     like its NIM pods, for CacheReady."""
-    return {(namespace, labels[names.CACHE_DOWNLOAD_LABEL]): kept_copy(body)}
+    return {(namespace, labels[names.CACHE_DOWNLOAD_LABEL]): packed(body)}
 
 
 @kopf.index("v1", "pods", labels=DOWNLOAD_POD_LABELS)
@@ -188,11 +190,11 @@ def _warning_about_a_pod(body: kopf.Body, **_: Any) -> bool:
 
 @kopf.index("v1", "events", when=_warning_about_a_pod)
 def pod_warnings(body: kopf.Body, namespace: str | None, **_: Any) -> dict:
-    return {(namespace, body["involvedObject"]["name"]): kept_copy(body)}
+    return {(namespace, body["involvedObject"]["name"]): packed(body)}
 
 
 def _child_index(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
-    return {(namespace, labels[names.DEPLOYMENT_LABEL], body["kind"]): kept_copy(body)}
+    return {(namespace, labels[names.DEPLOYMENT_LABEL], body["kind"]): packed(body)}
 
 
 kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS, id="children_deployments")(
@@ -227,14 +229,28 @@ def _shared_claim_index(
 
 @kopf.on.event(*ND)
 async def nemotron_deployment_changed(
-    body: kopf.Body, namespace: str | None, name: str, type: str | None, memo: kopf.Memo, **_: Any
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    type: str | None,
+    memo: kopf.Memo,
+    **indexes: Any,
 ) -> None:
     if namespace is None:
         return
     if type == "DELETED":
         memo.controller.deployment_deleted((namespace, name))
-    else:
-        memo.controller.deployment_changed((namespace, name), kept_copy(body))
+        return
+    # the copy the index took of this very body (Kopf indexes an event before handling it)
+    uid = body["metadata"].get("uid")
+    kept = [
+        b
+        for b in indexes["nemotron_deployments"].get((namespace, name), ())
+        if b["metadata"]["uid"] == uid
+    ]
+    memo.controller.deployment_changed(
+        (namespace, name), kept[0] if kept else kept_deployment(body)
+    )
 
 
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)

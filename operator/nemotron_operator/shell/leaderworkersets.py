@@ -13,6 +13,7 @@ from typing import Any
 
 from nemotron_operator.api import names
 from nemotron_operator.shell.namespace_watches import NamespaceWatches, WatchedKind
+from nemotron_operator.shell.world import packed, unpacked
 
 KIND = "LeaderWorkerSet"
 LEADERWORKERSETS = WatchedKind(
@@ -33,7 +34,7 @@ class LeaderWorkerSetChildren:
     def __init__(self, on_change: OnChange, needed: Needed) -> None:
         self._on_change = on_change
         self._needed = needed
-        self._objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self._objects: dict[tuple[str, str], bytes] = {}  # packed, as World reads children
         self._guard = threading.Lock()
         self._watches = NamespaceWatches(LEADERWORKERSETS, self)
         self.index = _ChildIndex(self)
@@ -44,8 +45,12 @@ class LeaderWorkerSetChildren:
     def stop(self) -> None:
         self._watches.stop()
 
-    def get(self, namespace: str, deployment: str) -> dict[str, Any] | None:
+    def get(self, namespace: str, deployment: str) -> Mapping[str, Any] | None:
         """The NemotronDeployment's LeaderWorkerSet as last seen (None: none seen)."""
+        found = self.get_packed(namespace, deployment)
+        return None if found is None else unpacked(found)
+
+    def get_packed(self, namespace: str, deployment: str) -> bytes | None:
         with self._guard:
             return self._objects.get((namespace, deployment))
 
@@ -74,7 +79,7 @@ class LeaderWorkerSetChildren:
             for item in items:
                 owner = _owner(item)
                 if owner:
-                    self._objects[(namespace, owner)] = item
+                    self._objects[(namespace, owner)] = packed(item)
         self._on_change(namespace, None)
 
     def changed(self, namespace: str, event: str, obj: dict[str, Any]) -> None:
@@ -85,7 +90,7 @@ class LeaderWorkerSetChildren:
             if event == "DELETED":
                 self._objects.pop((namespace, owner), None)
             else:
-                self._objects[(namespace, owner)] = obj
+                self._objects[(namespace, owner)] = packed(obj)
         self._on_change(namespace, owner)
 
     def lost(self, namespace: str) -> None:
@@ -96,15 +101,15 @@ class LeaderWorkerSetChildren:
 ChildKey = tuple[str, str, str]  # (namespace, NemotronDeployment, kind), as Kopf's child indexes
 
 
-class _ChildIndex(Mapping[ChildKey, list[dict[str, Any]]]):
+class _ChildIndex(Mapping[ChildKey, list[bytes]]):
     """The children as a live index shaped like Kopf's child indexes, for world.World."""
 
     def __init__(self, children: LeaderWorkerSetChildren) -> None:
         self._children = children
 
-    def __getitem__(self, key: ChildKey) -> list[dict[str, Any]]:
+    def __getitem__(self, key: ChildKey) -> list[bytes]:
         namespace, deployment, kind = key
-        found = self._children.get(namespace, deployment) if kind == KIND else None
+        found = self._children.get_packed(namespace, deployment) if kind == KIND else None
         if found is None:
             raise KeyError(key)
         return [found]

@@ -12,13 +12,14 @@ Kopf is the wrong tool for two kinds the operator follows:
 
 A watch lists, then follows the events from the list's resourceVersion. It lists again after a
 410 or a lost connection, says once in the log when RBAC forbids it, and waits while the API is
-not served. It ends within WATCH_SECONDS once the namespace no longer needs it.
+not served. It ends within WATCH_SECONDS[1] once the namespace no longer needs it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +31,12 @@ from nemotron_operator.shell import kube, metrics
 
 log = logging.getLogger(__name__)
 
-WATCH_SECONDS = 60  # the API server ends each watch after this; it is resumed if still needed
+# The API server ends each watch after a time drawn from these bounds (client-go's reflectors
+# draw from the same 5-10 minutes), so the watches of many namespaces are not renewed in step; the
+# watch then resumes from its last resourceVersion, without a list. The length is not a latency:
+# events arrive as they happen. It bounds how long a watch no namespace needs lingers, and how
+# long a connection that died without a word goes unnoticed (Kopf's own watches: 5 minutes).
+WATCH_SECONDS = (300, 600)
 RETRY_SECONDS = 5  # after a lost connection
 ABSENT_RETRY_SECONDS = 30  # the API is not served (404): its CRD may be installed later
 FORBIDDEN_RETRY_SECONDS = 300  # after a 403: RBAC changes rarely
@@ -173,13 +179,14 @@ class NamespaceWatches:
         return str(body["metadata"]["resourceVersion"]), list(body.get("items") or ())
 
     def _events(self, namespace: str, version: str) -> Iterator[dict[str, Any]]:
+        seconds = random.randint(*WATCH_SECONDS)
         query = {
             "watch": "true",
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(WATCH_SECONDS),
+            "timeoutSeconds": str(seconds),
         }
-        answer = self._request(namespace, query, "", (10, WATCH_SECONDS + 30))
+        answer = self._request(namespace, query, "", (10, seconds + 30))
         try:
             for line in answer:
                 if line.strip():
