@@ -43,9 +43,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
     """Kopf's settings, and the controller (kept in Kopf's memo for the handlers below)."""
     settings.persistence.finalizer = names.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = kopf_workarounds.NoDiffBase()
     settings.posting.level = logging.WARNING  # our own Events say what matters
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
