@@ -20,7 +20,7 @@ from nemotron_operator.api import names
 from nemotron_operator.core.catalog import load_catalog
 from nemotron_operator.core.inventory import gpus_requested_by_node
 from nemotron_operator.core.render import ChildNames
-from nemotron_operator.shell import kopf_workarounds, kube, metrics, ngc
+from nemotron_operator.shell import kopf_workarounds, kube, metrics, ngc, runner
 from nemotron_operator.shell.controller import Controller, KopfIndexes
 from nemotron_operator.shell.converge import Converger
 from nemotron_operator.shell.credentials import Credentials, NgcRegistry
@@ -57,6 +57,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
     memo.controller = operator_controller(memo.settings, indexes, asyncio.get_running_loop())
     memo.controller.start()
     metrics.follow(memo.controller)
+    runner.settle_heap()
 
 
 def operator_controller(
