@@ -50,6 +50,7 @@ class FakeCluster:
     crd_without_plan_field: str | None = None  # a CRD older than the operator prunes it
     stored: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     refuses: set[str] = field(default_factory=set)  # kinds the API server refuses
+    last_applied: dict[str, dict[str, Any]] = field(default_factory=dict)  # by kind
 
     def apply(self, child: Mapping[str, Any], *, answer: bool = False) -> dict[str, Any] | None:
         if self.fail_with:
@@ -57,6 +58,7 @@ class FakeCluster:
         if child["kind"] in self.refuses:
             raise kube.ChildRejected(child, 403, f"{child['kind']} forbidden: exceeded quota")
         self.writes.append(("apply", child["kind"]))
+        self.last_applied[child["kind"]] = dict(child)
         return dict(child) if answer else None
 
     def merge_patch(self, child: Mapping[str, Any]) -> None:
@@ -149,12 +151,14 @@ class Rig:
     clock: Clock
     deployments: dict[Any, list[dict[str, Any]]]
     pods: dict[Any, list[dict[str, Any]]]
+    children: dict[Any, list[dict[str, Any]]]  # (namespace, deployment, kind) -> [child]
 
 
 def rig(*bodies: dict[str, Any], peering: PeeringGate | None = None) -> Rig:
     clock, cluster, registry = Clock(), FakeCluster(), FakeRegistry()
     deployments = {(b["metadata"]["namespace"], b["metadata"]["name"]): [b] for b in bodies}
     pods: dict[Any, list[dict[str, Any]]] = {}
+    children: dict[Any, list[dict[str, Any]]] = {}
     secrets = {("team-a", "ngc-api", "NGC_API_KEY"): "nvapi-test"}
     credentials = Credentials(
         registry,
@@ -166,7 +170,7 @@ def rig(*bodies: dict[str, Any], peering: PeeringGate | None = None) -> Rig:
     converger = Converger(CATALOG, credentials, cluster)
     nodes = {"gpu-1": [node("gpu-1", product="NVIDIA-L40S", memory_mib=46068)]}
     controller = Controller(
-        KopfIndexes(deployments, nodes, {}, pods, {}, ()),
+        KopfIndexes(deployments, nodes, {}, pods, {}, (children,)),
         converger,
         direct,
         peering or PeeringGate(None),
@@ -177,7 +181,7 @@ def rig(*bodies: dict[str, Any], peering: PeeringGate | None = None) -> Rig:
         leaderworkersets=FakeWatches,
         now=lambda: NOW + dt.timedelta(seconds=clock.now - 1000.0),
     )
-    return Rig(controller, cluster, registry, clock, deployments, pods)
+    return Rig(controller, cluster, registry, clock, deployments, pods, children)
 
 
 def work(rig_: Rig) -> list[tuple[str, str]]:
@@ -203,6 +207,29 @@ def test_a_new_deployment_costs_one_write_per_child_and_one_status_write() -> No
     assert kinds[2:] == ["status"]
     statuses = [s for what, s in r.cluster.writes if what == "status"]
     assert statuses[0]["plan"]["gpuProduct"] == "NVIDIA-L40S"
+
+
+def test_the_status_it_writes_counts_the_children_it_created() -> None:
+    """One status write for a new object: it already names the workload and the endpoint, so
+    the watches bringing back the children and then the status write nothing more."""
+    r = rig(deployment("nano"))
+    key = ("team-a", "nano")
+    r.controller.enqueue(key)
+    work(r)
+    (status,) = [s for what, s in r.cluster.writes if what == "status"]
+    assert status["endpoint"] == "http://nano.team-a.svc:8000/v1"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Starting")
+    for kind, child in r.cluster.last_applied.items():
+        r.children[(*key, kind)] = [child]
+    r.controller.enqueue(key)
+    work(r)
+    body = r.deployments[key][0]
+    echo = {**body, "metadata": {**body["metadata"], "resourceVersion": "2"}, "status": status}
+    r.deployments[key] = [echo]
+    r.controller.deployment_changed(key, echo)
+    work(r)
+    assert [what for what, _ in r.cluster.writes] == ["apply", "apply", "status"]
 
 
 def test_a_child_refused_leaves_none_of_its_siblings_behind() -> None:

@@ -216,9 +216,10 @@ class Converger:
                     snapshot.download_pods, now, diagnose.DEFAULT_STARTUP_ALLOWANCE_SECONDS
                 )
             )
+        children = snapshot.children
         if blocker is None and plan is not None and spec_model is not None:
             try:
-                self._apply_children(
+                created = self._apply_children(
                     body,
                     desired_children(body, spec_model, plan),
                     layout.workload_kind,
@@ -229,9 +230,13 @@ class Converger:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.RENDER_FAILED, str(error))
             except kube.ChildRejected as error:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.CHILD_REJECTED, str(error))
+            else:
+                # what this converge created counts as there: the status says so now, not in a
+                # second write when the watches bring the new children
+                children = {**children, **created}
 
         spans = _spans_nodes(plan)
-        workload = snapshot.children.get(layout.workload_kind)
+        workload = children.get(layout.workload_kind)
         diagnosis = None
         if blocker is None and snapshot.pods:
             allowance = self.startup_allowance(plan)
@@ -252,9 +257,7 @@ class Converger:
             replicas=int(spec.get("replicas", 1)) if spec else 0,
             workload=workload,
             diagnosis=diagnosis,
-            endpoint=f"http://{name}.{namespace}.svc:{port}/v1"
-            if "Service" in snapshot.children
-            else None,
+            endpoint=f"http://{name}.{namespace}.svc:{port}/v1" if "Service" in children else None,
             selector=f"{names.DEPLOYMENT_LABEL}={name}",
             cache=cache,
         )
@@ -352,10 +355,11 @@ class Converger:
         kind: str,
         snapshot: Snapshot,
         cache_filled: bool,
-    ) -> None:
+    ) -> dict[str, Mapping[str, Any]]:
         """Apply what drifted of `children` (those desired_children renders; `kind`: their
         workload's). Until the download Job has filled the shared cache (`cache_filled`), the
-        workload is left as it is: not created yet, or still serving the version before."""
+        workload is left as it is: not created yet, or still serving the version before.
+        Returns the children it created, by kind, as the API server stored them."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         pending: list[tuple[dict[str, Any], bool]] = []  # (child, new)
         for rendered in children:
@@ -373,12 +377,11 @@ class Converger:
             child = render.with_created_claim_templates(rendered, observed)
             if observed is None or not matches(child, observed):
                 pending.append((child, observed is None))
-        created: list[Mapping[str, Any]] = []
+        created: dict[str, Mapping[str, Any]] = {}
         try:
             for child, new in pending:
                 if new:
-                    self.cluster.apply(child)
-                    created.append(child)
+                    created[child["kind"]] = self.cluster.apply(child, answer=True) or child
                     continue
                 # A hand edit: server-side apply takes back the fields the operator owns, but
                 # leaves the list entries someone else added (a container, a port); then the
@@ -393,8 +396,8 @@ class Converger:
             # One refused (a quota, a policy, a field the API server does not take): the ones
             # this converge created go again, so none stays half-built beside it. One write per
             # new child in the common case, instead of asking first with a dry run of each.
-            for child in reversed(created):
-                self.cluster.delete_child(child["kind"], namespace, child["metadata"]["name"])
+            for made in reversed(created.values()):
+                self.cluster.delete_child(made["kind"], namespace, made["metadata"]["name"])
             raise
         # The workload of a kind the spec and plan no longer call for (the cache's access mode
         # or the nodes per replica changed): the new one replaces it, once it can start.
@@ -404,6 +407,7 @@ class Converger:
             self.cluster.delete_child(stale, namespace, name)
             if stale == leaderworkersets.KIND:  # gone now, or already (its CRD gone: no event)
                 self.forget_leaderworkerset(namespace, name)
+        return created
 
 
 def startup_allowance(plan: api.PlanStatus | None, setting: int | None = None) -> int:
