@@ -20,7 +20,7 @@ from nemotron_operator.core.catalog import load_catalog
 from nemotron_operator.core.planner import plan
 from nemotron_operator.shell import kube, ngc
 from nemotron_operator.shell.controller import Controller, KopfIndexes, resync_due
-from nemotron_operator.shell.converge import Converger
+from nemotron_operator.shell.converge import Converger, RenderedChildren, desired_children
 from nemotron_operator.shell.credentials import Credentials
 from nemotron_operator.shell.peering import PeeringGate
 from nemotron_operator.shell.settings import PeeringSettings, Settings
@@ -230,6 +230,34 @@ def test_the_status_it_writes_counts_the_children_it_created() -> None:
     r.controller.deployment_changed(key, echo)
     work(r)
     assert [what for what, _ in r.cluster.writes] == ["apply", "apply", "status"]
+
+
+def test_kept_renderings_follow_every_change_of_what_they_are_rendered_from() -> None:
+    from nemotron_operator.core.inventory import gpu_pools
+
+    pools = gpu_pools([node("gpu-1", product="NVIDIA-L40S", memory_mib=46068)])
+    rendered = RenderedChildren()
+    body = deployment("nano")
+    spec = NemotronDeploymentSpec.model_validate(body["spec"])
+    planned = plan(spec, CATALOG, pools)
+    first = rendered.children(body, spec, planned)
+    assert first == desired_children(body, spec, planned)
+    assert rendered.children(body, spec, planned) is first  # the converges after: not rendered
+
+    def workload(children: list[dict[str, Any]]) -> dict[str, Any]:
+        return next(c for c in children if c["kind"] in ("Deployment", "StatefulSet"))
+
+    three = spec.model_copy(update={"replicas": 3})
+    assert workload(rendered.children(body, three, planned))["spec"]["replicas"] == 3
+    other_gpus = planned.model_copy(update={"gpus_per_replica": 2})
+    container = workload(rendered.children(body, spec, other_gpus))["spec"]["template"]["spec"]
+    assert container["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    again = {**body, "metadata": {**body["metadata"], "uid": "uid-nano-2"}}  # made anew
+    owner = workload(rendered.children(again, spec, planned))["metadata"]["ownerReferences"][0]
+    assert owner["uid"] == "uid-nano-2"
+    for replicas in range(RenderedChildren.KEPT + 5):
+        rendered.children(body, spec.model_copy(update={"replicas": replicas}), planned)
+    assert len(rendered) == RenderedChildren.KEPT
 
 
 def test_a_child_refused_leaves_none_of_its_siblings_behind() -> None:

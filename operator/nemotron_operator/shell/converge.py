@@ -12,8 +12,10 @@ tests).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -154,6 +156,49 @@ class StatusMemory:
             self._written.pop((namespace, name), None)
 
 
+class RenderedChildren:
+    """The children `desired_children` rendered lately, by what they were rendered from: one
+    change converges a NemotronDeployment several times (its status echo, each new child's
+    event, the workload's status), and rendering was half of a converge's CPU. Keeps the last
+    KEPT renderings; they are shared, so never changed in place (the converge copies what it
+    alters). Thread-safe."""
+
+    KEPT = 256
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def children(
+        self, body: Mapping[str, Any], spec: api.NemotronDeploymentSpec, plan: api.PlanStatus
+    ) -> list[dict[str, Any]]:
+        meta = body["metadata"]
+        key = json.dumps(
+            [
+                meta["namespace"],
+                meta["name"],
+                meta["uid"],
+                spec.model_dump(by_alias=True, mode="json"),
+                plan.model_dump(by_alias=True, mode="json"),
+            ],
+            sort_keys=True,
+        )
+        with self._guard:
+            kept = self._kept.get(key)
+            if kept is not None:
+                self._kept.move_to_end(key)
+                return kept
+        rendered = desired_children(body, spec, plan)
+        with self._guard:
+            self._kept[key] = rendered
+            while len(self._kept) > self.KEPT:
+                self._kept.popitem(last=False)
+        return rendered
+
+
 class Converger:
     def __init__(
         self,
@@ -171,6 +216,7 @@ class Converger:
         self.startup_allowance_setting = startup_allowance_seconds
         self.forget_leaderworkerset = forget_leaderworkerset
         self.statuses = StatusMemory()
+        self.rendered = RenderedChildren()
         self.unkept_status_fields: set[tuple[str, ...]] = set()
 
     def startup_allowance(self, plan: api.PlanStatus | None) -> int:
@@ -221,7 +267,7 @@ class Converger:
             try:
                 created = self._apply_children(
                     body,
-                    desired_children(body, spec_model, plan),
+                    self.rendered.children(body, spec_model, plan),
                     layout.workload_kind,
                     snapshot,
                     cache_filled=cache is None or cache.condition.status is True,
