@@ -20,7 +20,7 @@ from nemotron_operator.core.catalog import load_catalog
 from nemotron_operator.core.planner import plan
 from nemotron_operator.shell import kube, ngc
 from nemotron_operator.shell.controller import Controller, KopfIndexes, resync_due
-from nemotron_operator.shell.converge import Converger
+from nemotron_operator.shell.converge import Converger, RenderedChildren, desired_children
 from nemotron_operator.shell.credentials import Credentials
 from nemotron_operator.shell.peering import PeeringGate
 from nemotron_operator.shell.settings import PeeringSettings, Settings
@@ -52,6 +52,7 @@ class FakeCluster:
     refuses: set[str] = field(default_factory=set)  # kinds the API server refuses
     logs: dict[tuple[str, str, str], cache_size.SizeLog] = field(default_factory=dict)
     log_reads: list[tuple[str, str, str, int]] = field(default_factory=list)
+    last_applied: dict[str, dict[str, Any]] = field(default_factory=dict)  # by kind
 
     def apply(self, child: Mapping[str, Any], *, answer: bool = False) -> dict[str, Any] | None:
         if self.fail_with:
@@ -59,6 +60,7 @@ class FakeCluster:
         if child["kind"] in self.refuses:
             raise kube.ChildRejected(child, 403, f"{child['kind']} forbidden: exceeded quota")
         self.writes.append(("apply", child["kind"]))
+        self.last_applied[child["kind"]] = dict(child)
         return dict(child) if answer else None
 
     def merge_patch(self, child: Mapping[str, Any]) -> None:
@@ -157,6 +159,7 @@ class Rig:
     clock: Clock
     deployments: dict[Any, list[dict[str, Any]]]
     pods: dict[Any, list[bytes]]
+    children: dict[Any, list[bytes]]  # (namespace, deployment, kind) -> [packed child]
 
 
 def rig(
@@ -165,6 +168,7 @@ def rig(
     clock, cluster, registry = Clock(), FakeCluster(), FakeRegistry()
     deployments = {(b["metadata"]["namespace"], b["metadata"]["name"]): [b] for b in bodies}
     pods: dict[Any, list[bytes]] = {}
+    children: dict[Any, list[bytes]] = {}
     secrets = {("team-a", "ngc-api", "NGC_API_KEY"): "nvapi-test"}
     credentials = Credentials(
         registry,
@@ -176,7 +180,7 @@ def rig(
     converger = Converger(CATALOG, credentials, cluster)
     nodes = {"gpu-1": [node("gpu-1", product="NVIDIA-L40S", memory_mib=46068)]}
     controller = Controller(
-        KopfIndexes(deployments, nodes, {}, pods, {}, ()),
+        KopfIndexes(deployments, nodes, {}, pods, {}, (children,)),
         converger,
         direct,
         peering or PeeringGate(None),
@@ -187,7 +191,7 @@ def rig(
         leaderworkersets=FakeWatches,
         now=lambda: NOW + dt.timedelta(seconds=clock.now - 1000.0),
     )
-    return Rig(controller, cluster, registry, clock, deployments, pods)
+    return Rig(controller, cluster, registry, clock, deployments, pods, children)
 
 
 def work(rig_: Rig) -> list[tuple[str, str]]:
@@ -213,6 +217,57 @@ def test_a_new_deployment_costs_one_write_per_child_and_one_status_write() -> No
     assert kinds[2:] == ["status"]
     statuses = [s for what, s in r.cluster.writes if what == "status"]
     assert statuses[0]["plan"]["gpuProduct"] == "NVIDIA-L40S"
+
+
+def test_the_status_it_writes_counts_the_children_it_created() -> None:
+    """One status write for a new object: it already names the workload and the endpoint, so
+    the watches bringing back the children and then the status write nothing more."""
+    r = rig(deployment("nano"))
+    key = ("team-a", "nano")
+    r.controller.enqueue(key)
+    work(r)
+    (status,) = [s for what, s in r.cluster.writes if what == "status"]
+    assert status["endpoint"] == "http://nano.team-a.svc:8000/v1"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Starting")
+    for kind, child in r.cluster.last_applied.items():
+        r.children[(*key, kind)] = [packed(child)]
+    r.controller.enqueue(key)
+    work(r)
+    body = r.deployments[key][0]
+    echo = {**body, "metadata": {**body["metadata"], "resourceVersion": "2"}, "status": status}
+    r.deployments[key] = [echo]
+    r.controller.deployment_changed(key, echo)
+    work(r)
+    assert [what for what, _ in r.cluster.writes] == ["apply", "apply", "status"]
+
+
+def test_kept_renderings_follow_every_change_of_what_they_are_rendered_from() -> None:
+    from nemotron_operator.core.inventory import gpu_pools
+
+    pools = gpu_pools([node("gpu-1", product="NVIDIA-L40S", memory_mib=46068)])
+    rendered = RenderedChildren()
+    body = deployment("nano")
+    spec = NemotronDeploymentSpec.model_validate(body["spec"])
+    planned = plan(spec, CATALOG, pools)
+    first = rendered.children(body, spec, planned)
+    assert first == desired_children(body, spec, planned)
+    assert rendered.children(body, spec, planned) is first  # the converges after: not rendered
+
+    def workload(children: list[dict[str, Any]]) -> dict[str, Any]:
+        return next(c for c in children if c["kind"] in ("Deployment", "StatefulSet"))
+
+    three = spec.model_copy(update={"replicas": 3})
+    assert workload(rendered.children(body, three, planned))["spec"]["replicas"] == 3
+    other_gpus = planned.model_copy(update={"gpus_per_replica": 2})
+    container = workload(rendered.children(body, spec, other_gpus))["spec"]["template"]["spec"]
+    assert container["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    again = {**body, "metadata": {**body["metadata"], "uid": "uid-nano-2"}}  # made anew
+    owner = workload(rendered.children(again, spec, planned))["metadata"]["ownerReferences"][0]
+    assert owner["uid"] == "uid-nano-2"
+    for replicas in range(RenderedChildren.KEPT + 5):
+        rendered.children(body, spec.model_copy(update={"replicas": replicas}), planned)
+    assert len(rendered) == RenderedChildren.KEPT
 
 
 def test_a_child_refused_leaves_none_of_its_siblings_behind() -> None:

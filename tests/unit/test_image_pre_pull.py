@@ -166,7 +166,7 @@ def test_turned_on_it_is_applied_and_the_status_says_how_far_without_holding_rea
     (status,) = [s for what, s in cluster.writes if what == "status"]
     found = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
     assert found["ImagePrePulled"] == ("False", "ImagePulling")
-    assert found["Ready"] == ("False", "Creating")  # as without it
+    assert found["Ready"] == ("False", "Starting")  # as without it
 
 
 def test_turned_off_the_daemonset_is_deleted_and_its_condition_leaves_the_status() -> None:

@@ -142,3 +142,14 @@ def test_kopf_alone_ignores_it() -> None:
     """The bug the mend is for. When a Kopf release fixes it, this fails: drop the mend."""
     processor = observation.process_discovered_namespace_event
     assert not namespace_known_after_listing(getattr(processor, "__wrapped__", processor))
+
+
+def test_no_handler_needs_the_diff_base_the_operator_does_not_keep() -> None:
+    """NoDiffBase keeps no essence of the last handled object: only change-detecting handlers
+    (on.create/update/delete/resume/field) and daemons or timers would read it. Adding one needs
+    Kopf's diff base back (handlers.configure)."""
+    registry = kopf.get_default_registry()
+    assert handlers.nemotron_deployment_changed  # the handlers are registered
+    assert registry._watching.get_all_handlers()
+    assert registry._changing.get_all_handlers() == []
+    assert registry._spawning.get_all_handlers() == []

@@ -12,8 +12,10 @@ tests).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -164,6 +166,50 @@ class StatusMemory:
             self._written.pop((namespace, name), None)
 
 
+class RenderedChildren:
+    """The children `desired_children` rendered lately, by what they were rendered from: one
+    change converges a NemotronDeployment several times (its status echo, each new child's
+    event, the workload's status), and rendering was half of a converge's CPU. Keeps the last
+    KEPT renderings; they are shared, so never changed in place (the converge copies what it
+    alters). Thread-safe."""
+
+    KEPT = 256
+
+    def __init__(self, pause_image: str = render.DEFAULT_PAUSE_IMAGE) -> None:
+        self.pause_image = pause_image
+        self._kept: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def children(
+        self, body: Mapping[str, Any], spec: api.NemotronDeploymentSpec, plan: api.PlanStatus
+    ) -> list[dict[str, Any]]:
+        meta = body["metadata"]
+        key = json.dumps(
+            [
+                meta["namespace"],
+                meta["name"],
+                meta["uid"],
+                spec.model_dump(by_alias=True, mode="json"),
+                plan.model_dump(by_alias=True, mode="json"),
+            ],
+            sort_keys=True,
+        )
+        with self._guard:
+            kept = self._kept.get(key)
+            if kept is not None:
+                self._kept.move_to_end(key)
+                return kept
+        rendered = desired_children(body, spec, plan, self.pause_image)
+        with self._guard:
+            self._kept[key] = rendered
+            while len(self._kept) > self.KEPT:
+                self._kept.popitem(last=False)
+        return rendered
+
+
 class Converger:
     def __init__(
         self,
@@ -181,8 +227,8 @@ class Converger:
         self.published_profiles = published_profiles
         self.startup_allowance_setting = startup_allowance_seconds
         self.forget_leaderworkerset = forget_leaderworkerset
-        self.pause_image = pause_image
         self.statuses = StatusMemory()
+        self.rendered = RenderedChildren(pause_image)
         self.unkept_status_fields: set[tuple[str, ...]] = set()
 
     def startup_allowance(self, plan: api.PlanStatus | None) -> int:
@@ -221,11 +267,12 @@ class Converger:
                     snapshot.download_pods, now, diagnose.DEFAULT_STARTUP_ALLOWANCE_SECONDS
                 )
             )
+        children = snapshot.children
         if blocker is None and plan is not None and spec_model is not None:
             try:
-                self._apply_children(
+                created = self._apply_children(
                     body,
-                    desired_children(body, spec_model, plan, self.pause_image),
+                    self.rendered.children(body, spec_model, plan),
                     layout.workload_kind,
                     snapshot,
                     cache_filled=cache is None or cache.condition.status is True,
@@ -234,12 +281,18 @@ class Converger:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.RENDER_FAILED, str(error))
             except kube.ChildRejected as error:
                 blocker = Blocker(names.ConditionType.PROGRESSING, Why.CHILD_REJECTED, str(error))
+            else:
+                # what this converge created counts as there: the status says so now, not in a
+                # second write when the watches bring the new children
+                children = {**children, **created}
 
         image_pull = None
         if plan is not None and plan.fits and spec_model and spec_model.cache.pre_pull_image:
+            # from the watch, not what this converge created: a new DaemonSet's status says it
+            # wants no node until its controller has looked
             image_pull = image_pre_pulled(snapshot.children.get("DaemonSet"), plan, name)
         spans = _spans_nodes(plan)
-        workload = snapshot.children.get(layout.workload_kind)
+        workload = children.get(layout.workload_kind)
         diagnosis = None
         if blocker is None and snapshot.pods:
             allowance = self.startup_allowance(plan)
@@ -260,9 +313,7 @@ class Converger:
             replicas=int(spec.get("replicas", 1)) if spec else 0,
             workload=workload,
             diagnosis=diagnosis,
-            endpoint=f"http://{name}.{namespace}.svc:{port}/v1"
-            if "Service" in snapshot.children
-            else None,
+            endpoint=f"http://{name}.{namespace}.svc:{port}/v1" if "Service" in children else None,
             selector=f"{names.DEPLOYMENT_LABEL}={name}",
             cache=cache,
             image_pull=image_pull,
@@ -397,10 +448,11 @@ class Converger:
         kind: str,
         snapshot: Snapshot,
         cache_filled: bool,
-    ) -> None:
+    ) -> dict[str, Mapping[str, Any]]:
         """Apply what drifted of `children` (those desired_children renders; `kind`: their
         workload's). Until the download Job has filled the shared cache (`cache_filled`), the
-        workload is left as it is: not created yet, or still serving the version before."""
+        workload is left as it is: not created yet, or still serving the version before.
+        Returns the children it created, by kind, as the API server stored them."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         pending: list[tuple[dict[str, Any], bool]] = []  # (child, new)
         for rendered in children:
@@ -418,12 +470,11 @@ class Converger:
             child = render.with_created_claim_templates(rendered, observed)
             if observed is None or not matches(child, observed):
                 pending.append((child, observed is None))
-        created: list[Mapping[str, Any]] = []
+        created: dict[str, Mapping[str, Any]] = {}
         try:
             for child, new in pending:
                 if new:
-                    self.cluster.apply(child)
-                    created.append(child)
+                    created[child["kind"]] = self.cluster.apply(child, answer=True) or child
                     continue
                 # A hand edit: server-side apply takes back the fields the operator owns, but
                 # leaves the list entries someone else added (a container, a port); then the
@@ -438,8 +489,8 @@ class Converger:
             # One refused (a quota, a policy, a field the API server does not take): the ones
             # this converge created go again, so none stays half-built beside it. One write per
             # new child in the common case, instead of asking first with a dry run of each.
-            for child in reversed(created):
-                self.cluster.delete_child(child["kind"], namespace, child["metadata"]["name"])
+            for made in reversed(created.values()):
+                self.cluster.delete_child(made["kind"], namespace, made["metadata"]["name"])
             raise
         # The image pre-pull DaemonSet, turned off (cache.prePullImage false)
         if "DaemonSet" in snapshot.children and not any(c["kind"] == "DaemonSet" for c in children):
@@ -454,6 +505,7 @@ class Converger:
             self.cluster.delete_child(stale, namespace, name)
             if stale == leaderworkersets.KIND:  # gone now, or already (its CRD gone: no event)
                 self.forget_leaderworkerset(namespace, name)
+        return created
 
 
 def startup_allowance(plan: api.PlanStatus | None, setting: int | None = None) -> int:

@@ -20,7 +20,7 @@ from nemotron_operator.api import names
 from nemotron_operator.core.catalog import load_catalog
 from nemotron_operator.core.inventory import gpus_requested_by_node
 from nemotron_operator.core.render import ChildNames
-from nemotron_operator.shell import kopf_workarounds, kube, metrics, ngc
+from nemotron_operator.shell import kopf_workarounds, kube, metrics, ngc, runner
 from nemotron_operator.shell.controller import Controller, KopfIndexes
 from nemotron_operator.shell.converge import Converger
 from nemotron_operator.shell.credentials import Credentials, NgcRegistry
@@ -43,9 +43,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
     """Kopf's settings, and the controller (kept in Kopf's memo for the handlers below)."""
     settings.persistence.finalizer = names.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = kopf_workarounds.NoDiffBase()
     settings.posting.level = logging.WARNING  # our own Events say what matters
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -59,6 +57,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
     memo.controller = operator_controller(memo.settings, indexes, asyncio.get_running_loop())
     memo.controller.start()
     metrics.follow(memo.controller)
+    runner.settle_heap()
 
 
 def operator_controller(
@@ -141,45 +140,51 @@ async def handlers_not_held_back(**_: Any) -> str:
 
 
 # --- indexes: the operator's picture of the cluster, kept current by watches -----------------
+# The indexers are coroutines though they never wait: Kopf runs a plain function in its thread
+# pool, a hop to another thread and back for every indexer and every watch event.
 
 
 @kopf.index(*ND)
-def nemotron_deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict:
+async def nemotron_deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict:
     return {(namespace, name): kept_deployment(body)}
 
 
 @kopf.index("v1", "nodes", labels={names.GPU_PRODUCT_LABEL: kopf.PRESENT})
-def gpu_nodes(body: kopf.Body, name: str, **_: Any) -> dict:
+async def gpu_nodes(body: kopf.Body, name: str, **_: Any) -> dict:
     return {name: kept_copy(body)}
 
 
 @kopf.index("v1", "pods", when=lambda spec, **_: bool(spec.get("nodeName")))
-def gpu_requests(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict | None:
+async def gpu_requests(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict | None:
     """node name -> (namespace, pod, GPUs) for every bound, unfinished pod holding GPUs."""
     held = gpus_requested_by_node([body])
     return {node: (namespace, name, gpus) for node, gpus in held.items() if gpus} or None
 
 
 @kopf.index("v1", "pods", labels=CHILD_LABELS)
-def owned_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
+async def owned_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
     return {(namespace, labels[names.DEPLOYMENT_LABEL]): packed(body)}
 
 
 @kopf.index("v1", "pods", labels=CHILD_LABELS)
-def pod_owners(namespace: str | None, name: str, labels: kopf.Labels, **_: Any) -> dict:
+async def pod_owners(namespace: str | None, name: str, labels: kopf.Labels, **_: Any) -> dict:
     """(namespace, pod) -> the NemotronDeployment it belongs to (for Events about pods)."""
     return {(namespace, name): labels[names.DEPLOYMENT_LABEL]}
 
 
 @kopf.index("v1", "pods", labels=DOWNLOAD_POD_LABELS)
-def download_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
+async def download_pods(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict:
     """The pods of a download Job, by the NemotronDeployment whose cache they fill: diagnosed
     like its NIM pods, for CacheReady."""
     return {(namespace, labels[names.CACHE_DOWNLOAD_LABEL]): packed(body)}
 
 
 @kopf.index("v1", "pods", labels=DOWNLOAD_POD_LABELS)
-def download_pod_owners(namespace: str | None, name: str, labels: kopf.Labels, **_: Any) -> dict:
+async def download_pod_owners(
+    namespace: str | None, name: str, labels: kopf.Labels, **_: Any
+) -> dict:
     """(namespace, pod) -> the NemotronDeployment a download pod fills the cache of."""
     return {(namespace, name): labels[names.CACHE_DOWNLOAD_LABEL]}
 
@@ -189,11 +194,13 @@ def _warning_about_a_pod(body: kopf.Body, **_: Any) -> bool:
 
 
 @kopf.index("v1", "events", when=_warning_about_a_pod)
-def pod_warnings(body: kopf.Body, namespace: str | None, **_: Any) -> dict:
+async def pod_warnings(body: kopf.Body, namespace: str | None, **_: Any) -> dict:
     return {(namespace, body["involvedObject"]["name"]): packed(body)}
 
 
-def _child_index(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict:
+async def _child_index(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict:
     return {(namespace, labels[names.DEPLOYMENT_LABEL], body["kind"]): packed(body)}
 
 
@@ -209,14 +216,14 @@ kopf.index("apps", "v1", "daemonsets", labels=CHILD_LABELS, id="children_daemons
 
 
 @kopf.index("v1", "persistentvolumeclaims", labels=CHILD_LABELS, id="children_claims")
-def _shared_claim_index(
+async def _shared_claim_index(
     body: kopf.Body, namespace: str | None, name: str, labels: kopf.Labels, **_: Any
 ) -> dict:
     """The shared cache claim the operator creates; not the claims a StatefulSet makes per pod
     (they carry the same labels, and are the StatefulSet's to create)."""
     if name != ChildNames.of(labels[names.DEPLOYMENT_LABEL]).cache:
         return {}
-    return _child_index(body, namespace, labels)
+    return await _child_index(body, namespace, labels)
 
 
 # LeaderWorkerSets are not watched by Kopf: their API comes and goes with its CRD, which Kopf

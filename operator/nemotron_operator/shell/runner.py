@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import kopf
@@ -32,6 +33,21 @@ def run_operator(settings: Settings) -> None:
         if metrics_server is not None:  # its thread ends before the interpreter does
             metrics_server.shutdown()
             metrics_server.server_close()
+
+
+# Collections of the youngest generation every 10,000 new containers instead of 700 (a watch event
+# alone makes hundreds), of the oldest every 100 of the middle one's instead of 10.
+GC_THRESHOLDS = (10_000, 10, 100)
+
+
+def settle_heap() -> None:
+    """Once started (modules, catalog, Kopf's and the controller's machinery): keep what exists
+    out of every later garbage collection, and collect less often. A full collection walked the
+    whole heap, start-up included, holding the interpreter for 70-450 ms at a time under load
+    (the p99 of a NemotronDeployment's first child)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _run_kopf(settings: Settings) -> None:
