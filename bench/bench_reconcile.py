@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 from benchkit import (
+    converges,
     cpu_seconds,
     create_nemotron_deployment,
     local_cluster_with_crd,
@@ -114,6 +115,7 @@ def main() -> int:
         pid = operator.process.pid
         controller_manager = controller_manager_pid(kubeconfig)
         cpu_before = cpu_seconds(pid), cpu_seconds(controller_manager)
+        converges_before = converges(operator)
         created: dict[str, float] = {}
         for i in range(args.objects):
             name = f"nd-{i}"
@@ -130,6 +132,7 @@ def main() -> int:
             (cpu_seconds(pid) - cpu_before[0]) / args.objects,
             (cpu_seconds(controller_manager) - cpu_before[1]) / args.objects,
         )
+        converges_one_at_a_time = (converges(operator) - converges_before) / args.objects
         operator_ms = [(deployments[n] - created[n]) * 1000 for n in created]
         by_owner = {owner: rs for rs, owner in owners.items() if rs in replicasets}
         controller_ms = [(replicasets[by_owner[n]] - deployments[n]) * 1000 for n in created]
@@ -139,6 +142,7 @@ def main() -> int:
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=burst_ns)))
         start = time.monotonic()
         burst_cpu_before = cpu_seconds(pid)
+        burst_converges_before = converges(operator)
         for i in range(args.burst):
             create(burst_ns, f"nd-{i}")
         created_s = time.monotonic() - start
@@ -161,6 +165,7 @@ def main() -> int:
         burst_s = time.monotonic() - start
         time.sleep(2)  # the last status writes
         burst_cpu = (cpu_seconds(pid) - burst_cpu_before) / args.burst
+        burst_converges = (converges(operator) - burst_converges_before) / args.burst
         idle_cpu_before = cpu_seconds(pid)
         time.sleep(args.idle)
         idle_cpu = (cpu_seconds(pid) - idle_cpu_before) * 60 / args.idle
@@ -185,12 +190,13 @@ def main() -> int:
     print(
         f"  CPU per object: operator {cpu_one_at_a_time[0]:.3f} s, kube-controller-manager "
         f"{cpu_one_at_a_time[1]:.3f} s (all its controllers, same phase); ratio "
-        f"{cpu_one_at_a_time[0] / max(cpu_one_at_a_time[1], 0.001):.1f}"
+        f"{cpu_one_at_a_time[0] / max(cpu_one_at_a_time[1], 0.001):.1f}; "
+        f"{converges_one_at_a_time:.1f} converges per object"
     )
     print(
         f"burst of {args.burst}: created in {created_s:.1f} s, all Planned=True after "
         f"{burst_s:.1f} s ({args.burst / burst_s:.1f} objects/s), operator CPU "
-        f"{burst_cpu:.3f} s per object"
+        f"{burst_cpu:.3f} s per object, {burst_converges:.1f} converges per object"
     )
     print(f"operator CPU while idle for {args.idle:.0f} s after it: {idle_cpu:.2f} s per minute")
     print(f"operator peak memory (VmHWM): {peak_mib:.0f} MiB")

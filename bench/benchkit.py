@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -102,6 +104,19 @@ def cpu_seconds(pid: int) -> float:
     """User and system CPU seconds a process has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def converges(operator: OperatorProcess) -> float:
+    """How many converges the operator has run: nemotron_operator_converges_total, all outcomes."""
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "nemotron_operator_converges"
+        for sample in family.samples
+        if sample.name == "nemotron_operator_converges_total"
+    )
 
 
 def load_average() -> tuple[float, float, float]:
