@@ -12,6 +12,9 @@ threads, then watches (not polling) tell when every one is Planned=True for its 
 its workload (a StatefulSet here: each pod keeps its own cache) and Service. Reported per size:
 
 - the time from the first create until all are planned with children, and the objects per s;
+- the CPU seconds per object over that time of the cluster's own programs (etcd, the API server,
+  the controller manager, the scheduler, kwok) and of the whole machine: what any operator's
+  burst would cost the machine besides its own;
 - the operator's CPU seconds per object over that time, its resident memory (VmRSS) before the
   first object and after the idle period, and its peak (VmHWM);
 - its writes per object from the audit log, until converged and all told (pods Ready, then
@@ -52,7 +55,15 @@ from bench_load import (
     remove_cluster,
     spec_for,
 )
-from benchkit import REPO, AuditTail, ClusterWatch, create_nemotron_deployment, load_average
+from benchkit import (
+    REPO,
+    AuditTail,
+    ClusterWatch,
+    cluster_cpu_seconds,
+    create_nemotron_deployment,
+    load_average,
+    machine_busy_seconds,
+)
 from tests.standins.registry import RegistryStandin, catalog_config
 
 NODES = REPO / "hack" / "cluster" / "nodes.yaml"
@@ -101,6 +112,7 @@ def measure(objects: int, namespaces: int, idle: float, settle: float) -> dict[s
         time.sleep(5)  # the operator's watches listed what there is
         figures["RSS before (MiB)"] = round(operator.rss_mib(), 1)
         cpu_at_start = operator.cpu_seconds()
+        cluster_at_start, busy_at_start = cluster_cpu_seconds(state), machine_busy_seconds()
         started, clock = time.time(), time.monotonic()
 
         def create(index: int) -> None:
@@ -121,6 +133,20 @@ def measure(objects: int, namespaces: int, idle: float, settle: float) -> dict[s
         figures["objects/s"] = round(objects / converged, 1)
         figures["CPU s per object while creating"] = round(
             (operator.cpu_seconds() - cpu_at_start) / objects, 4
+        )
+        cluster_used = {
+            program: seconds - cluster_at_start.get(program, 0.0)
+            for program, seconds in cluster_cpu_seconds(state).items()
+        }
+        figures["cluster CPU s per object while creating"] = round(
+            sum(cluster_used.values()) / objects, 4
+        )
+        figures["cluster CPU s per object by program"] = {
+            program: round(seconds / objects, 4)
+            for program, seconds in sorted(cluster_used.items(), key=lambda kv: -kv[1])
+        }
+        figures["machine busy CPU s per object while creating"] = round(
+            (machine_busy_seconds() - busy_at_start) / objects, 4
         )
         figures["RSS when converged (MiB)"] = round(operator.rss_mib(), 1)
         during = audit.between(started, converged_at + 1)
@@ -177,6 +203,8 @@ COLUMNS = (
     ("all planned with children after (s)", "planned (s)"),
     ("objects/s", "obj/s"),
     ("CPU s per object while creating", "CPU s/obj"),
+    ("cluster CPU s per object while creating", "cluster CPU s/obj"),
+    ("machine busy CPU s per object while creating", "machine CPU s/obj"),
     ("RSS before (MiB)", "RSS 0"),
     ("RSS after idle (MiB)", "RSS"),
     ("peak RSS VmHWM (MiB)", "peak"),

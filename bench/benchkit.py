@@ -119,6 +119,33 @@ def converges(operator: OperatorProcess) -> float:
     )
 
 
+def cluster_cpu_seconds(state: Path) -> dict[str, float]:
+    """CPU seconds used so far by each program of the local cluster kept in `state` (etcd,
+    kube-apiserver, kube-controller-manager, kube-scheduler, kwok): its processes name that
+    directory on their command lines."""
+    used: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if str(state).encode() not in b" ".join(argv):
+                continue
+            program = Path(argv[0].decode()).name
+            used[program] = used.get(program, 0.0) + cpu_seconds(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile
+    return used
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of the machine have been busy since boot (/proc/stat: all but idle
+    and iowait), whatever ran."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def load_average() -> tuple[float, float, float]:
     """The machine's load average over 1, 5 and 15 minutes (the machine is shared: say it)."""
     one, five, fifteen = os.getloadavg()
