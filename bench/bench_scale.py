@@ -71,6 +71,8 @@ PREFIX = "scale"
 CREATORS = 4  # client threads creating the objects
 TARGET_SECONDS_AT_5000 = 60
 TARGET_RSS_MIB_AT_5000 = 250
+CLUSTER_CPU = "cluster CPU s per object while creating"
+MACHINE_CPU = "machine busy CPU s per object while creating"
 
 
 def node_pools_for(objects: int) -> dict[str, Any]:
@@ -138,16 +140,12 @@ def measure(objects: int, namespaces: int, idle: float, settle: float) -> dict[s
             program: seconds - cluster_at_start.get(program, 0.0)
             for program, seconds in cluster_cpu_seconds(state).items()
         }
-        figures["cluster CPU s per object while creating"] = round(
-            sum(cluster_used.values()) / objects, 4
-        )
+        figures[CLUSTER_CPU] = round(sum(cluster_used.values()) / objects, 4)
         figures["cluster CPU s per object by program"] = {
             program: round(seconds / objects, 4)
             for program, seconds in sorted(cluster_used.items(), key=lambda kv: -kv[1])
         }
-        figures["machine busy CPU s per object while creating"] = round(
-            (machine_busy_seconds() - busy_at_start) / objects, 4
-        )
+        figures[MACHINE_CPU] = round((machine_busy_seconds() - busy_at_start) / objects, 4)
         figures["RSS when converged (MiB)"] = round(operator.rss_mib(), 1)
         during = audit.between(started, converged_at + 1)
         writes = [e for e in during if e["verb"] in WRITE_VERBS]
@@ -203,8 +201,8 @@ COLUMNS = (
     ("all planned with children after (s)", "planned (s)"),
     ("objects/s", "obj/s"),
     ("CPU s per object while creating", "CPU s/obj"),
-    ("cluster CPU s per object while creating", "cluster CPU s/obj"),
-    ("machine busy CPU s per object while creating", "machine CPU s/obj"),
+    (CLUSTER_CPU, "cluster CPU s/obj"),
+    (MACHINE_CPU, "machine CPU s/obj"),
     ("RSS before (MiB)", "RSS 0"),
     ("RSS after idle (MiB)", "RSS"),
     ("peak RSS VmHWM (MiB)", "peak"),
@@ -267,7 +265,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     )
     figure, axes = plt.subplots(2, 2, figsize=(10, 7))
     for axis, (key, title, target) in zip(axes.flat, panels, strict=True):
-        axis.plot(sizes, [r[key] for r in runs], marker="o")
+        axis.plot(sizes, [r[key] for r in runs], marker="o", label="operator")
+        if key == "CPU s per object while creating" and all(CLUSTER_CPU in r for r in runs):
+            for beside, label in ((CLUSTER_CPU, "the cluster's programs"), (MACHINE_CPU, "all")):
+                axis.plot(sizes, [r[beside] for r in runs], marker="o", label=label)
+            axis.legend()
         if target is not None:
             axis.axhline(target, color="red", linestyle="--", label=f"target at 5,000: {target}")
             axis.legend()
