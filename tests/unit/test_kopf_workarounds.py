@@ -153,3 +153,27 @@ def test_no_handler_needs_the_diff_base_the_operator_does_not_keep() -> None:
     assert registry._watching.get_all_handlers()
     assert registry._changing.get_all_handlers() == []
     assert registry._spawning.get_all_handlers() == []
+
+
+def test_the_api_server_sends_only_what_a_handler_takes() -> None:
+    """Each child kind and the GPU nodes are selected by the API server with the labels all their
+    handlers filter on, and Events by what pod_warnings takes; pods (the GPU inventory counts
+    every pod holding GPUs) and NemotronDeployments are sent whole."""
+    settings = kopf.OperatorSettings()
+    handlers.filter_on_the_server(settings, kopf.get_default_registry())
+    child = "nemotron.dev/deployment,app.kubernetes.io/managed-by=nemotron-operator"
+    labels = {(s.group, s.any_name): v for s, v in settings.watching.label_selectors.items()}
+    assert labels == {
+        ("apps", "deployments"): child,
+        ("apps", "statefulsets"): child,
+        ("apps", "daemonsets"): child,
+        ("batch", "jobs"): child,
+        ("", "services"): child,
+        ("", "persistentvolumeclaims"): child,
+        ("", "nodes"): "nvidia.com/gpu.product",
+    }
+    fields = {(s.group, s.any_name): v for s, v in settings.watching.field_selectors.items()}
+    assert fields == {("", "events"): "type=Warning,involvedObject.kind=Pod"}
+    warning = {"type": "Warning", "involvedObject": {"kind": "Pod"}}
+    assert handlers._warning_about_a_pod(warning)  # what the server sends, the handler takes
+    assert not handlers._warning_about_a_pod({**warning, "type": "Normal"})
