@@ -57,9 +57,9 @@ from nemotron_operator.core.hf_config import HfConfigError, architecture_from_hf
 from nemotron_operator.core.planner import (
     SHORTEST_SUGGESTED_CONTEXT,
     MemoryFacts,
-    fewest_gpus_estimated,
     memory_facts,
     memory_need,
+    parallel_layouts,
     usable_gib,
 )
 
@@ -330,6 +330,30 @@ def shipped_engines(
         )
         for key, listed in shipped.items()
     }
+
+
+def fewest_gpus_estimated(
+    facts: MemoryFacts,
+    precision: str,
+    tokens: int,
+    usable: float,
+    gpus_per_node: int,
+    nvlink_switch: bool = True,
+    shipped: frozenset[tuple[int, int]] | None = None,
+) -> tuple[int, int] | None:
+    """In the planner's order of layouts, by its memory estimate alone: the first (TP, PP) whose
+    need fits `usable` GiB per GPU, or None; among the `shipped` layouts only, when the release
+    ships the precision on this GPU only at those (prebuilt engines: a NIM runs no layout it
+    does not ship)."""
+    return next(
+        (
+            (tp, pp)
+            for tp, pp in parallel_layouts(gpus_per_node)
+            if (shipped is None or (tp, pp) in shipped)
+            and memory_need(facts, precision, tokens, tp, pp, nvlink_switch).total <= usable
+        ),
+        None,
+    )
 
 
 def layouts_by_context(

@@ -682,29 +682,6 @@ def parallel_layouts(gpus_per_node: int) -> tuple[tuple[int, int], ...]:
     return layouts + tuple((widest, pp) for pp in PIPELINE_PARALLEL_SIZES)
 
 
-def fewest_gpus_estimated(
-    facts: MemoryFacts,
-    precision: str,
-    tokens: int,
-    usable: float,
-    gpus_per_node: int,
-    nvlink_switch: bool = True,
-    shipped: frozenset[tuple[int, int]] | None = None,
-) -> tuple[int, int] | None:
-    """The first layout (TP, PP) whose estimated need fits `usable` GiB per GPU, or None;
-    among the `shipped` layouts only, when the release ships the precision on this GPU only at
-    those (prebuilt engines: a NIM runs no layout it does not ship)."""
-    return next(
-        (
-            (tp, pp)
-            for tp, pp in parallel_layouts(gpus_per_node)
-            if (shipped is None or (tp, pp) in shipped)
-            and memory_need(facts, precision, tokens, tp, pp, nvlink_switch).total <= usable
-        ),
-        None,
-    )
-
-
 def _layouts(target: _Target, gpus_per_node: int) -> tuple[tuple[int, int], ...]:
     """(TP, PP) layouts to try, fewest GPUs first."""
     if not target.model.generative:
