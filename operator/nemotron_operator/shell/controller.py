@@ -98,6 +98,7 @@ class Controller:
             self.leaderworkerset_changed, self._leaderworkersets_needed
         )
         converger.forget_leaderworkerset = self.leaderworkersets.forget
+        converger.credentials.answer_changed = self.credentials_changed
         self.world = World(
             deployments=indexes.deployments,
             gpu_nodes=indexes.gpu_nodes,

@@ -115,7 +115,6 @@ def operator_controller(
         resync_seconds=operator_settings.resync_seconds,
         key_secret_watches=key_secret_watches,
     )
-    credentials.answer_changed = controller.credentials_changed
     return controller
 
 
