@@ -239,40 +239,9 @@ def filter_on_the_server(settings: kopf.OperatorSettings, registry: kopf.Operato
     """Kopf filters by label in the operator: without this, the API server sends (and the
     operator decodes) every Deployment, Service, ... and Event of the namespaces it serves,
     whoever's it is (bench_bystanders measures what that costs)."""
-    for resource, selector in server_label_selectors(registry).items():
+    for resource, selector in kopf_workarounds.server_label_selectors(registry).items():
         settings.watching.label_selectors[resource] = selector
     settings.watching.field_selectors["v1", "events"] = POD_WARNINGS
-
-
-def server_label_selectors(registry: kopf.OperatorRegistry) -> dict[Any, str]:
-    """The label selector the API server may apply to each resource the handlers here watch:
-    the labels every handler of that resource filters on, when all filter on the same ones.
-    Pods get none (the GPU inventory counts every pod holding GPUs), nor NemotronDeployments.
-    Kopf lists no handlers publicly: its registry's indexing and watching parts are read."""
-    labels_by_resource: dict[Any, list[Any]] = {}
-    for handler in [
-        *registry._indexing.get_all_handlers(),
-        *registry._watching.get_all_handlers(),
-    ]:
-        labels_by_resource.setdefault(handler.selector, []).append(handler.labels)
-    selectors = {}
-    for resource, filters in labels_by_resource.items():
-        first = filters[0]
-        if not first or any(f != first for f in filters):
-            continue
-        terms = [_label_term(key, value) for key, value in first.items()]
-        if all(terms):
-            selectors[resource] = ",".join(str(term) for term in terms)
-    return selectors
-
-
-def _label_term(key: str, value: Any) -> str | None:
-    """`key: value` of a Kopf label filter as a label selector term (None: it has none)."""
-    if value is kopf.PRESENT:
-        return key
-    if value is kopf.ABSENT:
-        return f"!{key}"
-    return f"{key}={value}" if isinstance(value, str) else None
 
 
 # --- triggers: each finds the NemotronDeployment a change is about, and enqueues it -----------

@@ -29,7 +29,8 @@ into the "essence" it diffs against the last handled one, though only change-det
 (on.create/update/delete/resume/field, daemons, timers) read the diff; this operator has none
 (a unit test keeps it so), and keeps no essence. And `count_watch_restarts` counts each time a
 Kopf watch stream lists again (metrics.WATCH_RESTARTS): a steady rise is a connection to the API
-server that keeps breaking.
+server that keeps breaking. `server_label_selectors` reads the label filters of the registered
+handlers from Kopf's registry, which has no public listing, so that the API server can filter.
 """
 
 from __future__ import annotations
@@ -164,3 +165,35 @@ def oldest_hold_seconds(now: float) -> float:
     for hold in held:
         _first_seen.setdefault(hold, now)
     return max((now - since for since in _first_seen.values()), default=0.0)
+
+
+def server_label_selectors(registry: kopf.OperatorRegistry) -> dict[Any, str]:
+    """The label selector the API server may apply to each resource the registry's handlers watch:
+    the labels every handler of that resource filters on, when all filter on the same ones.
+    Pods get none (the GPU inventory counts every pod holding GPUs), nor NemotronDeployments.
+    Kopf lists no handlers publicly: its registry's indexing and watching parts are read (kopf
+    1.45; handlers.filter_on_the_server hands the result to Kopf's settings)."""
+    labels_by_resource: dict[Any, list[Any]] = {}
+    for handler in [
+        *registry._indexing.get_all_handlers(),
+        *registry._watching.get_all_handlers(),
+    ]:
+        labels_by_resource.setdefault(handler.selector, []).append(handler.labels)
+    selectors = {}
+    for resource, filters in labels_by_resource.items():
+        first = filters[0]
+        if not first or any(f != first for f in filters):
+            continue
+        terms = [_label_term(key, value) for key, value in first.items()]
+        if all(terms):
+            selectors[resource] = ",".join(str(term) for term in terms)
+    return selectors
+
+
+def _label_term(key: str, value: Any) -> str | None:
+    """`key: value` of a Kopf label filter as a label selector term (None: it has none)."""
+    if value is kopf.PRESENT:
+        return key
+    if value is kopf.ABSENT:
+        return f"!{key}"
+    return f"{key}={value}" if isinstance(value, str) else None
