@@ -492,17 +492,18 @@ class Converger:
             for made in reversed(created.values()):
                 self.cluster.delete_child(made["kind"], namespace, made["metadata"]["name"])
             raise
-        # The image pre-pull DaemonSet, turned off (cache.prePullImage false)
-        if "DaemonSet" in snapshot.children and not any(c["kind"] == "DaemonSet" for c in children):
-            self.cluster.delete_child(
-                "DaemonSet", namespace, snapshot.children["DaemonSet"]["metadata"]["name"]
-            )
-        # The workload of a kind the spec and plan no longer call for (the cache's access mode
-        # or the nodes per replica changed): the new one replaces it, once it can start.
-        for stale in render.WORKLOAD_KINDS:
-            if stale == kind or stale not in snapshot.children or not cache_filled:
+        # A child of a kind the spec and plan no longer call for: the image pre-pull DaemonSet
+        # (cache.prePullImage false), or the workload of another kind (the cache's access mode
+        # or the nodes per replica changed), which the new one replaces once it can start.
+        kinds = {child["kind"] for child in children}
+        for stale in ("DaemonSet", *render.WORKLOAD_KINDS):
+            if stale in kinds or stale not in snapshot.children:
                 continue
-            self.cluster.delete_child(stale, namespace, name)
+            if stale in render.WORKLOAD_KINDS and not cache_filled:
+                continue
+            self.cluster.delete_child(
+                stale, namespace, snapshot.children[stale]["metadata"]["name"]
+            )
             if stale == leaderworkersets.KIND:  # gone now, or already (its CRD gone: no event)
                 self.forget_leaderworkerset(namespace, name)
         return created
