@@ -49,3 +49,13 @@ def test_conditions_not_restated_are_kept() -> None:
     before = merge_conditions(None, [Condition("CredentialsValid", True, "Valid", "ok")], 1, T0)
     after = merge_conditions(before, [Condition("Ready", True, "Ready", "ok")], 1, T1)
     assert {c["type"] for c in after} == {"CredentialsValid", "Ready"}
+
+
+def test_withdrawn_conditions_leave_the_list() -> None:
+    before = merge_conditions(
+        None, [Condition("ImagePrePulled", True, "ImageOnNodes", "ok")], 1, T0
+    )
+    after = merge_conditions(
+        before, [Condition("Ready", True, "Ready", "ok")], 1, T1, withdrawn={"ImagePrePulled"}
+    )
+    assert {c["type"] for c in after} == {"Ready"}

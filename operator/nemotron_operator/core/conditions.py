@@ -8,7 +8,7 @@ the write (see `same_conditions`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +36,16 @@ def merge_conditions(
     new: Iterable[Condition],
     generation: int,
     now: dt.datetime,
+    withdrawn: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """The conditions list after stating `new`: transition times kept where status is unchanged;
-    conditions not restated are kept as they were."""
-    by_type = {c["type"]: dict(c) for c in previous or () if isinstance(c, Mapping) and "type" in c}
+    conditions not restated are kept as they were, but for the `withdrawn` types (what they
+    described is gone), which leave the list."""
+    by_type = {
+        c["type"]: dict(c)
+        for c in previous or ()
+        if isinstance(c, Mapping) and "type" in c and c["type"] not in withdrawn
+    }
     for condition in new:
         old = by_type.get(condition.type)
         flipped = old is None or old.get("status") != condition.status_text

@@ -565,9 +565,11 @@ def desired_status(
     replicas = int(((observed.workload or {}).get("status") or {}).get("replicas") or 0)
     found = facts(observed)
     found += kstatus_facts(observed, found, previous.get("conditions"), now)
-    conditions = merge_conditions(previous.get("conditions"), found, observed.generation, now)
-    if observed.image_pull is None:  # cache.prePullImage turned off: nothing to count
-        conditions = [c for c in conditions if c["type"] != names.ConditionType.IMAGE_PRE_PULLED]
+    # cache.prePullImage turned off: nothing to count
+    withdrawn = {names.ConditionType.IMAGE_PRE_PULLED} if observed.image_pull is None else set()
+    conditions = merge_conditions(
+        previous.get("conditions"), found, observed.generation, now, withdrawn
+    )
     return {
         "observedGeneration": observed.generation,
         "conditions": conditions,
