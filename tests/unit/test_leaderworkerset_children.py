@@ -6,7 +6,7 @@ from typing import Any
 
 from nemotron_operator.api import names
 from nemotron_operator.shell.leaderworkersets import LeaderWorkerSetChildren
-from nemotron_operator.shell.world import World, packed
+from nemotron_operator.shell.world import World, packed, unpacked
 
 
 def lws(owner: str, generation: int = 1) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def test_a_list_replaces_what_was_known_of_the_namespace_and_converges_it_all() 
     kept.listed("a", [lws("ultra"), lws("other")])
     kept.listed("b", [lws("ultra")])
     kept.listed("a", [lws("ultra", generation=2)])
-    assert kept.get("a", "ultra") == lws("ultra", generation=2)
+    assert unpacked(kept.get("a", "ultra")) == lws("ultra", generation=2)
     assert kept.get("a", "other") is None
     assert kept.owners("b") == ["ultra"]
     assert told == [("a", None), ("b", None), ("a", None)]
@@ -41,7 +41,7 @@ def test_events_update_the_child_and_converge_its_owner() -> None:
     kept, told = children()
     kept.changed("a", "ADDED", lws("ultra"))
     kept.changed("a", "MODIFIED", lws("ultra", generation=3))
-    assert kept.get("a", "ultra") == lws("ultra", generation=3)
+    assert unpacked(kept.get("a", "ultra")) == lws("ultra", generation=3)
     kept.changed("a", "DELETED", lws("ultra", generation=3))
     assert kept.get("a", "ultra") is None
     assert told == [("a", "ultra")] * 3

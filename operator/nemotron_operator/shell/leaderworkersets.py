@@ -13,7 +13,7 @@ from typing import Any
 
 from nemotron_operator.api import names
 from nemotron_operator.shell.namespace_watches import NamespaceWatches, WatchedKind
-from nemotron_operator.shell.world import packed, unpacked
+from nemotron_operator.shell.world import packed
 
 KIND = "LeaderWorkerSet"
 LEADERWORKERSETS = WatchedKind(
@@ -45,12 +45,8 @@ class LeaderWorkerSetChildren:
     def stop(self) -> None:
         self._watches.stop()
 
-    def get(self, namespace: str, deployment: str) -> Mapping[str, Any] | None:
-        """The NemotronDeployment's LeaderWorkerSet as last seen (None: none seen)."""
-        found = self.get_packed(namespace, deployment)
-        return None if found is None else unpacked(found)
-
-    def get_packed(self, namespace: str, deployment: str) -> bytes | None:
+    def get(self, namespace: str, deployment: str) -> bytes | None:
+        """The NemotronDeployment's LeaderWorkerSet as last seen, packed (None: none seen)."""
         with self._guard:
             return self._objects.get((namespace, deployment))
 
@@ -109,7 +105,7 @@ class _ChildIndex(Mapping[ChildKey, list[bytes]]):
 
     def __getitem__(self, key: ChildKey) -> list[bytes]:
         namespace, deployment, kind = key
-        found = self._children.get_packed(namespace, deployment) if kind == KIND else None
+        found = self._children.get(namespace, deployment) if kind == KIND else None
         if found is None:
             raise KeyError(key)
         return [found]
