@@ -30,13 +30,14 @@ from typing import Any
 
 import yaml
 from bench_load import Operator, kubeconfig_of, own_cluster, remove_cluster, report
-from benchkit import REPO, cluster_cpu_seconds, load_average
+from benchkit import REPO, cluster_cpu_seconds, cluster_cpu_since, load_average
 from kubernetes import client, watch
 from urllib3.exceptions import ProtocolError
 
+from nemotron_operator.core.render import DEFAULT_PAUSE_IMAGE
+
 NAMESPACE = "bystanders"
 PODS_PER_NODE = 100  # the local cluster's nodes take 110 pods each
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10.2"
 
 
 def bystanders(pods: int) -> client.V1Deployment:
@@ -54,7 +55,7 @@ def bystanders(pods: int) -> client.V1Deployment:
                     containers=[
                         client.V1Container(
                             name="pause",
-                            image=PAUSE_IMAGE,
+                            image=DEFAULT_PAUSE_IMAGE,
                             resources=client.V1ResourceRequirements(requests={"cpu": "10m"}),
                         )
                     ],
@@ -193,10 +194,7 @@ def measure(pods: int) -> dict[str, Any]:
             act()
             figures[f"{phase}: seconds"] = round(wait_for(done, phase, 900), 1)
             time.sleep(5)  # the last events
-            used = {
-                program: seconds - cluster.get(program, 0.0)
-                for program, seconds in cluster_cpu_seconds(state).items()
-            }
+            used = cluster_cpu_since(state, cluster)
             figures[f"{phase}: pod events"] = seen.events - events
             figures[f"{phase}: operator CPU s per object"] = round(
                 (operator.cpu_seconds() - cpu) / pods, 5

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ import uuid
 from pathlib import Path
 
 from benchkit import (
+    cluster_cpu_seconds,
     converges,
     cpu_seconds,
     create_nemotron_deployment,
@@ -71,17 +71,10 @@ def watch_added(
             stream.stop()
 
 
-def controller_manager_pid(kubeconfig: Path) -> int:
-    """The kube-controller-manager of the local cluster whose kubeconfig this is."""
-    found = subprocess.run(
-        ["pgrep", "-f", f"kube-controller-manager --kubeconfig={kubeconfig} "],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if len(found) != 1:
-        raise RuntimeError(f"expected one kube-controller-manager for {kubeconfig}: {found}")
-    return int(found[0])
+def controller_manager_cpu(kubeconfig: Path) -> float:
+    """CPU seconds used so far by the kube-controller-manager of the local cluster whose
+    kubeconfig this is."""
+    return cluster_cpu_seconds(kubeconfig.parent)["kube-controller-manager"]
 
 
 def main() -> int:
@@ -113,8 +106,7 @@ def main() -> int:
             ).start()
         time.sleep(1)
         pid = operator.process.pid
-        controller_manager = controller_manager_pid(kubeconfig)
-        cpu_before = cpu_seconds(pid), cpu_seconds(controller_manager)
+        cpu_before = cpu_seconds(pid), controller_manager_cpu(kubeconfig)
         converges_before = converges(operator)
         created: dict[str, float] = {}
         for i in range(args.objects):
@@ -130,7 +122,7 @@ def main() -> int:
         time.sleep(1)  # the status writes after each Deployment
         cpu_one_at_a_time = (
             (cpu_seconds(pid) - cpu_before[0]) / args.objects,
-            (cpu_seconds(controller_manager) - cpu_before[1]) / args.objects,
+            (controller_manager_cpu(kubeconfig) - cpu_before[1]) / args.objects,
         )
         converges_one_at_a_time = (converges(operator) - converges_before) / args.objects
         operator_ms = [(deployments[n] - created[n]) * 1000 for n in created]

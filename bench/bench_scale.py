@@ -60,6 +60,7 @@ from benchkit import (
     AuditTail,
     ClusterWatch,
     cluster_cpu_seconds,
+    cluster_cpu_since,
     create_nemotron_deployment,
     load_average,
     machine_busy_seconds,
@@ -136,10 +137,7 @@ def measure(objects: int, namespaces: int, idle: float, settle: float) -> dict[s
         figures["CPU s per object while creating"] = round(
             (operator.cpu_seconds() - cpu_at_start) / objects, 4
         )
-        cluster_used = {
-            program: seconds - cluster_at_start.get(program, 0.0)
-            for program, seconds in cluster_cpu_seconds(state).items()
-        }
+        cluster_used = cluster_cpu_since(state, cluster_at_start)
         figures[CLUSTER_CPU] = round(sum(cluster_used.values()) / objects, 4)
         figures["cluster CPU s per object by program"] = {
             program: round(seconds / objects, 4)

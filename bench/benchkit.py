@@ -138,6 +138,15 @@ def cluster_cpu_seconds(state: Path) -> dict[str, float]:
     return used
 
 
+def cluster_cpu_since(state: Path, before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each program of the local cluster in `state` used since `before` (a
+    cluster_cpu_seconds reading)."""
+    return {
+        program: seconds - before.get(program, 0.0)
+        for program, seconds in cluster_cpu_seconds(state).items()
+    }
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores of the machine have been busy since boot (/proc/stat: all but idle
     and iowait), whatever ran."""
