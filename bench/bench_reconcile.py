@@ -13,7 +13,6 @@ burst and per minute idle after it, and its peak memory.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import threading
@@ -26,12 +25,14 @@ from benchkit import (
     converges,
     cpu_seconds,
     create_nemotron_deployment,
+    delete_namespaces,
     local_cluster_with_crd,
     memory_mib,
     percentile,
     started_operator,
+    watch_events,
 )
-from kubernetes import client, watch
+from kubernetes import client
 
 from nemotron_operator.api import names
 
@@ -50,25 +51,27 @@ def watch_added(
     namespace: str,
     kind: str,
     seen: dict[str, float],
-    owners: dict[str, str],
+    arrived: threading.Condition,
     stop: threading.Event,
 ) -> None:
-    """Record when each object of `kind` is first seen (and, for ReplicaSets, their owner)."""
-    apps = client.AppsV1Api(api)
-    lister = (
-        apps.list_namespaced_deployment
-        if kind == "Deployment"
-        else apps.list_namespaced_replica_set
+    """Record when each object of `kind` is first seen: a Deployment by its name, a ReplicaSet
+    by its owner's (both the NemotronDeployment's)."""
+    plural = {"Deployment": "deployments", "ReplicaSet": "replicasets"}[kind]
+    url = (
+        f"{api.configuration.host}/apis/apps/v1/namespaces/{namespace}/{plural}"
+        "?watch=true&timeoutSeconds=600"
     )
-    stream = watch.Watch()
-    for event in stream.stream(lister, namespace, timeout_seconds=600):
-        obj = event["object"]
-        if event["type"] == "ADDED" and obj.metadata.name not in seen:
-            seen[obj.metadata.name] = time.monotonic()
-            if kind == "ReplicaSet" and obj.metadata.owner_references:
-                owners[obj.metadata.name] = obj.metadata.owner_references[0].name
+    for event in watch_events(api.rest_client.pool_manager, url, 660):
+        if event["type"] == "ADDED":
+            meta = event["object"]["metadata"]
+            owners = meta.get("ownerReferences") or [{}]
+            name = meta["name"] if kind == "Deployment" else owners[0].get("name")
+            if name:
+                with arrived:
+                    seen.setdefault(name, time.monotonic())
+                    arrived.notify_all()
         if stop.is_set():
-            stream.stop()
+            return
 
 
 def controller_manager_cpu(kubeconfig: Path) -> float:
@@ -97,12 +100,12 @@ def main() -> int:
         namespace = f"{prefix}-latency"
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         deployments: dict[str, float] = {}
-        replicasets: dict[str, float] = {}
-        owners: dict[str, str] = {}
+        replicasets: dict[str, float] = {}  # by their owner's name
+        arrived = threading.Condition()
         stop = threading.Event()
         for kind, seen in (("Deployment", deployments), ("ReplicaSet", replicasets)):
             threading.Thread(
-                target=watch_added, args=(api, namespace, kind, seen, owners, stop), daemon=True
+                target=watch_added, args=(api, namespace, kind, seen, arrived, stop), daemon=True
             ).start()
         time.sleep(1)
         pid = operator.process.pid
@@ -113,11 +116,10 @@ def main() -> int:
             name = f"nd-{i}"
             create(namespace, name)
             created[name] = time.monotonic()
-            deadline = time.monotonic() + 30
-            while name not in deployments or not any(o == name for o in owners.values()):
-                if time.monotonic() > deadline:
+            with arrived:
+                both = lambda n=name: n in deployments and n in replicasets  # noqa: E731
+                if not arrived.wait_for(both, 30):
                     raise RuntimeError(f"{name}: no Deployment/ReplicaSet within 30 s")
-                time.sleep(0.002)
         stop.set()
         time.sleep(1)  # the status writes after each Deployment
         cpu_one_at_a_time = (
@@ -126,8 +128,7 @@ def main() -> int:
         )
         converges_one_at_a_time = (converges(operator) - converges_before) / args.objects
         operator_ms = [(deployments[n] - created[n]) * 1000 for n in created]
-        by_owner = {owner: rs for rs, owner in owners.items() if rs in replicasets}
-        controller_ms = [(replicasets[by_owner[n]] - deployments[n]) * 1000 for n in created]
+        controller_ms = [(replicasets[n] - deployments[n]) * 1000 for n in created]
 
         # 2. a burst: N objects at once, until every one is Planned=True
         burst_ns = f"{prefix}-burst"
@@ -164,9 +165,7 @@ def main() -> int:
         peak_mib = memory_mib(pid, "VmHWM")
     finally:
         operator.stop()
-        for ns in (f"{prefix}-latency", f"{prefix}-burst"):
-            with contextlib.suppress(client.ApiException):
-                core.delete_namespace(ns)
+        delete_namespaces(api, [f"{prefix}-latency", f"{prefix}-burst"])
 
     print(f"objects measured one at a time: {args.objects}")
     for label, values in (

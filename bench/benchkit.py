@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -11,7 +12,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,35 @@ def load_average() -> tuple[float, float, float]:
     return round(one, 2), round(five, 2), round(fifteen, 2)
 
 
+def watch_events(http: Any, url: str, timeout: float) -> Iterator[dict[str, Any]]:
+    """The events of one watch request (`url` asks for watch=true), as the API server sent them:
+    decoding each into the typed client's models would cost the benchmark's process CPU that the
+    programs it measures share."""
+    response = http.request("GET", url, preload_content=False, timeout=timeout)
+    try:
+        for line in iter_resp_lines(response):
+            yield json.loads(line)
+    finally:
+        response.release_conn()
+
+
+def delete_namespaces(api: client.ApiClient, namespaces: list[str], timeout: float = 300) -> None:
+    """Delete `namespaces` and wait until they are gone: the garbage collector and the namespace
+    controller keep the API server busy for a while after a run, and the next run would share
+    the machine with that."""
+    core = client.CoreV1Api(api)
+    for namespace in namespaces:
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespace(namespace)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = {n.metadata.name for n in core.list_namespace().items} & set(namespaces)
+        if not left:
+            return
+        time.sleep(1)
+    print(f"namespaces not gone after {timeout:.0f} s: {sorted(left)}", file=sys.stderr)
+
+
 class AuditTail:
     """The operator's requests in an API server audit log, read on from where the last call
     stopped (the log of a few thousand objects holds millions of lines: read each once)."""
@@ -300,11 +330,7 @@ class ClusterWatch:
                     "allowWatchBookmarks": "true",
                     "timeoutSeconds": "60",
                 }
-                response = self._http.request(
-                    "GET", self._url(path, query), preload_content=False, timeout=90
-                )
-                for line in iter_resp_lines(response):
-                    event = json.loads(line)
+                for event in watch_events(self._http, self._url(path, query), 90):
                     if event["type"] == "ERROR":
                         version = None  # 410 Gone: list again
                         break
@@ -313,7 +339,6 @@ class ClusterWatch:
                         self._seen(kind, event["type"], event["object"])
                     if self._stop.is_set():
                         break
-                response.release_conn()
             except Exception:  # the connection broke: watch again from where it stopped
                 time.sleep(0.5)
 
