@@ -26,6 +26,12 @@ from nemotron_operator.shell import metrics
 FIELD_MANAGER = names.FIELD_MANAGER
 REQUEST_TIMEOUT = (10, 60)  # seconds to connect, seconds to wait for the answer
 APPLY = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+# The API server decodes a body a second time, strictly, to warn of unknown or duplicate fields
+# (fieldValidation=Warn, its default): the operator's bodies are its own encoded dicts (no
+# duplicates), unknown fields are refused by server-side apply whatever the setting, and nobody
+# reads the warnings. Skipping the second decode saves the API server a YAML parse per apply.
+NO_STRICT_DECODING = ("fieldValidation", "Ignore")
 log = logging.getLogger(__name__)
 
 
@@ -79,7 +85,7 @@ def apply(
     """Server-side apply of a child object, taking over fields a person edited by hand
     (dry_run: only ask whether the API server would take it; answer: return the object as the
     API server now has it)."""
-    query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+    query = [("fieldManager", FIELD_MANAGER), ("force", "true"), NO_STRICT_DECODING]
     if dry_run:
         query.append(("dryRun", "All"))
     return _write(child, APPLY, apply_body(child), query, answer)
@@ -90,8 +96,8 @@ def merge_patch(child: Mapping[str, Any]) -> None:
     env, ports, ...) whole. Server-side apply cannot remove the list entries another field
     manager added (a container, a port of another number), so a hand edit of that kind is undone
     with this."""
-    query = [("fieldManager", FIELD_MANAGER)]
-    _write(child, "application/merge-patch+json", child, query, answer=False)
+    query = [("fieldManager", FIELD_MANAGER), NO_STRICT_DECODING]
+    _write(child, MERGE_PATCH, child, query, answer=False)
 
 
 def _write(
@@ -152,23 +158,28 @@ def _patch(
     group_version = child["apiVersion"]
     prefix = "api/v1" if group_version == "v1" else f"apis/{group_version}"
     path = f"/{prefix}/namespaces/{meta['namespace']}/{_PLURALS[kind]}/{meta['name']}"
-    # The generated patch_* methods take the body as a dict and encode it with json.dumps
-    # (surrogate pairs): an apply body goes as text instead (the client encodes a JSON body
-    # itself, text or not). The answer is decoded only when asked for, and never into client
-    # models (most of a write's CPU).
+    data = _send("PATCH", path, content_type, body, query)
+    return dict(json.loads(data)) if answer else None
+
+
+def _send(method: str, path: str, content_type: str, body: Body, query: Query) -> bytes:
+    """One request, its answer undecoded. The generated API methods take a body as a dict and
+    encode it with json.dumps (surrogate pairs), and decode every answer into client models (most
+    of a write's CPU): an apply body goes as text (the client encodes a JSON body itself, text or
+    not), and the answer is decoded only by the caller that reads it."""
     method, url, headers, _, _ = api().param_serialize(
-        "PATCH",
+        method,
         path,
         query_params=query,
         header_params={"Content-Type": content_type, "Accept": "application/json"},
         auth_settings=["BearerToken"],
     )
     response = api().call_api(method, url, headers, body=body)
-    data = response.read()
+    data: bytes = response.read()
     response.response.release_conn()  # back to the pool: no TLS handshake per write
     if not 200 <= response.status <= 299:
         raise ApiException.from_response(http_resp=response, body=data.decode(), data=None)
-    return dict(json.loads(data)) if answer else None
+    return data
 
 
 def _done(response: Any) -> None:
@@ -211,18 +222,11 @@ def delete_child(kind: str, namespace: str, name: str) -> None:
 def patch_status(namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
     """Write the status; returns it as the API server stored it (a CRD older than the operator
     prunes the fields it does not know)."""
-    response: Any = client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
-        names.GROUP,
-        names.VERSION,
-        namespace,
-        names.PLURAL,
-        name,
-        {"status": dict(status)},
-        _preload_content=False,
+    path = (
+        f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{namespace}/{names.PLURAL}/{name}/status"
     )
-    stored = json.loads(response.data)
-    response.release_conn()
-    return dict(stored.get("status") or {})
+    data = _send("PATCH", path, MERGE_PATCH, {"status": dict(status)}, [NO_STRICT_DECODING])
+    return dict(json.loads(data).get("status") or {})
 
 
 def post_event(owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 
 import kopf
 
@@ -26,6 +27,7 @@ def run_operator(settings: Settings) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     kopf_workarounds.apply()
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     metrics_server = metrics.serve(settings.metrics_port)
     try:
         _run_kopf(settings)
@@ -34,6 +36,11 @@ def run_operator(settings: Settings) -> None:
             metrics_server.shutdown()
             metrics_server.server_close()
 
+
+# How long a thread may hold the interpreter while another waits for it (Python's default: 5
+# ms). A worker whose answer has come back waits for Kopf's loop to let go, and the loop for the
+# workers: the time from an event to the request it causes is a chain of such waits.
+GIL_SWITCH_SECONDS = 0.001
 
 # Collections of the youngest generation every 10,000 new containers instead of 700 (a watch event
 # alone makes hundreds), of the oldest every 100 of the middle one's instead of 10.
