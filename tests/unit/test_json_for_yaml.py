@@ -1,5 +1,5 @@
-"""Text that becomes YAML: the templates' `| tojson` and the body of a server-side apply are JSON
-that a YAML reader (the operator's, the API server's) reads back unchanged."""
+"""Text that becomes YAML: the body of a server-side apply is JSON that a YAML reader (the API
+server's) reads back unchanged; and the children rendered carry the spec's text exactly."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """Child manifests of a NemotronDeployment, from its spec and plan. Pure: no API calls.
 
-Templates (jinja2, `templates/`) are rendered with StrictUndefined, so a missing value is an
-error rather than an empty string, then parsed with yaml.safe_load and checked for the fields
-every child must have. Values are written into the templates as JSON, which YAML reads back
-unchanged whatever characters they hold.
+Templates (jinja2, `templates/`) write JSON: they are rendered with StrictUndefined, so a missing
+value is an error rather than an empty string, then parsed with json.loads and checked for the
+fields every child must have. Values go into the templates with `| tojson`.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-import yaml
 
 from nemotron_operator.api import names
 from nemotron_operator.api.types import PlanStatus
@@ -65,10 +63,6 @@ _templates = jinja2.Environment(
     keep_trailing_newline=True,
     auto_reload=False,  # templates ship in the package: no stat() of each file at every render
 )
-# libyaml's loader (PyYAML's wheels carry it) reads the rendered children several times faster
-# than the pure-Python one; both implement the same YAML 1.1 safe subset.
-_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_templates.policies["json.dumps_function"] = json_for_yaml  # what `| tojson` writes
 
 
 class RenderError(ValueError):
@@ -346,7 +340,7 @@ def render_children(
     }
     if not cache.get("existingClaim") and not context["cache_size"]:
         raise RenderError("the catalog has no download size for this model: set spec.cache.size")
-    templates = [f"{layout.workload_kind.lower()}.yaml.j2", "service.yaml.j2"]
+    templates = [f"{layout.workload_kind.lower()}.json.j2", "service.json.j2"]
     content = download_content(spec, plan, layout, owner.name)
     if content is not None:
         context["download"] = {
@@ -360,9 +354,9 @@ def render_children(
                 names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
             },
         }
-        templates.insert(0, "job.yaml.j2")
+        templates.insert(0, "job.json.j2")
     if layout.shared_claim == child_names.cache:
-        templates.insert(0, "persistentvolumeclaim.yaml.j2")
+        templates.insert(0, "persistentvolumeclaim.json.j2")
     if cache.get("prePullImage"):  # first: the pulls run while the cache fills
         context["image_pull"] = {
             "pod_labels": {
@@ -372,15 +366,15 @@ def render_children(
             "node_affinity": (spec.get("affinity") or {}).get("nodeAffinity"),
             "pause_image": pause_image,
         }
-        templates.insert(0, "daemonset.yaml.j2")
+        templates.insert(0, "daemonset.json.j2")
     return [_render(template, context) for template in templates]
 
 
 def _render(template: str, context: Mapping[str, Any]) -> dict[str, Any]:
     try:
         text = _templates.get_template(template).render(**context)
-        child = yaml.load(text, Loader=_YamlLoader)
-    except (jinja2.TemplateError, yaml.YAMLError) as error:
+        child = json.loads(text)
+    except (jinja2.TemplateError, ValueError) as error:
         raise RenderError(f"{template}: {error}") from error
     if (
         not isinstance(child, dict)
