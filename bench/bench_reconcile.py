@@ -4,7 +4,9 @@ kube-controller-manager turning those Deployments into ReplicaSets, measured in 
     .venv/bin/python bench/bench_reconcile.py [--objects 100] [--burst 300]
 
 Uses the local cluster (started when it is not running) and its own operator process serving
-only the namespaces it creates. Prints p50/p99 of both latencies (client-observed watch events),
+only the namespaces it creates. One at a time means the next object is created once the operator
+has written the status of the one before and kube-controller-manager the status of its
+Deployment. Prints p50/p99 of both latencies (client-observed watch events),
 the CPU seconds per object of the operator and of kube-controller-manager over the same phase,
 the time for a burst of objects to all reach Planned=True, the operator's CPU per object in the
 burst and per minute idle after it, and its peak memory.
@@ -46,26 +48,57 @@ SPEC = {
 }
 
 
-def watch_added(
+# What the benchmark watches in its namespace, and when it records an object of that kind: by the
+# name of the NemotronDeployment it belongs to, the first time it is seen with this test passing.
+WATCHED = {
+    # created by the operator
+    "Deployment": ("apis/apps/v1", "deployments", lambda obj: True),
+    # created by kube-controller-manager
+    "ReplicaSet": ("apis/apps/v1", "replicasets", lambda obj: True),
+    # the operator is done: its status says Planned for this generation
+    "settled": (
+        f"apis/{names.GROUP}/{names.VERSION}",
+        names.PLURAL,
+        lambda obj: (
+            (obj.get("status") or {}).get("observedGeneration") == obj["metadata"].get("generation")
+            and any(
+                c["type"] == "Planned" and c["status"] == "True"
+                for c in (obj.get("status") or {}).get("conditions") or ()
+            )
+        ),
+    ),
+    # kube-controller-manager is done: the Deployment's status counts its ReplicaSet
+    "rolled out": (
+        "apis/apps/v1",
+        "deployments",
+        lambda obj: (
+            (obj.get("status") or {}).get("observedGeneration") == obj["metadata"].get("generation")
+        ),
+    ),
+}
+
+
+def watch_first_seen(
     api: client.ApiClient,
     namespace: str,
-    kind: str,
+    what: str,
     seen: dict[str, float],
     arrived: threading.Condition,
     stop: threading.Event,
 ) -> None:
-    """Record when each object of `kind` is first seen: a Deployment by its name, a ReplicaSet
-    by its owner's (both the NemotronDeployment's)."""
-    plural = {"Deployment": "deployments", "ReplicaSet": "replicasets"}[kind]
+    """Record when each NemotronDeployment's object of WATCHED[what] is first seen passing its
+    test (a ReplicaSet by its owner's name, the others by their own)."""
+    group_version, plural, test = WATCHED[what]
     url = (
-        f"{api.configuration.host}/apis/apps/v1/namespaces/{namespace}/{plural}"
-        "?watch=true&timeoutSeconds=600"
+        f"{api.configuration.host}/{group_version}/namespaces/{namespace}/{plural}"
+        "?watch=true&timeoutSeconds=900"
     )
-    for event in watch_events(api.rest_client.pool_manager, url, 660):
-        if event["type"] == "ADDED":
-            meta = event["object"]["metadata"]
+    for event in watch_events(api.rest_client.pool_manager, url, 960):
+        obj = event["object"]
+        if event["type"] in ("ADDED", "MODIFIED") and test(obj):
+            meta = obj["metadata"]
             owners = meta.get("ownerReferences") or [{}]
-            name = meta["name"] if kind == "Deployment" else owners[0].get("name")
+            name = owners[0].get("name") if what == "ReplicaSet" else meta["name"]
             if name:
                 with arrived:
                     seen.setdefault(name, time.monotonic())
@@ -99,13 +132,14 @@ def main() -> int:
         # 1. one at a time: NemotronDeployment -> Deployment, and Deployment -> ReplicaSet
         namespace = f"{prefix}-latency"
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-        deployments: dict[str, float] = {}
-        replicasets: dict[str, float] = {}  # by their owner's name
+        seen: dict[str, dict[str, float]] = {what: {} for what in WATCHED}
         arrived = threading.Condition()
         stop = threading.Event()
-        for kind, seen in (("Deployment", deployments), ("ReplicaSet", replicasets)):
+        for what in WATCHED:
             threading.Thread(
-                target=watch_added, args=(api, namespace, kind, seen, arrived, stop), daemon=True
+                target=watch_first_seen,
+                args=(api, namespace, what, seen[what], arrived, stop),
+                daemon=True,
             ).start()
         time.sleep(1)
         pid = operator.process.pid
@@ -116,10 +150,13 @@ def main() -> int:
             name = f"nd-{i}"
             create(namespace, name)
             created[name] = time.monotonic()
+            # the next one is created once both controllers are done with this one (each one's
+            # writes after its first would otherwise slow the next one's first)
             with arrived:
-                both = lambda n=name: n in deployments and n in replicasets  # noqa: E731
-                if not arrived.wait_for(both, 30):
-                    raise RuntimeError(f"{name}: no Deployment/ReplicaSet within 30 s")
+                done = lambda n=name: all(n in times for times in seen.values())  # noqa: E731
+                if not arrived.wait_for(done, 30):
+                    missing = [what for what, times in seen.items() if name not in times]
+                    raise RuntimeError(f"{name}: not seen within 30 s: {missing}")
         stop.set()
         time.sleep(1)  # the status writes after each Deployment
         cpu_one_at_a_time = (
@@ -127,6 +164,7 @@ def main() -> int:
             (controller_manager_cpu(kubeconfig) - cpu_before[1]) / args.objects,
         )
         converges_one_at_a_time = (converges(operator) - converges_before) / args.objects
+        deployments, replicasets = seen["Deployment"], seen["ReplicaSet"]
         operator_ms = [(deployments[n] - created[n]) * 1000 for n in created]
         controller_ms = [(replicasets[n] - deployments[n]) * 1000 for n in created]
 
