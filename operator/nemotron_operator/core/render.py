@@ -65,6 +65,13 @@ _templates = jinja2.Environment(
 )
 
 
+def compile_templates() -> None:
+    """Compile every template now (at start-up): jinja2 compiles one at its first use, 35 ms on
+    the first NemotronDeployment's way to its children."""
+    for name in _templates.list_templates():
+        _templates.get_template(name)
+
+
 class RenderError(ValueError):
     """A template produced something that is not a valid child object."""
 

@@ -19,7 +19,7 @@ import kopf
 from nemotron_operator.api import names
 from nemotron_operator.core.catalog import load_catalog
 from nemotron_operator.core.inventory import gpus_requested_by_node
-from nemotron_operator.core.render import ChildNames
+from nemotron_operator.core.render import ChildNames, compile_templates
 from nemotron_operator.shell import kopf_workarounds, kube, metrics, ngc, runner
 from nemotron_operator.shell.controller import Controller, KopfIndexes
 from nemotron_operator.shell.converge import Converger
@@ -58,6 +58,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
     memo.controller = operator_controller(memo.settings, indexes, asyncio.get_running_loop())
     memo.controller.start()
     metrics.follow(memo.controller)
+    compile_templates()  # what the first NemotronDeployment would wait for
+    kube.connect()
     runner.settle_heap()
 
 
