@@ -3,13 +3,23 @@ field by field (world.kept_copy), compact JSON of what a converge reads whole (w
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import threading
 from typing import Any
 
 import kopf
+import pytest
 
-from nemotron_operator.shell.world import World, kept_copy, kept_deployment, packed, unpacked
+from nemotron_operator.shell.world import (
+    EventLoopReads,
+    World,
+    kept_copy,
+    kept_deployment,
+    packed,
+    unpacked,
+)
 
 from .test_controller import deployment, rig, work
 
@@ -139,3 +149,23 @@ def test_a_deployment_being_deleted_is_kept_as_such() -> None:
     r.controller.enqueue(("team-a", "nano"))
     work(r)
     assert r.cluster.writes == []  # the garbage collector takes its children
+
+
+def test_a_worker_reads_on_the_loop_and_meets_what_the_read_raised() -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        reads = asyncio.run_coroutine_threadsafe(_made_on_the_loop(), loop).result()
+        assert reads(threading.get_ident) == thread.ident  # ran on the loop's thread
+        with pytest.raises(KeyError, match="gone"):
+            reads(lambda: {}["gone"])
+        assert reads(lambda: "after the error") == "after the error"  # the loop carries on
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+async def _made_on_the_loop() -> EventLoopReads:
+    return EventLoopReads(asyncio.get_running_loop())  # as the startup handler makes it

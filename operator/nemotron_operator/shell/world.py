@@ -22,6 +22,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -200,8 +201,15 @@ class EventLoopReads:
     def __call__(self, read: Callable[[], T]) -> T:
         if threading.get_ident() == self._loop_thread:
             return read()
+        # A callback, not a coroutine: the loop runs it at its next turn, where a coroutine would
+        # first become a task and run a turn later.
+        answer: Future[T] = Future()
 
-        async def on_the_loop() -> T:
-            return read()
+        def on_the_loop() -> None:
+            try:
+                answer.set_result(read())
+            except BaseException as error:  # the worker that asked raises it
+                answer.set_exception(error)
 
-        return asyncio.run_coroutine_threadsafe(on_the_loop(), self._loop).result()
+        self._loop.call_soon_threadsafe(on_the_loop)
+        return answer.result()
