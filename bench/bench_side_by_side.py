@@ -37,8 +37,15 @@ from kubernetes import client
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("a", help="directory holding build A's nemotron_operator package")
-    parser.add_argument("b", help="directory holding build B's nemotron_operator package")
+    tree = str(REPO / "operator")
+    for side in ("a", "b"):
+        parser.add_argument(
+            side,
+            nargs="?",
+            default=tree,
+            help=f"directory holding build {side.upper()}'s nemotron_operator package (default: "
+            "this tree's; with neither given, an A/A run: the difference it shows is the noise)",
+        )
     parser.add_argument("--objects", type=int, default=150, help="objects per build")
     args = parser.parse_args()
     builds = {"A": str(Path(args.a).resolve()), "B": str(Path(args.b).resolve())}
