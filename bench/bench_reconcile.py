@@ -113,6 +113,25 @@ def controller_manager_cpu(kubeconfig: Path) -> float:
     return cluster_cpu_seconds(kubeconfig.parent)["kube-controller-manager"]
 
 
+def created_once_done(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    seen: dict[str, dict[str, float]],
+    arrived: threading.Condition,
+) -> float:
+    """Create NemotronDeployment `name` and return when; return once both controllers are done
+    with it (`seen` by watch_first_seen for every WATCHED entry): each one's writes after its
+    first would otherwise slow the next object's first."""
+    create_nemotron_deployment(api, namespace, name, SPEC)
+    at = time.monotonic()
+    with arrived:
+        if not arrived.wait_for(lambda: all(name in times for times in seen.values()), 30):
+            missing = [what for what, times in seen.items() if name not in times]
+            raise RuntimeError(f"{namespace}/{name}: not seen within 30 s: {missing}")
+    return at
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=100)
@@ -148,15 +167,7 @@ def main() -> int:
         created: dict[str, float] = {}
         for i in range(args.objects):
             name = f"nd-{i}"
-            create(namespace, name)
-            created[name] = time.monotonic()
-            # the next one is created once both controllers are done with this one (each one's
-            # writes after its first would otherwise slow the next one's first)
-            with arrived:
-                done = lambda n=name: all(n in times for times in seen.values())  # noqa: E731
-                if not arrived.wait_for(done, 30):
-                    missing = [what for what, times in seen.items() if name not in times]
-                    raise RuntimeError(f"{name}: not seen within 30 s: {missing}")
+            created[name] = created_once_done(api, namespace, name, seen, arrived)
         stop.set()
         time.sleep(1)  # the status writes after each Deployment
         cpu_one_at_a_time = (

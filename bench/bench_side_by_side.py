@@ -21,12 +21,11 @@ import time
 import uuid
 from pathlib import Path
 
-from bench_reconcile import SPEC, WATCHED, watch_first_seen
+from bench_reconcile import WATCHED, created_once_done, watch_first_seen
 from benchkit import (
     REPO,
     OperatorProcess,
     cpu_seconds,
-    create_nemotron_deployment,
     delete_namespaces,
     load_average,
     local_cluster_with_crd,
@@ -85,12 +84,9 @@ def main() -> int:
         for i in range(args.objects):
             name = f"nd-{i}"
             for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
-                create_nemotron_deployment(api, namespaces[side], name, SPEC)
-                created[side][name] = time.monotonic()
-                with arrived:
-                    done = lambda s=side, n=name: all(n in t for t in seen[s].values())  # noqa: E731
-                    if not arrived.wait_for(done, 30):
-                        raise RuntimeError(f"{side} {name}: not done within 30 s")
+                created[side][name] = created_once_done(
+                    api, namespaces[side], name, seen[side], arrived
+                )
         time.sleep(1)  # the writes after each object's last one seen
         cpu = {
             side: (cpu_seconds(o.process.pid) - cpu_before[side]) / args.objects

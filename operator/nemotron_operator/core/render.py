@@ -68,8 +68,8 @@ _templates = jinja2.Environment(
 
 
 def compile_templates() -> None:
-    """Compile every template now (at start-up): jinja2 compiles one at its first use, 35 ms on
-    the first NemotronDeployment's way to its children."""
+    """Compile every template now (at start-up): jinja2 compiles one at its first use, which
+    made the first NemotronDeployment's render take 35 ms (1.1 ms for the next ones)."""
     for name in _templates.list_templates():
         _templates.get_template(name)
 
