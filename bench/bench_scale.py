@@ -22,6 +22,13 @@ its workload (a StatefulSet here: each pod keeps its own cache) and Service. Rep
 - over --idle seconds after that: its CPU seconds per minute, and its requests to the API server
   per minute (watches, which are long polls, counted apart from the rest).
 
+With --floor, each size runs a second time on another fresh cluster with no operator: the bench
+creates each object and then applies its children itself, rendered beforehand by the operator's
+own code and sent by its own write function, and writes no status. That is the least any
+operator making these children asks of the cluster; the cluster's programs' CPU seconds over
+that burst, less what they spend when nothing happens (measured for 10 s before it), divided by
+the cores, is a floor under any operator's time on this machine.
+
 The load average of the machine is recorded beside every size. Prints a table and writes a JSON
 of the figures and a PNG of the curve (matplotlib: the `bench` extra) to --out.
 """
@@ -34,6 +41,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -54,6 +62,7 @@ from bench_load import (
     registry_env,
     remove_cluster,
     spec_for,
+    stop_cluster,
 )
 from benchkit import (
     REPO,
@@ -65,7 +74,15 @@ from benchkit import (
     load_average,
     machine_busy_seconds,
 )
+from kubernetes import client
 from tests.standins.registry import RegistryStandin, catalog_config
+
+from nemotron_operator.api.types import NemotronDeploymentSpec
+from nemotron_operator.core.catalog import load_catalog
+from nemotron_operator.core.inventory import gpu_pools
+from nemotron_operator.core.planner import plan
+from nemotron_operator.shell import kube
+from nemotron_operator.shell.converge import desired_children
 
 NODES = REPO / "hack" / "cluster" / "nodes.yaml"
 PREFIX = "scale"
@@ -194,6 +211,87 @@ def measure(objects: int, namespaces: int, idle: float, settle: float) -> dict[s
     return figures
 
 
+UID_TO_COME = "uid-of-the-object-once-created"
+IDLE_BEFORE_FLOOR_SECONDS = 10
+FLOOR = "without an operator"
+
+
+def children_rendered(api: client.ApiClient, objects: int, spaces: list[str]) -> list[str]:
+    """Per object (spec_for), its children as the operator renders them on this cluster's GPU
+    nodes, as JSON whose owner uid is UID_TO_COME."""
+    pools = gpu_pools(api.sanitize_for_serialization(client.CoreV1Api(api).list_node())["items"])
+    catalog = load_catalog()
+    rendered = []
+    for index in range(objects):
+        spec = NemotronDeploymentSpec.model_validate(spec_for(index))
+        result = plan(spec, catalog, pools)
+        meta = {"name": f"nd-{index:04d}", "namespace": spaces[index % len(spaces)]}
+        body = {"metadata": meta | {"uid": UID_TO_COME}}
+        rendered.append(json.dumps(desired_children(body, spec, result) if result.fits else []))
+    return rendered
+
+
+def measure_floor(objects: int, namespaces: int) -> dict[str, Any]:
+    """The same burst on a cluster of its own with no operator (see --floor in the module's
+    doc): the bench creates each object and applies its children at once, by 4 client threads."""
+    work = Path(tempfile.mkdtemp(prefix=f"bench-floor-{objects}-"))
+    nodes = work / "nodes.yaml"
+    nodes.write_text(yaml.safe_dump(node_pools_for(objects)))
+    state, api = own_cluster(work, nodes)
+    figures: dict[str, Any] = {"load average at start": load_average()}
+    try:
+        spaces = namespaces_with_key(api, PREFIX, namespaces)
+        rendered = children_rendered(api, objects, spaces)
+        kube.api = lambda: api  # the operator's write function, on this cluster's client
+        kube.connect()
+        idle_from = cluster_cpu_seconds(state)
+        time.sleep(IDLE_BEFORE_FLOOR_SECONDS)
+        idle_cores = sum(cluster_cpu_since(state, idle_from).values()) / IDLE_BEFORE_FLOOR_SECONDS
+        bench_cpu_at_start = time.process_time()
+        cluster_at_start, busy_at_start = cluster_cpu_seconds(state), machine_busy_seconds()
+        clock = time.monotonic()
+
+        def create_and_apply(index: int) -> int:
+            namespace, name = spaces[index % len(spaces)], f"nd-{index:04d}"
+            created = create_nemotron_deployment(api, namespace, name, spec_for(index))
+            children = json.loads(rendered[index].replace(UID_TO_COME, created["metadata"]["uid"]))
+            for child in children:
+                kube.apply(child)
+            return len(children)
+
+        with ThreadPoolExecutor(CREATORS) as creators:
+            written = sum(creators.map(create_and_apply, range(objects)))
+        took = time.monotonic() - clock
+        cluster_used = cluster_cpu_since(state, cluster_at_start)
+        cores = os.cpu_count() or 1
+        figures |= {
+            "children applied": written,
+            "all created with children after (s)": round(took, 1),
+            CLUSTER_CPU: round(sum(cluster_used.values()) / objects, 4),
+            "cluster CPU s per object by program": {
+                program: round(seconds / objects, 4)
+                for program, seconds in sorted(cluster_used.items(), key=lambda kv: -kv[1])
+            },
+            "bench (client) CPU s per object": round(
+                (time.process_time() - bench_cpu_at_start) / objects, 4
+            ),
+            MACHINE_CPU: round((machine_busy_seconds() - busy_at_start) / objects, 4),
+            "cluster's cores busy before the burst": round(idle_cores, 3),
+            # what the burst asked of the cluster, without what it spends when nothing happens
+            "floor: cluster CPU s over the cores (s)": round(
+                (sum(cluster_used.values()) - idle_cores * took) / cores, 1
+            ),
+        }
+    except Exception as error:
+        figures["error"] = str(error)
+    finally:
+        api.close()
+        stop_cluster(state)
+        shutil.rmtree(work, ignore_errors=True)
+        figures["load average at end"] = load_average()
+    return figures
+
+
 COLUMNS = (
     ("objects", "objects"),
     ("all planned with children after (s)", "planned (s)"),
@@ -228,8 +326,18 @@ def growth_between_sizes(runs: list[dict[str, Any]]) -> list[float | None]:
     return slopes
 
 
+FLOOR_COLUMNS = (
+    ("all created with children after (s)", "no operator: created with children (s)"),
+    (CLUSTER_CPU, "no operator: cluster CPU s/obj"),
+    ("floor: cluster CPU s over the cores (s)", "floor (s)"),
+)
+
+
 def table(runs: list[dict[str, Any]]) -> str:
     titles = [title for _, title in COLUMNS] + ["MiB/1k from the size before"]
+    floors = any(FLOOR in run for run in runs)
+    if floors:
+        titles += [title for _, title in FLOOR_COLUMNS]
     lines = [f"| {' | '.join(titles)} |", "|" + "|".join("---" for _ in titles) + "|"]
     for run, slope in zip(runs, growth_between_sizes(runs), strict=True):
         cells = []
@@ -239,6 +347,8 @@ def table(runs: list[dict[str, Any]]) -> str:
                 ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
             )
         cells.append("-" if slope is None else str(slope))
+        if floors:
+            cells += [str(run.get(FLOOR, {}).get(key, "-")) for key, _ in FLOOR_COLUMNS]
         lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines)
 
@@ -268,6 +378,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
             for beside, label in ((CLUSTER_CPU, "the cluster's programs"), (MACHINE_CPU, "all")):
                 axis.plot(sizes, [r[beside] for r in runs], marker="o", label=label)
             axis.legend()
+        if key == "all planned with children after (s)" and all(FLOOR in r for r in runs):
+            for beside, label in (
+                ("all created with children after (s)", "no operator: children made by a client"),
+                ("floor: cluster CPU s over the cores (s)", "the cluster's CPU over the cores"),
+            ):
+                axis.plot(sizes, [r[FLOOR].get(beside) for r in runs], marker="o", label=label)
+            axis.legend()
         if target is not None:
             axis.axhline(target, color="red", linestyle="--", label=f"target at 5,000: {target}")
             axis.legend()
@@ -293,6 +410,9 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--plot", type=Path, help="only plot (and tabulate) this JSON report")
+    parser.add_argument(
+        "--floor", action="store_true", help="each size again with no operator (see above)"
+    )
     args = parser.parse_args()
 
     if args.plot:
@@ -309,13 +429,16 @@ def main() -> int:
     path = args.out / f"scale-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M}.json"
     for size in (int(s) for s in args.sizes.split(",")):
         figures = measure(size, args.namespaces, args.idle, args.settle)
+        if args.floor:
+            figures[FLOOR] = measure_floor(size, args.namespaces)
         report["runs"].append(figures)
         print(json.dumps(figures, indent=2), flush=True)
         path.write_text(json.dumps(report, indent=2) + "\n")  # what is measured so far survives
     print(table(report["runs"]))
     plot(report, path.with_suffix(".png"))
     print(f"figures: {path}\nplot: {path.with_suffix('.png')}")
-    return 1 if any("error" in r for r in report["runs"]) else 0
+    failed = any("error" in r or "error" in r.get(FLOOR, {}) for r in report["runs"])
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

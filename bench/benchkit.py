@@ -56,8 +56,9 @@ def local_cluster_with_crd() -> tuple[Path, client.ApiClient]:
 
 def create_nemotron_deployment(
     api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]
-) -> None:
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
+) -> dict[str, Any]:
+    """Creates it; returns it as the API server stored it."""
+    created: dict[str, Any] = client.CustomObjectsApi(api).create_namespaced_custom_object(
         names.GROUP,
         names.VERSION,
         namespace,
@@ -69,6 +70,7 @@ def create_nemotron_deployment(
             "spec": spec,
         },
     )
+    return created
 
 
 def percentile(values: list[float], q: float) -> float:
