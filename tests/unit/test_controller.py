@@ -22,6 +22,7 @@ from nemotron_operator.shell import kube, ngc
 from nemotron_operator.shell.controller import Controller, KopfIndexes, resync_due
 from nemotron_operator.shell.converge import Converger, RenderedChildren, desired_children
 from nemotron_operator.shell.credentials import Credentials
+from nemotron_operator.shell.namespace_watches import ALL_NAMESPACES
 from nemotron_operator.shell.peering import PeeringGate
 from nemotron_operator.shell.settings import PeeringSettings, Settings
 from nemotron_operator.shell.workqueue import WorkQueue
@@ -127,6 +128,21 @@ class FakeWatches:
         pass
 
 
+class FakeChildren(FakeWatches):
+    """The children's watches, listed everywhere; `index` is what the rig's tests fill."""
+
+    def __init__(self, on_change: Any, needed: Any, index: dict[Any, list[bytes]]) -> None:
+        super().__init__(on_change, needed)
+        self.index = index
+        self.unlisted: set[str] = set()  # namespaces whose children are not listed yet
+
+    def start(self) -> None:
+        pass
+
+    def listed(self, namespace: str) -> bool:
+        return namespace not in self.unlisted
+
+
 def deployment(
     name: str, namespace: str = "team-a", ready: bool = False, **spec: Any
 ) -> dict[str, Any]:
@@ -180,7 +196,7 @@ def rig(
     converger = Converger(CATALOG, credentials, cluster)
     nodes = {"gpu-1": [node("gpu-1", product="NVIDIA-L40S", memory_mib=46068)]}
     controller = Controller(
-        KopfIndexes(deployments, nodes, {}, pods, {}, (children,)),
+        KopfIndexes(deployments, nodes, {}, pods, {}),
         converger,
         direct,
         peering or PeeringGate(None),
@@ -189,6 +205,7 @@ def rig(
         queue=WorkQueue(clock=clock),
         key_secret_watches=FakeWatches,
         leaderworkersets=FakeWatches,
+        owned_children=lambda on_change, needed: FakeChildren(on_change, needed, children),
         now=lambda: NOW + dt.timedelta(seconds=clock.now - 1000.0),
     )
     return Rig(controller, cluster, registry, clock, deployments, pods, children)
@@ -372,6 +389,27 @@ def test_the_peering_gate_holds_back_keys_where_a_peer_acts() -> None:
     r.controller.enqueue(("team-a", "nano"))
     work(r)
     assert r.cluster.writes == []
+
+
+def test_nothing_is_converged_before_its_namespaces_children_are_listed() -> None:
+    """Else a restarted operator, its child watches still listing, would apply every child of
+    every deployment again; the listing converges the namespace's deployments."""
+    r = rig(deployment("nano"), deployment("super", namespace="team-b"))
+    children = r.controller.children
+    assert isinstance(children, FakeChildren)
+    children.unlisted = {"team-a"}
+    r.controller.enqueue(("team-a", "nano"))
+    r.controller.enqueue(("team-b", "super"))
+    work(r)
+    assert list(r.cluster.stored) == [("team-b", "super")]
+    assert children.followed == ["team-a"]
+    children.unlisted = set()
+    children.on_change("team-a", None)
+    assert work(r) == [("team-a", "nano")]
+    children.on_change(ALL_NAMESPACES, None)  # the whole cluster listed
+    assert sorted(work(r)) == [("team-a", "nano"), ("team-b", "super")]
+    children.on_change("team-b", "super")  # one child changed
+    assert work(r) == [("team-b", "super")]
 
 
 def test_a_deleted_deployment_leaves_nothing_queued_or_remembered() -> None:

@@ -156,21 +156,21 @@ def test_no_handler_needs_the_diff_base_the_operator_does_not_keep() -> None:
 
 
 def test_the_api_server_sends_only_what_a_handler_takes() -> None:
-    """Each child kind and the GPU nodes are selected by the API server with the labels all their
-    handlers filter on, and Events by what pod_warnings takes; pods (the GPU inventory counts
-    every pod holding GPUs) and NemotronDeployments are sent whole."""
+    """The GPU nodes are selected by the API server with the labels all their handlers filter
+    on, and Events by what pod_warnings takes; pods (the GPU inventory counts every pod holding
+    GPUs) and NemotronDeployments are sent whole. Kopf watches none of the children
+    (owned_children's watches select them the same way)."""
     settings = kopf.OperatorSettings()
     handlers.filter_on_the_server(settings, kopf.get_default_registry())
-    child = "nemotron.dev/deployment,app.kubernetes.io/managed-by=nemotron-operator"
     labels = {(s.group, s.any_name): v for s, v in settings.watching.label_selectors.items()}
-    assert labels == {
-        ("apps", "deployments"): child,
-        ("apps", "statefulsets"): child,
-        ("apps", "daemonsets"): child,
-        ("batch", "jobs"): child,
-        ("", "services"): child,
-        ("", "persistentvolumeclaims"): child,
-        ("", "nodes"): "nvidia.com/gpu.product",
+    assert labels == {("", "nodes"): "nvidia.com/gpu.product"}
+    registry = kopf.get_default_registry()
+    handled = registry._watching.get_all_handlers() + registry._indexing.get_all_handlers()
+    assert {h.selector.any_name for h in handled} == {
+        "nemotrondeployments",
+        "pods",
+        "events",
+        "nodes",
     }
     fields = {(s.group, s.any_name): v for s, v in settings.watching.field_selectors.items()}
     assert fields == {("", "events"): "type=Warning,involvedObject.kind=Pod"}

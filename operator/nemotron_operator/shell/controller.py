@@ -1,9 +1,10 @@
 """The controller: every trigger enqueues a key; workers converge keys, one worker per key.
 
-Triggers (Kopf's handlers, the watches of key Secrets and LeaderWorkerSets, the safety resync,
-a GPU node joining) only say which NemotronDeployment may need work: `enqueue`. A worker takes
-a key from the `WorkQueue`, passes it through the one peering gate, copies what the watches know
-of it where the copy cannot race (`world.OnLoop`), and converges it (`converge.Converger`):
+Triggers (Kopf's handlers, the watches of the children, key Secrets and LeaderWorkerSets, the
+safety resync, a GPU node joining) only say which NemotronDeployment may need work: `enqueue`. A
+worker takes a key from the `WorkQueue`, passes it through the one peering gate, waits for the
+children of its namespace to be listed, copies what the watches know of it where the copy cannot
+race (`world.OnLoop`), and converges it (`converge.Converger`):
 
 - it succeeded: the key's failures are forgotten, and when its status may change with time alone
   (a startup allowance running out, a credentials check due again) the key comes back at exactly
@@ -34,6 +35,8 @@ from nemotron_operator.shell import kube, metrics
 from nemotron_operator.shell.converge import Converger, Outcome, key_secret_name
 from nemotron_operator.shell.key_secrets import KeySecretWatches
 from nemotron_operator.shell.leaderworkersets import LeaderWorkerSetChildren
+from nemotron_operator.shell.namespace_watches import ALL_NAMESPACES
+from nemotron_operator.shell.owned_children import OwnedChildren
 from nemotron_operator.shell.peering import PeeringGate
 from nemotron_operator.shell.workqueue import WorkQueue
 from nemotron_operator.shell.world import Index, Key, OnLoop, World
@@ -45,6 +48,15 @@ class NamespaceWatchesLike(Protocol):
     def follow(self, namespace: str) -> None: ...
 
     def stop(self) -> None: ...
+
+
+class OwnedChildrenLike(NamespaceWatchesLike, Protocol):
+    @property
+    def index(self) -> Index: ...
+
+    def start(self) -> None: ...
+
+    def listed(self, namespace: str) -> bool: ...
 
 
 class LeaderWorkerSetsLike(NamespaceWatchesLike, Protocol):
@@ -69,7 +81,6 @@ class KopfIndexes:
     gpu_requests: Index
     owned_pods: Index
     pod_warnings: Index
-    children: tuple[Index, ...]
     download_pods: Index = field(default_factory=dict)
 
 
@@ -87,6 +98,9 @@ class Controller:
         leaderworkersets: Callable[[OnChange, Needed], LeaderWorkerSetsLike] = (
             LeaderWorkerSetChildren
         ),
+        owned_children: Callable[[OnChange, Needed], OwnedChildrenLike] = (
+            lambda on_change, needed: OwnedChildren(on_change, needed, clusterwide=True)
+        ),
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.converger = converger
@@ -97,6 +111,7 @@ class Controller:
         self.leaderworkersets = leaderworkersets(
             self.leaderworkerset_changed, self._leaderworkersets_needed
         )
+        self.children = owned_children(self.children_changed, self._children_needed)
         converger.forget_leaderworkerset = self.leaderworkersets.forget
         converger.credentials.answer_changed = self.credentials_changed
         self.world = World(
@@ -105,7 +120,7 @@ class Controller:
             gpu_requests=indexes.gpu_requests,
             owned_pods=indexes.owned_pods,
             pod_warnings=indexes.pod_warnings,
-            children=[*indexes.children, self.leaderworkersets.index],
+            children=[self.children.index, self.leaderworkersets.index],
             download_pods=indexes.download_pods,
         )
         self._workers = workers
@@ -122,6 +137,7 @@ class Controller:
     # --- running ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.children.start()
         for number in range(self._workers):
             self._thread(self._work, f"worker-{number}")
         self._thread(self._resync_loop, "resync")
@@ -133,6 +149,7 @@ class Controller:
         self.queue.shut_down()
         self.key_secrets.stop()
         self.leaderworkersets.stop()
+        self.children.stop()
         deadline = time.monotonic() + grace_seconds
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
@@ -176,6 +193,12 @@ class Controller:
         namespace, name = key
         if not self.gate.acts_in(namespace):
             return Outcome()  # a peer acts here: Kopf brings every object back when it resumes
+        if not self.children.listed(namespace):
+            # It would apply every child again: its namespace's listing converges it. Followed
+            # from here, a worker thread: a watch asks Kopf's loop whether it is still needed
+            # while it holds the lock that following takes.
+            self.children.follow(namespace)
+            return Outcome()
         snapshot = self.on_loop(lambda: self.world.snapshot(key))
         if delivered is not None:  # fresher than the index, and there before Kopf indexes it
             snapshot = replace(snapshot, body=delivered)
@@ -247,6 +270,15 @@ class Controller:
         for key in self.on_loop(lambda: self._planned_on(image)):
             self.queue.add(key)
 
+    def children_changed(self, namespace: str, deployment: str | None) -> None:
+        """A child of `deployment` changed (None: the namespace's children were listed, every
+        namespace's when it is ALL_NAMESPACES): converge its NemotronDeployment (all of them)."""
+        if deployment is not None:
+            self.queue.add((namespace, deployment))
+            return
+        for key in self.on_loop(lambda: self._deployments_in(namespace)):
+            self.queue.add(key)
+
     def leaderworkerset_changed(self, namespace: str, deployment: str | None) -> None:
         """A LeaderWorkerSet of `deployment` changed (None: the namespace was listed again):
         converge its NemotronDeployment (all that have or may have one)."""
@@ -290,6 +322,16 @@ class Controller:
             for body in self.world.deployment_bodies()
             if ((body.get("status") or {}).get("plan") or {}).get("image") == image
         ]
+
+    def _deployments_in(self, namespace: str) -> list[Key]:
+        return [
+            _key(body)
+            for body in self.world.deployment_bodies()
+            if namespace in (ALL_NAMESPACES, body["metadata"]["namespace"])
+        ]
+
+    def _children_needed(self, namespace: str) -> bool:
+        return bool(self.on_loop(lambda: self._deployments_in(namespace)))
 
     def _key_secrets_needed(self, namespace: str) -> bool:
         return bool(self.on_loop(lambda: self._key_readers(namespace, None)))

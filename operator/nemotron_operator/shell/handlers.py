@@ -1,14 +1,16 @@
 """The Kopf shell: what the operator watches, and which NemotronDeployment a change is about.
 
-Level-based: every trigger (the object itself, its children, its pods, their Events, a GPU node
-joining) enqueues the NemotronDeployment concerned in the controller's work queue; a worker
-converges it from the indexes below (controller.py). The handlers are coroutines: they run on
-Kopf's event loop, where the indexes change, so what they read of them cannot race.
+Level-based: every trigger (the object itself, its pods, their Events, a GPU node joining)
+enqueues the NemotronDeployment concerned in the controller's work queue; a worker converges it
+from the indexes below and those of the controller's own watches (its children's: controller.py).
+The handlers are coroutines: they run on Kopf's event loop, where the indexes change, so what they
+read of them cannot race.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -19,12 +21,13 @@ import kopf
 from nemotron_operator.api import names
 from nemotron_operator.core.catalog import load_catalog
 from nemotron_operator.core.inventory import gpus_requested_by_node
-from nemotron_operator.core.render import ChildNames, compile_templates
+from nemotron_operator.core.render import compile_templates
 from nemotron_operator.shell import kopf_workarounds, kube, metrics, ngc, runner
 from nemotron_operator.shell.controller import Controller, KopfIndexes
 from nemotron_operator.shell.converge import Converger
 from nemotron_operator.shell.credentials import Credentials, NgcRegistry
 from nemotron_operator.shell.key_secrets import KeySecretWatches
+from nemotron_operator.shell.owned_children import OwnedChildren
 from nemotron_operator.shell.peering import PeeringGate
 from nemotron_operator.shell.settings import Settings
 from nemotron_operator.shell.world import EventLoopReads, kept_copy, kept_deployment, packed
@@ -100,14 +103,6 @@ def operator_controller(
             gpu_requests=indexes["gpu_requests"],
             owned_pods=indexes["owned_pods"],
             pod_warnings=indexes["pod_warnings"],
-            children=(
-                indexes["children_deployments"],
-                indexes["children_statefulsets"],
-                indexes["children_jobs"],
-                indexes["children_services"],
-                indexes["children_claims"],
-                indexes["children_daemonsets"],
-            ),
             download_pods=indexes["download_pods"],
         ),
         converger,
@@ -116,6 +111,7 @@ def operator_controller(
         workers=operator_settings.workers,
         resync_seconds=operator_settings.resync_seconds,
         key_secret_watches=key_secret_watches,
+        owned_children=functools.partial(OwnedChildren, clusterwide=operator_settings.clusterwide),
     )
     return controller
 
@@ -204,37 +200,9 @@ async def pod_warnings(body: kopf.Body, namespace: str | None, **_: Any) -> dict
     return {(namespace, body["involvedObject"]["name"]): packed(body)}
 
 
-async def _child_index(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict:
-    return {(namespace, labels[names.DEPLOYMENT_LABEL], body["kind"]): packed(body)}
-
-
-kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS, id="children_deployments")(
-    _child_index
-)
-kopf.index("apps", "v1", "statefulsets", labels=CHILD_LABELS, id="children_statefulsets")(
-    _child_index
-)
-kopf.index("v1", "services", labels=CHILD_LABELS, id="children_services")(_child_index)
-kopf.index("batch", "v1", "jobs", labels=CHILD_LABELS, id="children_jobs")(_child_index)
-kopf.index("apps", "v1", "daemonsets", labels=CHILD_LABELS, id="children_daemonsets")(_child_index)
-
-
-@kopf.index("v1", "persistentvolumeclaims", labels=CHILD_LABELS, id="children_claims")
-async def _shared_claim_index(
-    body: kopf.Body, namespace: str | None, name: str, labels: kopf.Labels, **_: Any
-) -> dict:
-    """The shared cache claim the operator creates; not the claims a StatefulSet makes per pod
-    (they carry the same labels, and are the StatefulSet's to create)."""
-    if name != ChildNames.of(labels[names.DEPLOYMENT_LABEL]).cache:
-        return {}
-    return await _child_index(body, namespace, labels)
-
-
-# LeaderWorkerSets are not watched by Kopf: their API comes and goes with its CRD, which Kopf
-# handles badly (namespace_watches says how). The controller follows them with a watch of its
-# own, whose index joins the children above.
+# The children (Deployments, StatefulSets, Services, Jobs, DaemonSets, the shared cache claim)
+# and the LeaderWorkerSets are not watched by Kopf: the controller follows them with watches of its
+# own (owned_children, leaderworkersets), whose indexes join those above.
 
 
 def filter_on_the_server(settings: kopf.OperatorSettings, registry: kopf.OperatorRegistry) -> None:
@@ -276,13 +244,7 @@ async def nemotron_deployment_changed(
 
 
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
-@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
-@kopf.on.event("apps", "v1", "statefulsets", labels=CHILD_LABELS)
-@kopf.on.event("apps", "v1", "daemonsets", labels=CHILD_LABELS)
-@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
-@kopf.on.event("v1", "services", labels=CHILD_LABELS)
-@kopf.on.event("v1", "persistentvolumeclaims", labels=CHILD_LABELS)
-async def owned_object_changed(
+async def owned_pod_changed(
     namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
 ) -> None:
     if namespace is not None:  # always: every kind here is namespaced

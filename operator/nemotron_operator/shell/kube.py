@@ -35,6 +35,9 @@ NO_STRICT_DECODING = ("fieldValidation", "Ignore")
 log = logging.getLogger(__name__)
 
 
+CONNECTIONS_KEPT = 64
+
+
 @functools.cache
 def api() -> client.ApiClient:
     """One API client for the process: in-cluster credentials, else the kubeconfig."""
@@ -44,6 +47,10 @@ def api() -> client.ApiClient:
         config.load_kube_config()
     configuration = client.Configuration.get_default_copy()
     configuration.retries = 3
+    # Connections kept open for the next request. The watches (a few per namespace served by
+    # name) hold one each while they run and give it back when they list or end; the 8 workers'
+    # writes take one each. A connection given back to a full pool is closed.
+    configuration.connection_pool_maxsize = CONNECTIONS_KEPT
     api_client = client.ApiClient(configuration)
     # the API server's audit log and metrics tell the operator's requests apart by this
     api_client.user_agent = f"{names.FIELD_MANAGER}/{metadata.version('nemotron-operator')}"

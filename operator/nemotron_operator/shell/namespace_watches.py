@@ -41,6 +41,7 @@ RETRY_SECONDS = 5  # after a lost connection
 ABSENT_RETRY_SECONDS = 30  # the API is not served (404): its CRD may be installed later
 FORBIDDEN_RETRY_SECONDS = 300  # after a 403: RBAC changes rarely
 METADATA_ONLY = "application/json;as=PartialObjectMetadata{list};g=meta.k8s.io;v=v1"
+ALL_NAMESPACES = ""  # a namespace to follow: one watch of the whole cluster
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,12 @@ class WatchedKind:
     metadata_only: bool = False  # names and versions, never the objects' content
     list_limit: int | None = None  # objects listed at most (None: all)
     when_forbidden: str = ""  # what the log says a 403 costs
+    # a 403 counts as a list of nothing (else: what was seen is kept, and nothing is listed)
+    listed_when_forbidden: bool = False
 
     def path(self, namespace: str) -> str:
+        if namespace == ALL_NAMESPACES:
+            return f"/{self.api}/{self.resource}"
         return f"/{self.api}/namespaces/{namespace}/{self.resource}"
 
 
@@ -89,7 +94,7 @@ class NamespaceWatches:
         threading.Thread(
             target=self._watch,
             args=(namespace,),
-            name=f"{self.kind.resource}/{namespace}",
+            name=f"{self.kind.resource} in {where(namespace)}",
             daemon=True,
         ).start()
 
@@ -134,22 +139,28 @@ class NamespaceWatches:
                     continue
                 if error.status == 403:
                     if not told_forbidden:
+                        if self.kind.listed_when_forbidden:
+                            self._listener.listed(namespace, [])
                         log.warning(
-                            "the operator may not watch %s in namespace %s: %s",
+                            "the operator may not watch %s in %s: %s",
                             self.kind.plural,
-                            namespace,
+                            where(namespace),
                             self.kind.when_forbidden,
                         )
                         told_forbidden = True
                     self._stop.wait(FORBIDDEN_RETRY_SECONDS)
                     continue
-                log.debug("%s watch in %s: HTTP %s", self.kind.plural, namespace, error.status)
+                log.debug(
+                    "%s watch in %s: HTTP %s", self.kind.plural, where(namespace), error.status
+                )
                 self._stop.wait(RETRY_SECONDS)
             except Exception as error:  # the API server away, a connection cut
                 self._listener.lost(namespace)
                 metrics.watch_restarted(self.kind.resource)
                 version = None
-                log.debug("%s watch in %s: %s", self.kind.plural, namespace, type(error).__name__)
+                log.debug(
+                    "%s watch in %s: %s", self.kind.plural, where(namespace), type(error).__name__
+                )
                 self._stop.wait(RETRY_SECONDS)
         self._listener.lost(namespace)
 
@@ -217,3 +228,7 @@ class NamespaceWatches:
             data = response.read()
             raise ApiException.from_response(http_resp=response, body=data.decode(), data=None)
         return response.response
+
+
+def where(namespace: str) -> str:
+    return "every namespace" if namespace == ALL_NAMESPACES else f"namespace {namespace}"

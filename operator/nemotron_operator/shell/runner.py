@@ -22,6 +22,7 @@ def run_operator(settings: Settings) -> None:
 
     kopf.configure(verbose=settings.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3.connectionpool").addFilter(_no_pool_full_lines)
     if not settings.verbose:  # noise at scale: "Handler '...' succeeded." for every watch event,
         # and a line for every liveness probe
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -35,6 +36,13 @@ def run_operator(settings: Settings) -> None:
         if metrics_server is not None:  # its thread ends before the interpreter does
             metrics_server.shutdown()
             metrics_server.server_close()
+
+
+def _no_pool_full_lines(record: logging.LogRecord) -> bool:
+    """urllib3 says "Connection pool is full, discarding connection" for each connection closed
+    beyond kube.CONNECTIONS_KEPT, as when the watches of many namespaces list at once: no fault,
+    and a line per connection. Its other lines (a retry, a broken connection) stay."""
+    return not record.getMessage().startswith("Connection pool is full")
 
 
 # How long a thread may hold the interpreter while another waits for it (Python's default: 5
