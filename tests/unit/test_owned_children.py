@@ -4,6 +4,7 @@ converges (owned_children)."""
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -175,3 +176,25 @@ def test_only_urllib3s_pool_full_lines_are_dropped_from_the_log() -> None:
     pool_full = "Connection pool is full, discarding connection: %s. Connection pool size: %s"
     assert not _no_pool_full_lines(record(pool_full % ("127.0.0.1", 64)))
     assert _no_pool_full_lines(record("Retrying (Retry(total=2)) after connection broken"))
+
+
+def test_following_never_waits_for_a_watch_asking_whether_it_is_still_needed() -> None:
+    """A watch asks its listener, which asks Kopf's loop, while the loop may be following the
+    namespace (a NemotronDeployment's event): neither waits for the other, and a follow that
+    comes meanwhile keeps the watch."""
+    follows_meanwhile: list[int] = [1]
+
+    class Listener:
+        def needed(self, namespace: str) -> bool:
+            for _ in range(follows_meanwhile[0]):  # as the loop would, while we wait for it
+                loop = threading.Thread(target=watches.follow, args=(namespace,))
+                loop.start()
+                loop.join(5)
+                assert not loop.is_alive(), "follow() waited for the watch"
+            return False
+
+    watches = NamespaceWatches(watched("Job"), Listener())  # type: ignore[arg-type]
+    watches._followed.add("a")  # its watch runs (this test plays it)
+    assert watches._still_needed("a") and watches.followed == {"a"}
+    follows_meanwhile[0] = 0
+    assert not watches._still_needed("a") and watches.followed == set()

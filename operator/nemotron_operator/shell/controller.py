@@ -194,9 +194,7 @@ class Controller:
         if not self.gate.acts_in(namespace):
             return Outcome()  # a peer acts here: Kopf brings every object back when it resumes
         if not self.children.listed(namespace):
-            # It would apply every child again: its namespace's listing converges it. Followed
-            # from here, a worker thread: a watch asks Kopf's loop whether it is still needed
-            # while it holds the lock that following takes.
+            # it would apply every child again: its namespace's listing converges it
             self.children.follow(namespace)
             return Outcome()
         snapshot = self.on_loop(lambda: self.world.snapshot(key))
@@ -230,6 +228,7 @@ class Controller:
         self.queue.add(key)
 
     def deployment_changed(self, key: Key, body: Mapping[str, Any]) -> None:
+        self.children.follow(key[0])  # listed by the time a worker takes the key, often
         with self._guard:
             self._delivered[key] = body
             # A worker converging this key took an older body: forgetting our writes now would

@@ -82,12 +82,15 @@ class NamespaceWatches:
         self.kind = kind
         self._listener = listener
         self._followed: set[str] = set()
+        self._asked: dict[str, int] = {}  # namespace -> how often follow() was called for it
         self._guard = threading.Lock()
         self._stop = threading.Event()
 
     def follow(self, namespace: str) -> None:
-        """Watch this namespace from now on, while it needs it (again: nothing happens)."""
+        """Watch this namespace from now on, while it needs it (again: nothing happens). May be
+        called from Kopf's loop: it never waits for the listener."""
         with self._guard:
+            self._asked[namespace] = self._asked.get(namespace, 0) + 1
             if namespace in self._followed or self._stop.is_set():
                 return
             self._followed.add(namespace)
@@ -107,8 +110,14 @@ class NamespaceWatches:
             return set(self._followed)
 
     def _still_needed(self, namespace: str) -> bool:
-        with self._guard:  # follow() decides under the same lock: no request falls between
-            if self._listener.needed(namespace):
+        # The listener is asked without the lock (it may wait for Kopf's loop, which may be
+        # calling follow()); a follow() meanwhile keeps the watch, so no request falls between.
+        with self._guard:
+            asked = self._asked.get(namespace, 0)
+        if self._listener.needed(namespace):
+            return True
+        with self._guard:
+            if self._asked.get(namespace, 0) != asked:
                 return True
             self._followed.discard(namespace)
             return False
