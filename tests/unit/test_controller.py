@@ -139,6 +139,9 @@ class FakeChildren(FakeWatches):
     def start(self) -> None:
         pass
 
+    def serve(self, namespaces: set[str]) -> None:
+        self.followed += sorted(namespaces)
+
     def listed(self, namespace: str) -> bool:
         return namespace not in self.unlisted
 
@@ -391,23 +394,28 @@ def test_the_peering_gate_holds_back_keys_where_a_peer_acts() -> None:
     assert r.cluster.writes == []
 
 
-def test_nothing_is_converged_before_its_namespaces_children_are_listed() -> None:
+def test_nothing_converged_before_waits_for_its_namespaces_children_to_be_listed() -> None:
     """Else a restarted operator, its child watches still listing, would apply every child of
-    every deployment again; the listing converges the namespace's deployments."""
-    r = rig(deployment("nano"), deployment("super", namespace="team-b"))
+    every deployment again; the listing converges the namespace's deployments. A new one has no
+    children to miss, and goes at once."""
+    r = rig(
+        deployment("nano", ready=True),
+        deployment("fresh"),
+        deployment("super", namespace="team-b", ready=True),
+    )
     children = r.controller.children
     assert isinstance(children, FakeChildren)
     children.unlisted = {"team-a"}
-    r.controller.enqueue(("team-a", "nano"))
-    r.controller.enqueue(("team-b", "super"))
+    for key in (("team-a", "nano"), ("team-a", "fresh"), ("team-b", "super")):
+        r.controller.enqueue(key)
     work(r)
-    assert list(r.cluster.stored) == [("team-b", "super")]
-    assert children.followed == ["team-a"]
+    assert sorted(r.cluster.stored) == [("team-a", "fresh"), ("team-b", "super")]
+    assert children.followed == ["team-a", "team-a"]
     children.unlisted = set()
     children.on_change("team-a", None)
-    assert work(r) == [("team-a", "nano")]
+    assert sorted(work(r)) == [("team-a", "fresh"), ("team-a", "nano")]
     children.on_change(ALL_NAMESPACES, None)  # the whole cluster listed
-    assert sorted(work(r)) == [("team-a", "nano"), ("team-b", "super")]
+    assert len(work(r)) == 3
     children.on_change("team-b", "super")  # one child changed
     assert work(r) == [("team-b", "super")]
 

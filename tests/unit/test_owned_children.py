@@ -198,3 +198,23 @@ def test_following_never_waits_for_a_watch_asking_whether_it_is_still_needed() -
     assert watches._still_needed("a") and watches.followed == {"a"}
     follows_meanwhile[0] = 0
     assert not watches._still_needed("a") and watches.followed == set()
+
+
+def test_the_namespaces_served_are_watched_before_their_first_deployment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Else a namespace's first NemotronDeployment waits for the listing of six kinds."""
+    kept, _, _ = owned()
+    followed: list[tuple[str, str]] = []
+    for watches in kept._watches:
+        kind = watches.kind.resource
+        monkeypatch.setattr(watches, "follow", lambda ns, kind=kind: followed.append((kind, ns)))
+    kept.serve({"a", "b"})
+    assert kept.needed("a") and kept.needed("b")  # no deployment there yet
+    assert sorted({ns for _, ns in followed}) == ["a", "b"] and len(followed) == 12
+    followed.clear()
+    kept.serve({"b"})  # "a" no longer served: watched while it has objects
+    assert followed == [] and not kept.needed("a") and kept.needed("b")
+    everywhere, _, _ = owned(clusterwide=True)
+    everywhere.serve({"a"})  # one watch per kind serves the whole cluster already
+    assert not everywhere.needed("a")

@@ -56,6 +56,8 @@ class OwnedChildrenLike(NamespaceWatchesLike, Protocol):
 
     def start(self) -> None: ...
 
+    def serve(self, namespaces: set[str]) -> None: ...
+
     def listed(self, namespace: str) -> bool: ...
 
 
@@ -136,6 +138,10 @@ class Controller:
 
     # --- running ------------------------------------------------------------------------------
 
+    def served_namespaces(self, namespaces: set[str]) -> None:
+        """The namespaces the operator serves by name or glob, as Kopf found them (on its loop)."""
+        self.children.serve(namespaces)
+
     def start(self) -> None:
         self.children.start()
         for number in range(self._workers):
@@ -193,13 +199,17 @@ class Controller:
         namespace, name = key
         if not self.gate.acts_in(namespace):
             return Outcome()  # a peer acts here: Kopf brings every object back when it resumes
-        if not self.children.listed(namespace):
-            # it would apply every child again: its namespace's listing converges it
-            self.children.follow(namespace)
-            return Outcome()
         snapshot = self.on_loop(lambda: self.world.snapshot(key))
         if delivered is not None:  # fresher than the index, and there before Kopf indexes it
             snapshot = replace(snapshot, body=delivered)
+        if not self.children.listed(namespace):
+            self.children.follow(namespace)
+            # One the operator has converged before would have every child applied again: its
+            # namespace's listing converges it. A new one has none yet (or, after a crash in its
+            # first converge, the ones applied again unchanged); waiting would cost the first
+            # object of a namespace served by name the listing of six kinds (55-82 ms).
+            if not never_converged(snapshot.body):
+                return Outcome()
         try:
             outcome = self.converger.converge(snapshot, self._now())
         except kube.NamespaceTerminating:
@@ -342,6 +352,11 @@ class Controller:
         with self._guard:
             self._spanning.difference_update(set(spanning) - set(known))  # deleted meanwhile
         return bool(known)
+
+
+def never_converged(body: Mapping[str, Any] | None) -> bool:
+    """No status written by the operator yet (the CRD defaults observedGeneration to 0)."""
+    return body is not None and not (body.get("status") or {}).get("observedGeneration")
 
 
 def resync_due(body: Mapping[str, Any]) -> bool:

@@ -60,6 +60,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
     filter_on_the_server(settings, kopf.get_default_registry())
     memo.controller = operator_controller(memo.settings, indexes, asyncio.get_running_loop())
     memo.controller.start()
+    # the namespaces served: named ones now, those matching globs as Kopf finds them
+    named = {n for n in memo.settings.namespaces if not any(c in n for c in "*?[!")}
+    memo.controller.served_namespaces(named)
+    kopf_workarounds.served_namespaces_revised[:] = [
+        lambda found: memo.controller.served_namespaces(named | found)
+    ]
     metrics.follow(memo.controller)
     compile_templates()  # what the first NemotronDeployment would wait for
     kube.connect()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -94,6 +95,11 @@ def watcher_releasing_its_holds(kopf_watcher: Any) -> Any:
     return watcher
 
 
+# Told the namespaces Kopf serves, on its loop, each time its namespace watch revises them
+# (`--namespace` globs); the controller starts its own watches there (owned_children).
+served_namespaces_revised: list[Callable[[set[str]], None]] = []
+
+
 async def namespace_event_including_listed(
     *, raw_event: Any, namespaces: Any, insights: Any, **_: Any
 ) -> None:
@@ -106,6 +112,8 @@ async def namespace_event_including_listed(
             raw_events=[raw_event], insights=insights, namespaces=namespaces
         )
         insights.revised.notify_all()
+    for listener in served_namespaces_revised:
+        listener({n for n in insights.namespaces if isinstance(n, str)})
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
