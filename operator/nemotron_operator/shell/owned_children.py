@@ -5,11 +5,13 @@ Kopf handled about seven watch events per new NemotronDeployment at about 1.7 ms
 of them its children's (a StatefulSet added, its status written by its controller, a Service
 added), and its event loop sat on the way to every request. Here an event costs a JSON decode and
 a pack (world.packed). When the operator serves the whole cluster, one watch per kind serves it
-all; when it serves named namespaces, one per kind and namespace where a NemotronDeployment is.
+all; when it serves namespaces by name or glob, one per kind and namespace served (started as
+Kopf finds the namespace), and in a namespace no longer served while it still has objects there.
 
 A namespace's NemotronDeployments are not converged until every kind has been listed there: a
 converge that saw no children would apply them all again (Kopf's indexes gave the same
-guarantee). Each listing converges every NemotronDeployment of its namespace.
+guarantee). Each listing converges every NemotronDeployment of its namespace. One never converged
+goes at once: it has no children to miss.
 """
 
 from __future__ import annotations
