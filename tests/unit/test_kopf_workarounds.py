@@ -138,6 +138,21 @@ def test_a_namespace_made_while_the_operator_starts_is_served() -> None:
     assert namespace_known_after_listing(kopf_workarounds.namespace_event_including_listed)
 
 
+def test_the_controller_is_told_each_namespace_kopf_comes_to_serve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """So that the children's own watches start before the namespace's first object."""
+    told: list[set[str]] = []
+    monkeypatch.setattr(kopf_workarounds, "served_namespaces_revised", [told.append])
+    assert namespace_known_after_listing(kopf_workarounds.namespace_event_including_listed)
+    assert told == [{"team-a"}]
+
+
+def test_only_values_that_name_one_namespace_count_as_named() -> None:
+    patterns = ["llm", "team-*", "!team-x", "a,b", "stag?"]
+    assert kopf_workarounds.named_namespaces(patterns) == {"llm"}
+
+
 def test_kopf_alone_ignores_it() -> None:
     """The bug the mend is for. When a Kopf release fixes it, this fails: drop the mend."""
     processor = observation.process_discovered_namespace_event

@@ -36,7 +36,7 @@ def listed_item(kind: str, namespace: str = "a", name: str = "nano") -> dict[str
 
 def owned(
     clusterwide: bool = False,
-    deployments: set[str] = frozenset(),  # type: ignore[assignment]
+    deployments: frozenset[str] = frozenset(),
 ) -> tuple[OwnedChildren, list[tuple[str, str | None]], dict[str, Any]]:
     told: list[tuple[str, str | None]] = []
     kept = OwnedChildren(
@@ -117,7 +117,7 @@ def test_serving_the_whole_cluster_one_watch_per_kind_lists_every_namespace() ->
 
 
 def test_a_named_namespace_is_watched_while_it_has_a_deployment_or_a_child() -> None:
-    kept, _, listeners = owned(deployments={"a"})
+    kept, _, listeners = owned(deployments=frozenset({"a"}))
     assert kept.needed("a") and not kept.needed("b")
     listeners["Job"].changed("b", "ADDED", child("Job", "b"))
     assert kept.needed("b")  # until its children are gone too
@@ -137,7 +137,7 @@ def test_a_kind_the_operator_may_not_watch_counts_as_listed_empty(
 ) -> None:
     """RBAC without list or watch on a kind: the namespace's deployments are converged all the
     same (their writes meet the same 403 and say so in their status), not held back for good."""
-    kept, told, listeners = owned(deployments={"a"})
+    kept, told, listeners = owned(deployments=frozenset({"a"}))
     for kind in CHILD_KINDS:
         if kind != "Job":
             listeners[kind].listed("a", [])

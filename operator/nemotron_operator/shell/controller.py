@@ -238,7 +238,6 @@ class Controller:
         self.queue.add(key)
 
     def deployment_changed(self, key: Key, body: Mapping[str, Any]) -> None:
-        self.children.follow(key[0])  # listed by the time a worker takes the key, often
         with self._guard:
             self._delivered[key] = body
             # A worker converging this key took an older body: forgetting our writes now would

@@ -61,7 +61,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
     memo.controller = operator_controller(memo.settings, indexes, asyncio.get_running_loop())
     memo.controller.start()
     # the namespaces served: named ones now, those matching globs as Kopf finds them
-    named = {n for n in memo.settings.namespaces if not any(c in n for c in "*?[!")}
+    named = kopf_workarounds.named_namespaces(memo.settings.namespaces)
     memo.controller.served_namespaces(named)
     kopf_workarounds.served_namespaces_revised[:] = [
         lambda found: memo.controller.served_namespaces(named | found)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import kopf
@@ -98,6 +98,14 @@ def watcher_releasing_its_holds(kopf_watcher: Any) -> Any:
 # Told the namespaces Kopf serves, on its loop, each time its namespace watch revises them
 # (`--namespace` globs); the controller starts its own watches there (owned_children).
 served_namespaces_revised: list[Callable[[set[str]], None]] = []
+
+
+def named_namespaces(patterns: Iterable[str]) -> set[str]:
+    """The `--namespace` values that name one namespace, by Kopf's own rule (no glob, no
+    negation, no list): served even when Kopf may not list namespaces, and never revised."""
+    from kopf._cogs.structs import references
+
+    return set(references.select_specific_namespaces(patterns))
 
 
 async def namespace_event_including_listed(

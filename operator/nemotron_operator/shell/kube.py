@@ -47,9 +47,9 @@ def api() -> client.ApiClient:
         config.load_kube_config()
     configuration = client.Configuration.get_default_copy()
     configuration.retries = 3
-    # Connections kept open for the next request. The watches (a few per namespace served by
-    # name) hold one each while they run and give it back when they list or end; the 8 workers'
-    # writes take one each. A connection given back to a full pool is closed.
+    # Connections kept open for the next request. The watches (six per namespace served by name
+    # or glob, for the children) hold one each while they run and give it back when they list
+    # or end; each worker's write takes one. A connection given back to a full pool is closed.
     configuration.connection_pool_maxsize = CONNECTIONS_KEPT
     api_client = client.ApiClient(configuration)
     # the API server's audit log and metrics tell the operator's requests apart by this

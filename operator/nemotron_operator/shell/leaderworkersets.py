@@ -8,12 +8,12 @@ listed again converges every NemotronDeployment there that has or may have one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from nemotron_operator.api import names
 from nemotron_operator.shell.namespace_watches import NamespaceWatches, WatchedKind
-from nemotron_operator.shell.world import packed
+from nemotron_operator.shell.world import LiveIndex, packed
 
 KIND = "LeaderWorkerSet"
 LEADERWORKERSETS = WatchedKind(
@@ -37,7 +37,8 @@ class LeaderWorkerSetChildren:
         self._objects: dict[tuple[str, str], bytes] = {}  # packed, as World reads children
         self._guard = threading.Lock()
         self._watches = NamespaceWatches(LEADERWORKERSETS, self)
-        self.index = _ChildIndex(self)
+        # shaped like the other children's indexes: (namespace, NemotronDeployment, kind)
+        self.index = LiveIndex(self._get_child, self._child_keys)
 
     def follow(self, namespace: str) -> None:
         self._watches.follow(namespace)
@@ -49,6 +50,13 @@ class LeaderWorkerSetChildren:
         """The NemotronDeployment's LeaderWorkerSet as last seen, packed (None: none seen)."""
         with self._guard:
             return self._objects.get((namespace, deployment))
+
+    def _get_child(self, key: tuple[str, str, str]) -> bytes | None:
+        namespace, deployment, kind = key
+        return self.get(namespace, deployment) if kind == KIND else None
+
+    def _child_keys(self) -> list[tuple[str, str, str]]:
+        return [(namespace, name, KIND) for namespace, name in self.all_owners()]
 
     def forget(self, namespace: str, deployment: str) -> None:
         """It was deleted (its DELETED event may never come: its CRD gone with it)."""
@@ -92,32 +100,6 @@ class LeaderWorkerSetChildren:
     def lost(self, namespace: str) -> None:
         """Keep what was seen: the objects rarely change in a gap, and the next list corrects
         them (forgetting them would report a running NIM as being created)."""
-
-
-ChildKey = tuple[str, str, str]  # (namespace, NemotronDeployment, kind), as Kopf's child indexes
-
-
-class _ChildIndex(Mapping[ChildKey, list[bytes]]):
-    """The children as a live index shaped like Kopf's child indexes, for world.World."""
-
-    def __init__(self, children: LeaderWorkerSetChildren) -> None:
-        self._children = children
-
-    def __getitem__(self, key: ChildKey) -> list[bytes]:
-        namespace, deployment, kind = key
-        found = self._children.get(namespace, deployment) if kind == KIND else None
-        if found is None:
-            raise KeyError(key)
-        return [found]
-
-    def _keys(self) -> list[ChildKey]:
-        return [(ns, name, KIND) for ns, name in self._children.all_owners()]
-
-    def __iter__(self) -> Iterator[ChildKey]:
-        return iter(self._keys())
-
-    def __len__(self) -> int:
-        return len(self._keys())
 
 
 def _owner(obj: dict[str, Any]) -> str | None:

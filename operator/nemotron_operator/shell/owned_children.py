@@ -17,13 +17,13 @@ goes at once: it has no children to miss.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nemotron_operator.api import names
 from nemotron_operator.core.render import ChildNames
 from nemotron_operator.shell.namespace_watches import ALL_NAMESPACES, NamespaceWatches, WatchedKind
-from nemotron_operator.shell.world import packed
+from nemotron_operator.shell.world import LiveIndex, packed
 
 # The labels every child carries, as the API server selects them
 CHILD_SELECTOR = f"{names.DEPLOYMENT_LABEL},{names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE}"
@@ -73,7 +73,7 @@ class OwnedChildren:
         self._watches = [
             NamespaceWatches(watched(kind), _KindListener(self, kind)) for kind in CHILD_KINDS
         ]
-        self.index: Mapping[ChildKey, list[bytes]] = _ChildIndex(self)
+        self.index: Mapping[ChildKey, list[bytes]] = LiveIndex(self.get, self.keys)
 
     def start(self) -> None:
         if self._clusterwide:
@@ -187,22 +187,3 @@ class _KindListener:
         if self._kind == "PersistentVolumeClaim" and meta.get("name") != ChildNames.of(owner).cache:
             return None
         return (str(meta.get("namespace")), str(owner), self._kind)
-
-
-class _ChildIndex(Mapping[ChildKey, list[bytes]]):
-    """The children as a live index shaped like Kopf's, for world.World."""
-
-    def __init__(self, children: OwnedChildren) -> None:
-        self._children = children
-
-    def __getitem__(self, key: ChildKey) -> list[bytes]:
-        found = self._children.get(key)
-        if found is None:
-            raise KeyError(key)
-        return [found]
-
-    def __iter__(self) -> Iterator[ChildKey]:
-        return iter(self._children.keys())
-
-    def __len__(self) -> int:
-        return len(self._children.keys())

@@ -21,7 +21,7 @@ import json
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -213,3 +213,24 @@ class EventLoopReads:
 
         self._loop.call_soon_threadsafe(on_the_loop)
         return answer.result()
+
+
+class LiveIndex(Mapping[Any, list[bytes]]):
+    """What a watch of the operator's own keeps (its own lock guards it), read as Kopf's indexes
+    are, key -> [packed object], for `World`: a live view, not a copy."""
+
+    def __init__(self, get: Callable[[Any], bytes | None], keys: Callable[[], list[Any]]) -> None:
+        self._get = get
+        self._keys = keys
+
+    def __getitem__(self, key: Any) -> list[bytes]:
+        found = self._get(key)
+        if found is None:
+            raise KeyError(key)
+        return [found]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
